@@ -1,0 +1,96 @@
+"""The agents a job can name, with their options (torch-free, so the API validates cheaply).
+
+Each options model documents its fields; the agent class receives them as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from spaces.registry import Entry, NoOptions, Registry
+
+
+class RandomOptions(NoOptions):
+    """Uniform random search has no options."""
+
+
+class EvolutionOptions(NoOptions):
+    """Regularized evolution (Real et al. 2019)."""
+
+    population_size: int = Field(10, ge=2, le=10_000, description="Individuals kept alive.")
+    sample_size: int = Field(3, ge=1, le=10_000, description="Tournament size.")
+
+    def model_post_init(self, _context: object) -> None:
+        if self.sample_size > self.population_size:
+            raise ValueError(
+                f"sample_size <= population_size must hold, got sample_size="
+                f"{self.sample_size}, population_size={self.population_size}"
+            )
+
+
+class ControllerOptions(NoOptions):
+    """Options shared by the LSTM controllers (MnasNet's PPO and REINFORCE)."""
+
+    hidden_size: int = Field(64, ge=8, le=1024, description="LSTM hidden units.")
+    learning_rate: float = Field(0.01, gt=0, le=1.0, description="Adam step size.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Proposals per policy update.")
+    entropy_weight: float = Field(0.0, ge=0, le=10.0, description="Entropy bonus weight.")
+    baseline_decay: float = Field(
+        0.95, ge=0, lt=1.0, description="Decay of the moving-average reward baseline."
+    )
+    temperature: float = Field(1.0, gt=0, le=100.0, description="Softmax temperature.")
+    tanh_constant: float | None = Field(
+        None, gt=0, le=100.0, description="If set, logits = c * tanh(logits) (ENAS trick)."
+    )
+    pareto: Literal["auto", "off", "on"] = Field(
+        "auto",
+        description="Draw a latency target per proposal so a scalar reward covers a whole "
+        "Pareto front; 'auto' turns it on for jobs with two or more objectives.",
+    )
+
+
+class MnasOptions(ControllerOptions):
+    """MnasNet's controller trained with PPO (clipped objective)."""
+
+    clip: float = Field(0.2, gt=0, le=1.0, description="PPO clipping epsilon.")
+    ppo_epochs: int = Field(4, ge=1, le=100, description="Optimization epochs per batch.")
+
+
+class ReinforceOptions(ControllerOptions):
+    """The same controller trained with REINFORCE, as in the NAS-Bench-201 paper."""
+
+
+class TPEOptions(NoOptions):
+    """Optuna's TPE sampler."""
+
+    n_startup_trials: int = Field(10, ge=0, le=100_000, description="Random trials first.")
+    multivariate: bool = Field(True, description="Model decisions jointly.")
+
+
+class NSGA2Options(NoOptions):
+    """Optuna's NSGA-II sampler."""
+
+    population_size: int = Field(20, ge=2, le=10_000, description="Individuals per generation.")
+    mutation_prob: float | None = Field(None, ge=0, le=1.0, description="Per-decision mutation.")
+    crossover_prob: float = Field(0.9, ge=0, le=1.0, description="Crossover probability.")
+
+
+AGENTS = Registry(
+    "agent",
+    [
+        Entry("random", "agents.random_search:RandomSearch", RandomOptions,
+              "Uniform random search (baseline)."),
+        Entry("evolution", "agents.evolution:RegularizedEvolution", EvolutionOptions,
+              "Regularized evolution: tournament selection, oldest removed (Real et al. 2019)."),
+        Entry("mnas", "agents.mnas_controller:MnasController", MnasOptions,
+              "MnasNet RNN controller: LSTM policy trained with PPO (Tan et al. 2019)."),
+        Entry("reinforce", "agents.mnas_controller:ReinforceController", ReinforceOptions,
+              "The same LSTM controller trained with REINFORCE (NAS-Bench-201 baseline)."),
+        Entry("tpe", "agents.optuna_agents:TPEAgent", TPEOptions,
+              "Optuna's Tree-structured Parzen Estimator sampler."),
+        Entry("nsga2", "agents.optuna_agents:NSGA2Agent", NSGA2Options,
+              "Optuna's NSGA-II sampler (multi-objective)."),
+    ],
+)

@@ -1,0 +1,222 @@
+"""The job spec: one JSON document that says everything a search job does.
+
+Validated eagerly and torch-free: component names are checked against the registries and
+their options against each component's options model, so a bad spec fails at the door with
+the field at fault and the valid choices.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agents.registry import AGENTS
+from search.registry import EVALUATORS, PROFILERS
+from spaces.registry import SPACES, Registry, UnknownName, options_error_text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component(_Strict):
+    """A registered component by name, with its options."""
+
+    name: str = Field(..., min_length=1, max_length=200)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _check_component(registry: Registry, comp: Component) -> Component:
+    entry = registry.get(comp.name)  # raises UnknownName (a ValueError) listing valid names
+    try:
+        entry.parse_options(comp.options)
+    except ValidationError as err:
+        raise ValueError(f"options of {registry.kind} {comp.name!r}: "
+                         f"{options_error_text(err)}") from None
+    return comp
+
+
+class ObjectiveSpec(_Strict):
+    metric: str = Field(..., min_length=1, max_length=200)
+    direction: Literal["max", "min"] = "max"
+
+
+class ConstraintSpec(_Strict):
+    """A bound on a metric; ``reject`` skips evaluation of candidates that break it."""
+
+    metric: str = Field(..., min_length=1, max_length=200)
+    max: float | None = None
+    min: float | None = None
+    reject: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ConstraintSpec:
+        if self.max is None and self.min is None:
+            raise ValueError("a constraint needs 'max' or 'min'")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min <= max must hold, got min={self.min}, max={self.max}")
+        return self
+
+
+class RewardSpec(_Strict):
+    """How the scalar reward the agent learns from is made from the metrics.
+
+    - ``objective``: the first objective's value (negated when it is minimized).
+    - ``mnas``: MnasNet's ``ACC * (LAT / T) ** w``; ``soft`` uses ``w = alpha = beta``
+      (paper: -0.07), ``hard`` uses ``alpha = 0`` below the target and ``beta = -1`` above.
+    - ``weighted``: sum of ``weight * value`` over the named metrics.
+    """
+
+    kind: Literal["objective", "mnas", "weighted"] = "objective"
+    accuracy: str | None = None
+    latency: str | None = None
+    target: float | None = Field(None, gt=0)
+    mode: Literal["soft", "hard"] = "soft"
+    w: float = Field(-0.07, le=0, ge=-10)
+    weights: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs(self) -> RewardSpec:
+        if self.kind == "mnas":
+            missing = [f for f in ("accuracy", "latency", "target") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"reward kind 'mnas' needs {', '.join(missing)}")
+        if self.kind == "weighted" and not self.weights:
+            raise ValueError("reward kind 'weighted' needs 'weights' (metric -> weight)")
+        return self
+
+
+class BudgetSpec(_Strict):
+    """Distinct evaluations and wall seconds; repeats answered from cache cost nothing."""
+
+    evaluations: int = Field(100, ge=1, le=10_000_000)
+    seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
+    max_proposals: int | None = Field(
+        None, ge=1,
+        description="Stop after this many proposals, repeats included (default 50x evaluations):"
+        " a converged agent that only repeats itself ends the job.",
+    )
+    max_failures: int | None = Field(
+        None, ge=1, description="End the job 'failed' after this many failed trials in a row."
+    )
+
+
+class ExecutorSpec(_Strict):
+    name: Literal["local", "ray"] = "local"
+    batch_size: int = Field(1, ge=1, le=4096, description="Proposals in flight at once.")
+    chunk_size: int = Field(
+        0, ge=0, le=4096,
+        description="Evaluations per Ray task (0: spread a batch evenly over the CPUs).",
+    )
+    address: str | None = Field(None, description="Ray address; default RAY_ADDRESS or local.")
+
+
+class JobSpec(_Strict):
+    """A whole search job."""
+
+    name: str = Field("search", min_length=1, max_length=200)
+    kind: Literal["nas"] = "nas"
+    space: Component = Field(default_factory=lambda: Component(name="nb201"))
+    agent: Component = Field(default_factory=lambda: Component(name="random"))
+    evaluator: Component = Field(default_factory=lambda: Component(name="tabular"))
+    profilers: list[Component] = Field(default_factory=list, max_length=32)
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=lambda: [ObjectiveSpec(metric="val_acc", direction="max")],
+        min_length=1, max_length=3,
+    )
+    constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=32)
+    reward: RewardSpec = Field(default_factory=RewardSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, v: Component) -> Component:
+        return _check_component(SPACES, v)
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, v: Component) -> Component:
+        return _check_component(AGENTS, v)
+
+    @field_validator("evaluator")
+    @classmethod
+    def _evaluator(cls, v: Component) -> Component:
+        return _check_component(EVALUATORS, v)
+
+    @field_validator("profilers")
+    @classmethod
+    def _profilers(cls, v: list[Component]) -> list[Component]:
+        for i, p in enumerate(v):
+            try:
+                _check_component(PROFILERS, p)
+            except ValueError as err:
+                raise ValueError(f"profilers[{i}]: {err}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _objectives(self) -> JobSpec:
+        names = [o.metric for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives repeat a metric: {names}")
+        return self
+
+    @property
+    def max_proposals(self) -> int:
+        return self.budget.max_proposals or 50 * self.budget.evaluations
+
+
+class SpecError(ValueError):
+    """A job spec that cannot run; ``field`` is the dotted path of the field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+def spec_errors(err: ValidationError) -> list[SpecError]:
+    """Turn pydantic's errors into (field, message) pairs users can read."""
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if isinstance((e.get("ctx") or {}).get("error"), UnknownName):
+            loc = f"{loc}.name"
+        out.append(SpecError(loc, msg))
+    return out
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a decoded JSON document; raises ``SpecError`` for the first problem."""
+    if not isinstance(data, dict):
+        raise SpecError("", f"a job spec is a JSON object, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        raise spec_errors(err)[0] from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a job file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError("", f"cannot read job file {path}: {err.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SpecError("", f"{path} is not valid JSON: {err}") from None
+    return parse_spec(data)

@@ -1,0 +1,122 @@
+"""Name -> lazy factory registries, and the registry of search spaces.
+
+A job names its parts (``agent: "mnas"``, ``space: "nb201"``, ``profiler: "lut:pixel3"``).
+The registry knows each name's options model (pydantic, torch-free) and the import path of its
+factory, so the API process validates a job without importing torch or starting Ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class NoOptions(BaseModel):
+    """A component without options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UnknownName(ValueError):
+    """A job named a component the registry does not know; lists the valid names."""
+
+    def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
+        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(self.valid)}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: its factory path, options model and fixed arguments."""
+
+    name: str
+    target: str  # "package.module:attribute", imported on first use
+    options: type[BaseModel] = NoOptions
+    summary: str = ""
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"device": "pixel3"}
+
+    def load(self) -> Any:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def parse_options(self, options: Mapping[str, Any] | None) -> BaseModel:
+        """Validate options; raises pydantic ``ValidationError`` naming the field."""
+        return self.options.model_validate(dict(options or {}))
+
+    def create(self, *args: Any, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        parsed = self.parse_options(options)
+        return self.load()(*args, **self.fixed, **parsed.model_dump(), **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "options_schema": self.options.model_json_schema(),
+        }
+
+
+class Registry:
+    """A named set of entries of one kind (``agent``, ``space``, ``profiler``...)."""
+
+    def __init__(self, kind: str, entries: Iterable[Entry] = ()) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        for entry in entries:
+            self.register(entry)
+
+    def register(self, entry: Entry) -> None:
+        if entry.name in self._entries:
+            raise ValueError(f"{self.kind} {entry.name!r} is already registered")
+        self._entries[entry.name] = entry
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownName(self.kind, name, self._entries) from None
+
+    def create(self, name: str, *args: Any, options: Mapping[str, Any] | None = None,
+               **kwargs: Any) -> Any:
+        return self.get(name).create(*args, options=options, **kwargs)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [self._entries[n].describe() for n in self.names()]
+
+
+def options_error_text(err: ValidationError) -> str:
+    """One line per pydantic error: ``field: message``."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(root)"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+class NB201Options(NoOptions):
+    """The NAS-Bench-201 cell space has no options."""
+
+
+SPACES = Registry(
+    "space",
+    [
+        Entry(
+            "nb201",
+            "spaces.nb201:NB201Space",
+            NB201Options,
+            "NAS-Bench-201 cell: 6 edges x 5 operations (15,625 architectures), table look-ups",
+        ),
+    ],
+)
