@@ -25,7 +25,7 @@ from spaces.base import Architecture, Space
 Direction = Literal["max", "min"]
 
 
-class TrialState(str, enum.Enum):
+class TrialState(enum.StrEnum):
     """Failure is a state, not an exception path."""
 
     RUNNING = "running"

@@ -1,0 +1,203 @@
+"""Where evaluations run: in this process (tests, table look-ups) or on Ray (real work).
+
+Both executors take a batch of tasks and return one outcome per task, in order. An exception
+inside an evaluation, or a Ray worker that dies, becomes a failed outcome with its error text:
+the job goes on. The loop stays batch-synchronous, so a job is deterministic for a seed
+whichever executor runs it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from search.base import Evaluation, Evaluator
+from spaces.base import Architecture, Space
+
+StopCheck = Callable[[], bool]
+
+
+@dataclass
+class EvalTask:
+    trial_id: int
+    arch: Architecture
+    seed: int
+
+
+@dataclass
+class EvalOutcome:
+    trial_id: int
+    evaluation: Evaluation | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    node: str | None = None
+    cancelled: bool = False
+
+
+def _error_text(err: BaseException) -> str:
+    """The exception and the innermost frames: enough to debug, short enough to store."""
+    tb = traceback.format_exception(type(err), err, err.__traceback__)
+    text = "".join(tb[-3:]).strip()
+    return text[-4000:]
+
+
+def evaluate_tasks(
+    evaluator: Evaluator, space: Space, tasks: Sequence[EvalTask], node: str = "local"
+) -> list[EvalOutcome]:
+    """Run tasks one after another, turning each exception into a failed outcome."""
+    outcomes = []
+    for task in tasks:
+        start = time.perf_counter()
+        try:
+            evaluation = evaluator.evaluate(task.arch, space, seed=task.seed)
+            outcomes.append(EvalOutcome(task.trial_id, evaluation,
+                                        duration_s=time.perf_counter() - start, node=node))
+        except Exception as err:  # noqa: BLE001 - failure is a trial state, recorded below
+            outcomes.append(EvalOutcome(task.trial_id, error=_error_text(err),
+                                        duration_s=time.perf_counter() - start, node=node))
+    return outcomes
+
+
+class Executor(ABC):
+    """Runs batches of evaluations."""
+
+    name: str = "executor"
+
+    @abstractmethod
+    def run(
+        self,
+        evaluator: Evaluator,
+        space: Space,
+        tasks: Sequence[EvalTask],
+        should_stop: StopCheck | None = None,
+    ) -> list[EvalOutcome]:
+        """One outcome per task, in task order; tasks stopped by ``should_stop`` are
+        returned with ``cancelled=True``."""
+
+    def close(self) -> None:
+        """Release resources; the executor is not used afterwards."""
+
+
+class LocalExecutor(Executor):
+    """Evaluates in the calling process, one task after another."""
+
+    name = "local"
+
+    def run(self, evaluator, space, tasks, should_stop=None):  # noqa: D102
+        outcomes = []
+        for task in tasks:
+            if should_stop is not None and should_stop():
+                outcomes.append(EvalOutcome(task.trial_id, error="cancelled", cancelled=True))
+                continue
+            outcomes.extend(evaluate_tasks(evaluator, space, [task]))
+        return outcomes
+
+
+def _ray_evaluate_chunk(evaluator: Evaluator, space: Space,
+                        tasks: list[EvalTask]) -> list[EvalOutcome]:
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    return evaluate_tasks(evaluator, space, tasks, node=node)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` (or RAY_ADDRESS), else start a local Ray once per process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False)
+
+
+class RayExecutor(Executor):
+    """Evaluates on Ray: the batch is cut into chunks, one Ray task per chunk.
+
+    Chunks amortize Ray's per-task cost for cheap evaluations (table look-ups); with
+    ``chunk_size=0`` a batch is spread evenly over the cluster's CPUs. The evaluator and space
+    are put in the object store once per executor.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, chunk_size: int = 0,
+                 num_cpus_per_task: float = 1.0, poll_s: float = 0.2) -> None:
+        self.address = address
+        self.chunk_size = int(chunk_size)
+        self.num_cpus_per_task = num_cpus_per_task
+        self.poll_s = poll_s
+        self._remote: Any = None
+        self._refs: dict[int, Any] = {}
+
+    def _setup(self, evaluator: Evaluator, space: Space) -> tuple[Any, Any]:
+        import ray
+
+        ensure_ray(self.address)
+        if self._remote is None:
+            # One retry covers a lost node; a trial that kills its worker twice is failed.
+            self._remote = ray.remote(num_cpus=self.num_cpus_per_task, max_retries=1)(
+                _ray_evaluate_chunk)
+        key = id(evaluator) ^ (id(space) << 1)
+        if key not in self._refs:
+            self._refs = {key: (ray.put(evaluator), ray.put(space))}
+        return self._refs[key]
+
+    def _chunks(self, tasks: Sequence[EvalTask]) -> list[list[EvalTask]]:
+        import ray
+
+        size = self.chunk_size
+        if size <= 0:
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1) / self.num_cpus_per_task))
+            size = max(1, math.ceil(len(tasks) / cpus))
+        return [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
+
+    def run(self, evaluator, space, tasks, should_stop=None):  # noqa: D102
+        import ray
+
+        if not tasks:
+            return []
+        evaluator_ref, space_ref = self._setup(evaluator, space)
+        chunks = self._chunks(tasks)
+        pending = {self._remote.remote(evaluator_ref, space_ref, chunk): chunk
+                   for chunk in chunks}
+        results: dict[int, EvalOutcome] = {}
+        while pending:
+            if should_stop is not None and should_stop():
+                for ref, chunk in pending.items():
+                    ray.cancel(ref, force=True)
+                    for t in chunk:
+                        results[t.trial_id] = EvalOutcome(t.trial_id, error="cancelled",
+                                                          cancelled=True)
+                break
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_s)
+            for ref in done:
+                chunk = pending.pop(ref)
+                try:
+                    for outcome in ray.get(ref):
+                        results[outcome.trial_id] = outcome
+                except Exception as err:  # noqa: BLE001 - a dead worker fails its trials
+                    text = _error_text(err)
+                    for t in chunk:
+                        results[t.trial_id] = EvalOutcome(t.trial_id, error=text)
+        return [results[t.trial_id] for t in tasks]
+
+
+def make_executor(name: str = "local", *, address: str | None = None,
+                  chunk_size: int = 0) -> Executor:
+    """An executor by the job spec's name."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address=address, chunk_size=chunk_size)
+    raise ValueError(f"unknown executor {name!r}; valid executors: local, ray")

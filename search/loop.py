@@ -1,0 +1,394 @@
+"""The search loop: agent proposes, profilers and evaluator score, agent learns.
+
+One batch at a time (``executor.batch_size`` proposals in flight)::
+
+    ask -> validate -> cache? -> profilers -> constraints -> evaluator (executor) -> reward
+        -> tell (in trial order) -> sink.on_trial per trial -> sink.on_checkpoint
+
+Budgets count distinct architectures: a repeat is answered from the job's cache and costs
+nothing. Keeping batches synchronous makes a job deterministic for a seed on any executor,
+and gives checkpoints with nothing in flight, so a resumed job continues exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
+from agents.registry import AGENTS
+from search.base import Evaluator, MetricNotMeasured, Profiler
+from search.executors import EvalTask, Executor, make_executor
+from search.objectives import constraint_violations, make_reward
+from search.registry import EVALUATORS, PROFILERS
+from search.sinks import ResultSink, TrialRecord
+from search.spec import JobSpec, SpecError
+from spaces.base import InvalidArchitecture, Space
+from spaces.registry import SPACES
+
+CHECKPOINT_VERSION = 1
+DEFAULT_MAX_FAILURES = 20
+
+
+@dataclass
+class ResumeState:
+    """What a job needs to continue: its last checkpoint and every trial stored so far."""
+
+    checkpoint: Mapping[str, Any]
+    trials: list[TrialRecord]
+
+
+@dataclass
+class SearchSummary:
+    status: str  # succeeded | failed | cancelled
+    reason: str | None
+    evaluations: int
+    proposals: int
+    elapsed_s: float
+    best: TrialRecord | None = None
+
+
+@dataclass
+class _Outcome:
+    """A finished evaluation as the cache keeps it (a repeat reuses it)."""
+
+    state: TrialState
+    reward: float | None
+    metrics: dict[str, float]
+    recorded: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+    node: str | None = None
+
+
+@contextmanager
+def _field(name: str) -> Iterator[None]:
+    """Turn a component's construction error into a SpecError naming the job field."""
+    try:
+        yield
+    except SpecError:
+        raise
+    except (ValueError, OSError, InvalidArchitecture) as err:
+        raise SpecError(name, str(err)) from err
+
+
+def evaluation_seed(job_seed: int, arch_key: str) -> int:
+    """A seed per (job, architecture): the same candidate trains the same way in any order."""
+    digest = hashlib.blake2b(f"{job_seed}:{arch_key}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+class SearchLoop:
+    """Runs one job spec against a sink; build once, call ``run``."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        sink: ResultSink,
+        *,
+        executor: Executor | None = None,
+        resume: ResumeState | None = None,
+        progress: bool | Callable[[int, int], None] = False,
+    ) -> None:
+        self.spec = spec
+        self.sink = sink
+        with _field("space"):
+            self.space: Space = SPACES.create(spec.space.name, options=spec.space.options)
+        self.objectives = tuple(Objective(o.metric, o.direction) for o in spec.objectives)
+        with _field("agent"):
+            self.agent: Agent = AGENTS.create(
+                spec.agent.name, self.space, options=spec.agent.options,
+                objectives=self.objectives, seed=spec.seed,
+            )
+        self.profilers: list[Profiler] = []
+        for i, p in enumerate(spec.profilers):
+            with _field(f"profilers[{i}]"):
+                self.profilers.append(PROFILERS.create(p.name, options=p.options))
+        with _field("evaluator"):
+            self.evaluator: Evaluator = EVALUATORS.create(
+                spec.evaluator.name, options=spec.evaluator.options
+            )
+        self.reward_fn = make_reward(spec.reward, spec.objectives)
+        self.required_metrics = sorted(
+            {o.metric for o in spec.objectives} | {c.metric for c in spec.constraints}
+        )
+        self._own_executor = executor is None
+        self.executor = executor or make_executor(
+            spec.executor.name, address=spec.executor.address,
+            chunk_size=spec.executor.chunk_size,
+        )
+        self.progress = progress
+        self.cache: dict[str, _Outcome] = {}
+        self.evaluations = 0
+        self.proposals = 0
+        self.last_trial_id = -1
+        self.consecutive_failures = 0
+        self.completed = 0
+        self.elapsed_before = 0.0
+        self.best: TrialRecord | None = None
+        self._replay: dict[int, TrialRecord] = {}
+        if resume is not None:
+            self._restore(resume)
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def checkpoint(self, elapsed_s: float) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "agent": self.agent.state_dict(),
+            "evaluations": self.evaluations,
+            "proposals": self.proposals,
+            "last_trial_id": self.last_trial_id,
+            "consecutive_failures": self.consecutive_failures,
+            "completed": self.completed,
+            "elapsed_s": elapsed_s,
+        }
+
+    def _restore(self, resume: ResumeState) -> None:
+        ck = resume.checkpoint
+        if ck.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"unsupported checkpoint version {ck.get('version')!r}")
+        self.agent.load_state_dict(ck["agent"])
+        self.evaluations = int(ck["evaluations"])
+        self.proposals = int(ck["proposals"])
+        self.last_trial_id = int(ck["last_trial_id"])
+        self.consecutive_failures = int(ck["consecutive_failures"])
+        self.completed = int(ck["completed"])
+        self.elapsed_before = float(ck["elapsed_s"])
+        for rec in sorted(resume.trials, key=lambda r: r.trial_id):
+            if rec.trial_id > self.last_trial_id:
+                # Stored after the checkpoint: answer the agent's re-proposal from it.
+                self._replay[rec.trial_id] = rec
+            else:
+                self._remember(rec)
+
+    def _remember(self, rec: TrialRecord) -> None:
+        if not rec.cached and rec.state is not TrialState.FAILED:
+            self.cache[rec.arch_key] = _Outcome(
+                rec.state, rec.reward, dict(rec.metrics), dict(rec.recorded), rec.error,
+                dict(rec.artifacts), rec.duration_s, rec.node,
+            )
+        self._track_best(rec)
+
+    def _track_best(self, rec: TrialRecord) -> None:
+        if rec.state is TrialState.COMPLETE and rec.reward is not None and (
+            self.best is None or rec.reward > (self.best.reward or float("-inf"))
+        ):
+            self.best = rec
+
+    # ---- one proposal, before evaluation --------------------------------------------------
+    def _profile(self, arch: dict[str, Any]) -> tuple[dict[str, float], _Outcome | None]:
+        """Profiler metrics, or an outcome that ends the trial before evaluation."""
+        metrics: dict[str, float] = {}
+        for profiler in self.profilers:
+            try:
+                metrics.update(profiler.profile(arch, self.space))
+            except MetricNotMeasured:
+                pass  # nothing measured by this profiler: required metrics are checked below
+        profiled = {m for p in self.profilers for m in p.metrics()}
+        missing = [m for m in self.required_metrics if m in profiled and m not in metrics]
+        if missing:
+            return metrics, _Outcome(TrialState.INVALID, None, metrics,
+                                     error=f"not measured on this device: {', '.join(missing)}")
+        rejecting = [c for c in self.spec.constraints if c.reject and c.metric in metrics]
+        broken = constraint_violations(rejecting, metrics)
+        if broken:
+            return metrics, _Outcome(TrialState.PRUNED, None, metrics,
+                                     error="constraint violated: " + "; ".join(broken))
+        return metrics, None
+
+    def _finish(self, metrics: dict[str, float], outcome: _Outcome) -> _Outcome:
+        """Combine profiler and evaluator metrics and compute the job's reward."""
+        if outcome.state is not TrialState.COMPLETE:
+            return outcome
+        try:
+            reward = float(self.reward_fn(metrics))
+        except MetricNotMeasured as err:
+            outcome.state, outcome.error = TrialState.INVALID, f"not measured: {err}"
+            return outcome
+        violations = constraint_violations(self.spec.constraints, metrics)
+        if violations:
+            outcome.recorded = {**outcome.recorded, "constraint_violations": violations}
+        outcome.reward = reward
+        return outcome
+
+    # ---- the loop -------------------------------------------------------------------------
+    def _stop_reason(self, start: float) -> tuple[str, str] | None:
+        budget = self.spec.budget
+        if self.evaluations >= budget.evaluations:
+            return "succeeded", f"evaluation budget of {budget.evaluations} reached"
+        if budget.seconds is not None and self._elapsed(start) >= budget.seconds:
+            return "succeeded", f"time budget of {budget.seconds:g} s reached"
+        if self.proposals >= self.spec.max_proposals:
+            return "succeeded", (f"{self.proposals} proposals made (limit "
+                                 f"{self.spec.max_proposals}); the agent keeps repeating itself")
+        limit = self.spec.budget.max_failures or DEFAULT_MAX_FAILURES
+        if self.consecutive_failures >= limit:
+            return "failed", f"{self.consecutive_failures} trials failed in a row"
+        if self.sink.should_stop():
+            return "cancelled", "cancelled by request"
+        return None
+
+    def _elapsed(self, start: float) -> float:
+        return self.elapsed_before + time.monotonic() - start
+
+    def run(self) -> SearchSummary:
+        start = time.monotonic()
+        self.sink.on_start(self.spec.model_dump(mode="json"))
+        bar = self._progress_bar()
+        last_error: str | None = None
+        try:
+            while (stop := self._stop_reason(start)) is None:
+                remaining = self.spec.budget.evaluations - self.evaluations
+                batch = min(self.spec.executor.batch_size, remaining)
+                records, cancelled = self._run_batch(batch)
+                for rec in records:
+                    if rec.state is TrialState.FAILED:
+                        last_error = rec.error
+                if cancelled:
+                    stop = ("cancelled", "cancelled by request")
+                    break
+                self.sink.on_checkpoint(self.checkpoint(self._elapsed(start)))
+                if bar is not None:
+                    bar(self.evaluations, self.spec.budget.evaluations)
+        finally:
+            if self._own_executor:
+                self.executor.close()
+            self.agent.close()
+        status, reason = stop
+        if status == "failed" and last_error:
+            reason = f"{reason}; last error: {last_error.strip().splitlines()[-1]}"
+        if status == "succeeded" and self.completed == 0:
+            status, reason = "failed", f"no trial completed ({reason})" + (
+                f"; last error: {last_error.strip().splitlines()[-1]}" if last_error else "")
+        self.sink.on_end(status, reason)
+        return SearchSummary(status, reason, self.evaluations, self.proposals,
+                             self._elapsed(start), self.best)
+
+    def _progress_bar(self) -> Callable[[int, int], None] | None:
+        if callable(self.progress):
+            return self.progress
+        return None
+
+    def _run_batch(self, size: int) -> tuple[list[TrialRecord], bool]:
+        proposals: list[Proposal] = [self.agent.ask() for _ in range(size)]
+        self.proposals += len(proposals)
+        records: dict[int, TrialRecord] = {}
+        pending: dict[str, list[Proposal]] = {}  # new arch key -> proposals waiting on it
+        profiled: dict[str, dict[str, float]] = {}
+        tasks: list[EvalTask] = []
+        replayed: set[int] = set()
+        eval_index: dict[str, int] = {}
+        for prop in proposals:
+            try:
+                arch = self.space.validate(prop.arch)
+                key = self.space.key(arch)
+            except InvalidArchitecture as err:
+                records[prop.trial_id] = TrialRecord(
+                    prop.trial_id, dict(prop.arch), repr(sorted(prop.arch.items())),
+                    TrialState.INVALID, info=dict(prop.info), error=str(err))
+                continue
+            replay = self._replay.pop(prop.trial_id, None)
+            if replay is not None and replay.arch_key == key:
+                records[prop.trial_id] = replay
+                replayed.add(prop.trial_id)
+                if not replay.cached:
+                    self.evaluations += 1
+                continue
+            if key in self.cache:
+                records[prop.trial_id] = self._record(prop, arch, key, self.cache[key],
+                                                      cached=True)
+                continue
+            if key in pending:
+                pending[key].append(prop)
+                continue
+            pending[key] = [prop]
+            self.evaluations += 1
+            eval_index[key] = self.evaluations
+            metrics, early = self._profile(arch)
+            profiled[key] = metrics
+            if early is not None:
+                self.cache[key] = early
+                continue
+            seed = evaluation_seed(self.spec.seed, key)
+            tasks.append(EvalTask(prop.trial_id, arch, seed))
+
+        outcomes = self.executor.run(self.evaluator, self.space, tasks,
+                                     should_stop=self.sink.should_stop)
+        cancelled = any(o.cancelled for o in outcomes)
+        for task, out in zip(tasks, outcomes, strict=True):
+            key = self.space.key(task.arch)
+            metrics = dict(profiled[key])
+            if out.evaluation is not None:
+                metrics.update(out.evaluation.metrics)
+                outcome = _Outcome(TrialState.COMPLETE, None, metrics,
+                                   dict(out.evaluation.recorded), None,
+                                   dict(out.evaluation.artifacts), out.duration_s, out.node)
+                outcome = self._finish(metrics, outcome)
+                self.cache[key] = outcome
+            else:
+                outcome = _Outcome(TrialState.FAILED, None, metrics, error=out.error,
+                                   duration_s=out.duration_s, node=out.node)
+                # not cached: a failure may be transient; cancelled trials are not told
+            if out.cancelled:
+                continue
+            profiled[key] = metrics
+            self._fill(pending[key], key, outcome, records, eval_index[key])
+        # Early-ended (invalid/pruned) new architectures.
+        for key, props in pending.items():
+            if props[0].trial_id not in records and key in self.cache and not cancelled:
+                self._fill(props, key, self.cache[key], records, eval_index[key])
+        if cancelled:
+            return [], True
+
+        ordered = [records[p.trial_id] for p in proposals if p.trial_id in records]
+        for rec in ordered:
+            # rec.metrics holds only the signal and profiler outputs; rec.recorded
+            # (test accuracy and the like) never reaches the agent.
+            self.agent.tell(rec.trial_id,
+                            TrialResult(rec.state, rec.reward, dict(rec.metrics), rec.error))
+            self.last_trial_id = max(self.last_trial_id, rec.trial_id)
+            if rec.state is TrialState.FAILED:
+                self.consecutive_failures += 1
+            elif not rec.cached:
+                self.consecutive_failures = 0
+            if rec.state is TrialState.COMPLETE and not rec.cached:
+                self.completed += 1
+            self._track_best(rec)
+            if rec.trial_id not in replayed:
+                self.sink.on_trial(rec)
+        return ordered, False
+
+    def _fill(self, props: list[Proposal], key: str, outcome: _Outcome,
+              records: dict[int, TrialRecord], evaluation_index: int) -> None:
+        """The first proposal of an architecture owns the evaluation; the rest are repeats."""
+        for i, prop in enumerate(props):
+            arch = self.space.validate(prop.arch)
+            records[prop.trial_id] = self._record(prop, arch, key, outcome, cached=i > 0)
+        records[props[0].trial_id].evaluation_index = evaluation_index
+
+    def _record(self, prop: Proposal, arch: dict[str, Any], key: str, outcome: _Outcome,
+                *, cached: bool) -> TrialRecord:
+        return TrialRecord(
+            trial_id=prop.trial_id, arch=arch, arch_key=key, state=outcome.state,
+            reward=outcome.reward, metrics=dict(outcome.metrics),
+            recorded=dict(outcome.recorded), info=dict(prop.info), error=outcome.error,
+            cached=cached, duration_s=0.0 if cached else outcome.duration_s,
+            node=outcome.node, artifacts=dict(outcome.artifacts),
+        )
+
+
+def run_search(
+    spec: JobSpec,
+    sink: ResultSink,
+    *,
+    executor: Executor | None = None,
+    resume: ResumeState | None = None,
+    progress: bool | Callable[[int, int], None] = False,
+) -> SearchSummary:
+    """Run a whole job; results leave only through ``sink``."""
+    return SearchLoop(spec, sink, executor=executor, resume=resume, progress=progress).run()

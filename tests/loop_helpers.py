@@ -1,0 +1,70 @@
+"""Evaluators and agents that exercise the loop's edge cases (registered only in tests)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from agents.random_search import RandomSearch
+from agents.base import TrialResult
+from search.base import Evaluation, Evaluator
+from search.evaluators.tabular import TabularEvaluator
+from spaces.base import Architecture, Space
+from spaces.registry import Entry, NoOptions
+
+
+class FlakyOptions(NoOptions):
+    fail_ops: list[str] = ["avg_pool_3x3"]
+    die: bool = False
+
+
+class FlakyEvaluator(Evaluator):
+    """NB201 look-ups that raise for cells on a chosen op's edge 0->1 (or kill the worker)."""
+
+    name = "flaky"
+
+    def __init__(self, fail_ops: list[str], die: bool = False) -> None:
+        self.fail_ops = fail_ops
+        self.die = die
+        self.inner = TabularEvaluator()
+
+    def signal_metrics(self) -> list[str]:
+        return ["val_acc"]
+
+    def evaluate(self, arch: Architecture, space: Space, *, seed: int) -> Evaluation:
+        if arch["edge_0_1"] in self.fail_ops:
+            if self.die:
+                os._exit(1)  # a worker that dies mid-trial
+            raise RuntimeError(f"simulated training crash on {arch['edge_0_1']}")
+        return self.inner.evaluate(arch, space, seed=seed)
+
+
+class SpyAgent(RandomSearch):
+    """Random search that remembers every result it was told."""
+
+    name = "spy"
+    told: list[TrialResult] = []
+
+    def tell(self, trial_id: int, result: TrialResult) -> None:
+        type(self).told.append(result)
+        super().tell(trial_id, result)
+
+
+def register_test_components() -> None:
+    from agents.registry import AGENTS, RandomOptions
+    from search.registry import EVALUATORS
+
+    if "flaky" not in EVALUATORS:
+        EVALUATORS.register(Entry("flaky", "tests.loop_helpers:FlakyEvaluator", FlakyOptions))
+    if "spy" not in AGENTS:
+        AGENTS.register(Entry("spy", "tests.loop_helpers:SpyAgent", RandomOptions))
+
+
+def job(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "t", "agent": {"name": "random"},
+        "evaluator": {"name": "tabular", "options": {"signal": "val_acc"}},
+        "budget": {"evaluations": 30}, "seed": 0,
+    }
+    base.update(overrides)
+    return base
