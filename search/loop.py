@@ -207,10 +207,10 @@ class SearchLoop:
             return outcome
         try:
             reward = float(self.reward_fn(metrics))
+            violations = constraint_violations(self.spec.constraints, metrics)
         except MetricNotMeasured as err:
             outcome.state, outcome.error = TrialState.INVALID, f"not measured: {err}"
             return outcome
-        violations = constraint_violations(self.spec.constraints, metrics)
         if violations:
             outcome.recorded = {**outcome.recorded, "constraint_violations": violations}
         outcome.reward = reward
