@@ -30,11 +30,16 @@ def front_candidates(
     metrics = [o.metric for o in spec.objectives]
     rows = [
         t for t in trials
-        if t.state is TrialState.COMPLETE and not t.cached
+        if t.state is TrialState.COMPLETE and not t.cached and feasible(t)
         and all(m in t.metrics and math.isfinite(t.metrics[m]) for m in metrics)
     ]
     values = np.array([[t.metrics[m] for m in metrics] for t in rows], dtype=float)
     return rows, values.reshape(len(rows), len(metrics))
+
+
+def feasible(t: TrialRecord) -> bool:
+    """False for a trial that broke one of the job's constraints (recorded by the loop)."""
+    return not t.recorded.get("constraint_violations")
 
 
 def pareto_trials(trials: Sequence[TrialRecord], spec: JobSpec) -> list[TrialRecord]:
@@ -56,8 +61,9 @@ def observed_reference(values: np.ndarray, directions: Sequence[str]) -> list[fl
 
 
 def best_trial(trials: Sequence[TrialRecord]) -> TrialRecord | None:
-    """Highest reward among completed trials; earliest wins ties."""
-    done = [t for t in trials if t.state is TrialState.COMPLETE and t.reward is not None]
+    """Highest reward among completed trials that meet the constraints; earliest wins ties."""
+    done = [t for t in trials
+            if t.state is TrialState.COMPLETE and t.reward is not None and feasible(t)]
     return max(done, key=lambda t: (t.reward, -t.trial_id)) if done else None
 
 
