@@ -77,6 +77,25 @@ class NSGA2Options(NoOptions):
     crossover_prob: float = Field(0.9, ge=0, le=1.0, description="Crossover probability.")
 
 
+class AMCOptions(NoOptions):
+    """AMC's DDPG agent (He et al. 2018); defaults are the paper code's."""
+
+    hidden1: int = Field(300, ge=1, le=4096, description="Actor/critic first hidden layer.")
+    hidden2: int = Field(300, ge=1, le=4096, description="Actor/critic second hidden layer.")
+    lr_actor: float = Field(1e-4, gt=0, le=1.0, description="Adam step of the actor.")
+    lr_critic: float = Field(1e-3, gt=0, le=1.0, description="Adam step of the critic.")
+    warmup: int = Field(100, ge=0, le=1_000_000, description="Episodes of random actions.")
+    discount: float = Field(1.0, ge=0, le=1.0, description="Discount (reward only at the end).")
+    batch_size: int = Field(64, ge=1, le=65536, description="Replay mini-batch.")
+    replay_per_layer: int = Field(100, ge=1, le=1_000_000,
+                                  description="Replay capacity per episode step.")
+    tau: float = Field(0.01, ge=0, le=1.0, description="Soft target-network update rate.")
+    init_delta: float = Field(0.5, gt=0, le=10.0, description="Initial exploration sigma.")
+    delta_decay: float = Field(0.95, ge=0, le=1.0, description="Sigma decay per episode.")
+    moving_alpha: float = Field(0.5, ge=0, le=1.0, description="Reward-baseline step.")
+    constrain: bool = Field(True, description="Limit actions so the space's target is met.")
+
+
 AGENTS = Registry(
     "agent",
     [
@@ -92,5 +111,7 @@ AGENTS = Registry(
               "Optuna's Tree-structured Parzen Estimator sampler."),
         Entry("nsga2", "agents.optuna_agents:NSGA2Agent", NSGA2Options,
               "Optuna's NSGA-II sampler (multi-objective)."),
+        Entry("amc", "agents.amc_ddpg:AMCAgent", AMCOptions,
+              "AMC: DDPG agent choosing per-layer compression, layer by layer (He et al. 2018)."),
     ],
 )

@@ -10,6 +10,13 @@ from typing import Literal
 
 from pydantic import Field
 
+from search.compression.options import CompressEvaluatorOptions
+from search.model_options import (
+    MeasuredOptions,
+    PredictorOptions,
+    TorchAnalyticalOptions,
+    TrainOptions,
+)
 from spaces.registry import Entry, NoOptions, Registry
 
 #: Device columns of the shipped NAS-Bench-201 tables: device -> metric columns it provides.
@@ -98,6 +105,23 @@ PROFILERS = Registry(
               "Device measurements from a user's CSV (blank or -1 = not measured)."),
         Entry("analytical", "search.profilers.analytical:AnalyticalProfiler", AnalyticalOptions,
               "FLOPs (multiply-adds) and parameters computed from the architecture."),
+        Entry("torch-analytical", "search.profilers.torch_analytical:TorchAnalyticalProfiler",
+              TorchAnalyticalOptions,
+              "FLOPs, params, peak activation memory and an energy ESTIMATE of the built "
+              "PyTorch model."),
+        Entry("torch-cpu", "search.profilers.measured:MeasuredLatencyProfiler", MeasuredOptions,
+              "Latency measured here with PyTorch eager on the CPU (min over rounds, median, "
+              "spread).", fixed={"backend": "torch"}),
+        Entry("onnxruntime", "search.profilers.measured:MeasuredLatencyProfiler",
+              MeasuredOptions, "Latency measured here with ONNX Runtime on the CPU.",
+              fixed={"backend": "onnxruntime"}),
+        Entry("predictor:torch-cpu", "search.profilers.predictor:LatencyPredictor",
+              PredictorOptions, "PyTorch CPU latency predicted from a per-layer table measured "
+              "once on this device + linear calibration.", fixed={"backend": "torch"}),
+        Entry("predictor:onnxruntime", "search.profilers.predictor:LatencyPredictor",
+              PredictorOptions, "ONNX Runtime CPU latency predicted from a per-layer table "
+              "measured once on this device + linear calibration.",
+              fixed={"backend": "onnxruntime"}),
     ],
 )
 
@@ -106,5 +130,12 @@ EVALUATORS = Registry(
     [
         Entry("tabular", "search.evaluators.tabular:TabularEvaluator", TabularOptions,
               "Per-architecture metrics looked up in a table (NAS-Bench-201 or a CSV)."),
+        Entry("train", "search.evaluators.train:TrainingEvaluator", TrainOptions,
+              "Proxy-train the built PyTorch model (seeded); val_acc to the agent, test_acc "
+              "recorded; optional ASHA early stopping."),
+        Entry("compress", "search.evaluators.compress:CompressionEvaluator",
+              CompressEvaluatorOptions,
+              "Apply a compression policy for real (prune, quantize, share), recalibrate BN, "
+              "score accuracy, FLOPs, size and latency of the exported model."),
     ],
 )

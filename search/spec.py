@@ -22,6 +22,7 @@ from pydantic import (
 
 from agents.registry import AGENTS
 from search.registry import EVALUATORS, PROFILERS
+from spaces.compression import ModelRef, TargetSpec
 from spaces.registry import SPACES, Registry, UnknownName, options_error_text
 
 
@@ -125,7 +126,12 @@ class JobSpec(_Strict):
     """A whole search job."""
 
     name: str = Field("search", min_length=1, max_length=200)
-    kind: Literal["nas"] = "nas"
+    kind: Literal["nas", "compress"] = "nas"
+    model: ModelRef | None = Field(
+        None, description="kind 'compress': the model to compress (fills the compression "
+        "space's and the compress evaluator's 'model' option).")
+    target: TargetSpec | None = Field(
+        None, description="kind 'compress': resource target {metric, ratio} of the space.")
     space: Component = Field(default_factory=lambda: Component(name="nb201"))
     agent: Component = Field(default_factory=lambda: Component(name="random"))
     evaluator: Component = Field(default_factory=lambda: Component(name="tabular"))
@@ -139,6 +145,35 @@ class JobSpec(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compression_job(cls, data: Any) -> Any:
+        """A compression job's top-level ``model`` and ``target`` fill the options of the
+        compression space and the compress evaluator, so the loop needs nothing special."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("kind", "nas") != "compress":
+            for name in ("model", "target"):
+                if data.get(name) is not None:
+                    raise ValueError(f"'{name}' is only for jobs of kind 'compress'")
+            return data
+        if data.get("model") is None:
+            raise ValueError("a job of kind 'compress' needs 'model'")
+        data = dict(data)
+        space = dict(data.get("space") or {"name": "compression"})
+        evaluator = dict(data.get("evaluator") or {"name": "compress"})
+        data.setdefault("agent", {"name": "amc"})
+        for comp, fields in ((space, ("model", "target")), (evaluator, ("model",))):
+            if comp.get("name") not in ("compression", "compress"):
+                continue
+            options = dict(comp.get("options") or {})
+            for f in fields:
+                if data.get(f) is not None:
+                    options.setdefault(f, data[f])
+            comp["options"] = options
+        data["space"], data["evaluator"] = space, evaluator
+        return data
 
     @field_validator("space")
     @classmethod

@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spaces.compression import CompressionSpaceOptions  # torch-free
 
 
 class NoOptions(BaseModel):
@@ -109,14 +111,60 @@ class NB201Options(NoOptions):
     """The NAS-Bench-201 cell space has no options."""
 
 
+class MnasBlockOptions(NoOptions):
+    """One block of the MnasNet skeleton: base filters, base layers and stride."""
+
+    filters: int = Field(..., ge=1, le=4096)
+    layers: int = Field(..., ge=1, le=32)
+    stride: Literal[1, 2] = 1
+
+
+class MnasNetOptions(NoOptions):
+    """The MnasNet factorized hierarchical space (spaces/mnasnet.py): per-block choices."""
+
+    blocks: list[MnasBlockOptions] = Field(
+        default_factory=lambda: [MnasBlockOptions(filters=f, layers=n, stride=s) for f, n, s in
+                                 ((16, 1, 2), (24, 2, 2), (40, 2, 2), (80, 2, 1), (96, 1, 1))],
+        min_length=1, max_length=16, description="The skeleton (base of each block).")
+    ops: list[Literal["conv", "sep", "mbconv1", "mbconv3", "mbconv6", "fire", "shuffle",
+                      "resnet", "bottleneck", "dense"]] = Field(
+        default_factory=lambda: ["conv", "sep", "mbconv1", "mbconv3", "mbconv6", "fire",
+                                 "shuffle"], min_length=1)
+    kernels: list[Literal[1, 3, 5, 7]] = Field(default_factory=lambda: [3, 5], min_length=1)
+    se_ratios: list[float] = Field(default_factory=lambda: [0.0, 0.25], min_length=1)
+    skips: list[Literal["none", "identity"]] = Field(
+        default_factory=lambda: ["none", "identity"], min_length=1)
+    layer_deltas: list[int] = Field(default_factory=lambda: [-1, 0, 1], min_length=1)
+    widths: list[float] = Field(default_factory=lambda: [0.75, 1.0, 1.25], min_length=1)
+    stem: int = Field(16, ge=1, le=4096)
+    head: int = Field(128, ge=1, le=8192)
+    shuffle_groups: int = Field(2, ge=1, le=64)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 SPACES = Registry(
     "space",
     [
+        Entry(
+            "compression",
+            # The factory resolves and trains the job's model, so it lives in search/.
+            "search.compression.factory:make_space",
+            CompressionSpaceOptions,
+            "Per-layer compression of a trained model: channel prune ratio, sparsity, "
+            "bit-width or weight sharing per layer, with an optional resource target",
+        ),
         Entry(
             "nb201",
             "spaces.nb201:NB201Space",
             NB201Options,
             "NAS-Bench-201 cell: 6 edges x 5 operations (15,625 architectures), table look-ups",
+        ),
+        Entry(
+            "mnasnet",
+            "spaces.mnasnet:MnasNetSpace",
+            MnasNetOptions,
+            "MnasNet factorized hierarchical space: per block op, kernel, SE, skip, layers, "
+            "width; builds PyTorch models",
         ),
     ],
 )

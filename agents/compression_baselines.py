@@ -1,0 +1,254 @@
+"""Baselines of automated compression, in the same harness as AMC.
+
+- ``uniform_policy``: one prune ratio for every channel group, the least that meets the target.
+- ``shallow_first`` / ``deep_first``: AMC's handcrafted rules, prune ratio growing linearly
+  towards the shallow (resp. deep) end of the network, scaled to just meet the target.
+- ``NetAdaptAgent`` (Yang et al., ECCV 2018): shrink the resource budget step by step; each
+  step proposes one candidate per layer (that layer alone pruned just enough to save this
+  step's reduction), keeps the candidate that loses least accuracy per unit of resource saved,
+  and repeats until the target is met.
+
+The heuristics are one fixed policy each, so they are functions (``FixedPolicyAgent`` wraps one
+behind ask/tell for the search loop). NetAdapt is iterative and adaptive, so it is an ask/tell
+agent: ``ask`` hands out the current step's candidates, the step ends when all are told. None
+is in the agent registry: they only make sense on a compression space with a target, and the
+registry's contract suite runs every agent on generic spaces.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from agents.base import Agent, Objective, Proposal, TrialResult
+from spaces.base import Architecture, Space
+from spaces.compression import CompressionSpace
+
+
+def _prune_names(space: CompressionSpace) -> list[str]:
+    return [s.decisions["prune"] for s in space.steps if "prune" in s.decisions]
+
+
+def _need_target(space: Space) -> CompressionSpace:
+    if not isinstance(space, CompressionSpace) or space.target is None:
+        raise ValueError("compression baselines need a compression space with a target")
+    if "prune" not in space.controls:
+        raise ValueError("compression baselines prune channels: the space needs control 'prune'")
+    return space
+
+
+def scaled_policy(space: CompressionSpace, weights: Sequence[float]) -> Architecture:
+    """Prune ratio ``min(max_prune, s * w_i)`` per group, with the least ``s`` meeting the
+    target (bisection; cost falls as ``s`` grows)."""
+    space = _need_target(space)
+    names = _prune_names(space)
+    if len(weights) != len(names):
+        raise ValueError(f"need {len(names)} weights, got {len(weights)}")
+
+    def policy(s: float) -> Architecture:
+        arch = space.identity()
+        for n, w in zip(names, weights, strict=True):
+            arch[n] = min(space.max_prune, max(0.0, s * w))
+        return arch
+
+    hi = space.max_prune / max(min(w for w in weights if w > 0), 1e-9)
+    if not space.fits(policy(hi)):
+        raise ValueError("the target cannot be met by this rule within max_prune")
+    lo = 0.0
+    if space.fits(policy(lo)):
+        return policy(lo)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if space.fits(policy(mid)):
+            hi = mid
+        else:
+            lo = mid
+    return policy(hi)
+
+
+def uniform_policy(space: CompressionSpace) -> Architecture:
+    return scaled_policy(space, [1.0] * len(_prune_names(_need_target(space))))
+
+
+def _depth_weights(space: CompressionSpace, deep: bool) -> list[float]:
+    n = len(_prune_names(_need_target(space)))
+    depth = [i / max(1, n - 1) for i in range(n)]
+    return [0.5 + d if deep else 1.5 - d for d in depth]
+
+
+def shallow_first(space: CompressionSpace) -> Architecture:
+    """Prune shallow layers most (AMC's 'shallow' handcrafted rule)."""
+    return scaled_policy(space, _depth_weights(space, deep=False))
+
+
+def deep_first(space: CompressionSpace) -> Architecture:
+    """Prune deep layers most (AMC's 'deep' handcrafted rule)."""
+    return scaled_policy(space, _depth_weights(space, deep=True))
+
+
+HEURISTICS: dict[str, Callable[[CompressionSpace], Architecture]] = {
+    "uniform": uniform_policy, "shallow_first": shallow_first, "deep_first": deep_first,
+}
+
+
+class FixedPolicyAgent(Agent):
+    """Proposes one heuristic policy, again and again (the loop's cache answers repeats)."""
+
+    name: ClassVar[str] = "fixed_policy"
+    supports_continuous: ClassVar[bool] = True
+
+    def __init__(self, space: Space, *, objectives: Sequence[Objective] = (), seed: int = 0,
+                 rule: str = "uniform") -> None:
+        super().__init__(space, objectives=objectives, seed=seed)
+        if rule not in HEURISTICS:
+            raise ValueError(f"rule must be one of {sorted(HEURISTICS)}, got {rule!r}")
+        self.rule = rule
+        self.policy = HEURISTICS[rule](_need_target(space))
+        self.next_id = 0
+        self.pending: set[int] = set()
+
+    def ask(self) -> Proposal:
+        self.next_id += 1
+        self.pending.add(self.next_id - 1)
+        return Proposal(self.next_id - 1, dict(self.policy), {"rule": self.rule})
+
+    def tell(self, trial_id: int, result: TrialResult) -> None:
+        if trial_id not in self.pending:
+            raise ValueError(f"trial {trial_id} was not proposed or was told already")
+        self.pending.discard(trial_id)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_id": self.next_id, "pending": sorted(self.pending)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.next_id = int(state["next_id"])
+        self.pending = set(state["pending"])
+
+
+class NetAdaptAgent(Agent):
+    """NetAdapt behind ask/tell (see the module docstring).
+
+    ``initial_reduction``: the first step's reduction, as a fraction of the uncompressed
+    resource; ``decay``: its factor per step (NetAdapt's schedule). The resource is the
+    space's target metric; candidates are priced with the space's cost model and, when a
+    result carries the target metric measured (``latency_ms`` for latency), with that.
+    """
+
+    name: ClassVar[str] = "netadapt"
+    supports_continuous: ClassVar[bool] = True
+
+    def __init__(self, space: Space, *, objectives: Sequence[Objective] = (), seed: int = 0,
+                 initial_reduction: float = 0.1, decay: float = 0.96) -> None:
+        super().__init__(space, objectives=objectives, seed=seed)
+        self.cspace = _need_target(space)
+        if not 0 < initial_reduction < 1:
+            raise ValueError(f"initial_reduction must be in (0, 1), got {initial_reduction}")
+        if not 0 < decay <= 1:
+            raise ValueError(f"decay must be in (0, 1], got {decay}")
+        self.initial_reduction, self.decay = float(initial_reduction), float(decay)
+        self.metric = self.cspace.target.metric  # type: ignore[union-attr]
+        self.full = self.cspace.cost(self.cspace.identity(), self.metric)
+        self.current: Architecture = self.cspace.identity()
+        self.current_reward: float | None = None
+        self.step = 0
+        self.queue: list[tuple[Architecture, dict[str, Any]]] = []
+        self.results: dict[int, tuple[Architecture, dict[str, Any], float | None, float]] = {}
+        self.pending: dict[int, tuple[Architecture, dict[str, Any]]] = {}
+        self.next_id = 0
+        self.history: list[dict[str, Any]] = []
+        self._plan()
+
+    @property
+    def done(self) -> bool:
+        return self.cspace.fits(self.current)
+
+    def _plan(self) -> None:
+        """Candidates of the next step: each group pruned alone, just enough to save Δ."""
+        if self.done:
+            return
+        delta = self.initial_reduction * self.decay ** self.step * self.full
+        now = self.cspace.cost(self.current, self.metric)
+        goal = max(now - delta, self.cspace.budget or 0.0)
+        for name in _prune_names(self.cspace):
+            g = self.cspace.group_of(name)
+            channels = self.cspace.table.groups[g].channels
+            start = self.cspace.keep(g, self.current[name])
+            for keep in range(start - 1, 0, -1):
+                ratio = 1.0 - keep / channels
+                if ratio > self.cspace.max_prune:
+                    break
+                cand = dict(self.current)
+                cand[name] = ratio
+                cost = self.cspace.cost(cand, self.metric)
+                if cost <= goal:
+                    self.queue.append((cand, {"step": self.step, "layer": name,
+                                              "keep": keep, "cost": cost}))
+                    break
+        if not self.queue:  # no single layer can save Δ: take the largest saving there is
+            best = None
+            for name in _prune_names(self.cspace):
+                cand = dict(self.current)
+                cand[name] = self.cspace.max_prune
+                cost = self.cspace.cost(cand, self.metric)
+                if cost < now and (best is None or cost < best[1]["cost"]):
+                    best = (cand, {"step": self.step, "layer": name, "cost": cost})
+            if best is None:
+                raise ValueError("NetAdapt cannot reduce the resource further: target out "
+                                 "of reach")
+            self.queue.append(best)
+
+    def ask(self) -> Proposal:
+        trial_id = self.next_id
+        self.next_id += 1
+        if self.queue:
+            arch, info = self.queue.pop(0)
+        else:  # finished, or waiting for this step's results: propose the current policy
+            arch, info = dict(self.current), {"step": self.step, "current": True,
+                                              "final": self.done}
+        self.pending[trial_id] = (arch, info)
+        return Proposal(trial_id, self.cspace.validate(arch), dict(info))
+
+    def tell(self, trial_id: int, result: TrialResult) -> None:
+        if trial_id not in self.pending:
+            raise ValueError(f"trial {trial_id} was not proposed or was told already")
+        arch, info = self.pending.pop(trial_id)
+        if "layer" not in info:
+            return
+        measured = {"latency": "latency_ms"}.get(self.metric, self.metric)
+        cost = float(result.metrics.get(measured, info["cost"]))
+        self.results[trial_id] = (arch, info, result.reward if result.ok else None, cost)
+        waiting = any("layer" in i for _, i in self.pending.values())
+        if self.queue or waiting:
+            return
+        self._finish_step()
+
+    def _finish_step(self) -> None:
+        scored = [(a, i, r, c) for a, i, r, c in self.results.values() if r is not None]
+        if scored:
+            now = self.cspace.cost(self.current, self.metric)
+            base = self.current_reward if self.current_reward is not None else \
+                max(r for _, _, r, _ in scored)
+
+            def loss_per_saving(item: tuple) -> float:
+                _, _, r, c = item
+                return (base - r) / max(now - c, 1e-12)
+
+            arch, info, reward, _ = min(scored, key=loss_per_saving)
+            self.current, self.current_reward = arch, reward
+            self.history.append({"step": self.step, "layer": info["layer"], "reward": reward})
+        self.results = {}
+        self.step += 1
+        self._plan()
+
+    def state_dict(self) -> dict[str, Any]:
+        return copy.deepcopy({
+            "current": self.current, "current_reward": self.current_reward, "step": self.step,
+            "queue": self.queue, "results": self.results, "pending": self.pending,
+            "next_id": self.next_id, "history": self.history})
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        s = copy.deepcopy(dict(state))
+        self.current, self.current_reward = s["current"], s["current_reward"]
+        self.step, self.queue, self.results = s["step"], s["queue"], s["results"]
+        self.pending, self.next_id, self.history = s["pending"], s["next_id"], s["history"]

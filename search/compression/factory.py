@@ -1,0 +1,149 @@
+"""Resolve a job's ``model`` to a trained torch model, and build its compression space.
+
+The space registry names ``search.compression.factory:make_space`` lazily, so the API
+process validates a compression job without torch; only the worker that runs it imports this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+
+from search.compression.data import ImageData, load_dataset
+from search.compression.graph import analyze
+from search.compression.reference import build_reference, trained_reference
+from spaces.compression import CompressionSpace, ModelRef, TargetSpec
+
+
+def _ref_key(ref: ModelRef) -> str:
+    return ref.model_dump_json()
+
+
+@lru_cache(maxsize=8)
+def _resolve(key: str) -> tuple[nn.Module, ImageData, dict[str, float]]:
+    ref = ModelRef.model_validate_json(key)
+    data = load_dataset(ref.dataset, seed=ref.seed, limit=ref.limit)
+    if ref.reference is not None:
+        model, info = trained_reference(ref.reference, data, epochs=ref.epochs, width=ref.width,
+                                        seed=ref.seed)
+        return model, data, info
+    if ref.artifact is not None:
+        model = load_model_file(ref.artifact)
+    else:
+        model = _from_space(ref)
+    from search.compression.finetune import evaluate_accuracy
+
+    return model.eval(), data, {"val_acc": evaluate_accuracy(model, data.val),
+                                "test_acc": evaluate_accuracy(model, data.test)}
+
+
+def resolve_model(ref: ModelRef | Mapping[str, Any]) -> tuple[nn.Module, ImageData,
+                                                               dict[str, float]]:
+    """(trained model, data, its accuracies); cached per process (do not modify the model)."""
+    ref = ref if isinstance(ref, ModelRef) else ModelRef.model_validate(dict(ref))
+    return _resolve(_ref_key(ref))
+
+
+def architecture(ref: ModelRef) -> tuple[nn.Module, tuple[int, ...]]:
+    """The model's structure (weights may be untrained) and its input shape, cheaply."""
+    shape = (1, 8, 8) if ref.dataset == "digits" else (1, 28, 28)
+    if ref.reference is not None:
+        return build_reference(ref.reference, width=ref.width, seed=ref.seed), shape
+    return resolve_model(ref)[0], shape
+
+
+def load_model_file(path: str) -> nn.Module:
+    """A LightSearch compressed artifact, or a whole pickled torch module (trusted files)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if "manifest.json" in zf.namelist():
+                from search.compression.export import load_artifact
+
+                return load_artifact(path)[0]
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError) as err:
+        raise ValueError(f"model.artifact: cannot load {path}: {err}") from None
+    if not isinstance(obj, nn.Module):
+        raise ValueError(f"model.artifact: {path} holds a {type(obj).__name__}, not a torch "
+                         "module (save the whole model, or export it with LightSearch)")
+    return obj
+
+
+def _from_space(ref: ModelRef) -> nn.Module:
+    from spaces.registry import SPACES
+
+    space = SPACES.create(ref.space, options=ref.space_options)
+    build = getattr(space, "build_model", None)
+    if build is None:
+        raise ValueError(f"model.space: space {ref.space!r} cannot build torch models")
+    shape = (1, 8, 8) if ref.dataset == "digits" else (1, 28, 28)
+    model = build(space.validate(ref.arch or {}), shape, 10)
+    if ref.weights:
+        state = torch.load(ref.weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    return model
+
+
+def make_space(model: Mapping[str, Any] | ModelRef | None = None,
+               controls: Sequence[str] = ("prune",),
+               target: Mapping[str, Any] | TargetSpec | None = None, max_prune: float = 0.9,
+               max_sparsity: float = 0.95, bit_choices: Sequence[int] = (8, 4, 2, 1),
+               share_choices: Sequence[int] = (8, 4, 2)) -> CompressionSpace:
+    """The ``compression`` space of a job (registry factory)."""
+    if model is None:
+        raise ValueError("model: a compression space needs the model to compress")
+    ref = model if isinstance(model, ModelRef) else ModelRef.model_validate(dict(model))
+    tgt = target if isinstance(target, TargetSpec | None) else TargetSpec.model_validate(
+        dict(target))
+    net, shape = architecture(ref)
+    table = analyze(net, shape).table
+    config = {"model": ref.model_dump(), "controls": list(controls),
+              "target": tgt.model_dump() if tgt else None, "max_prune": max_prune,
+              "max_sparsity": max_sparsity, "bit_choices": list(bit_choices),
+              "share_choices": list(share_choices)}
+    kwargs = dict(controls=controls, max_prune=max_prune, max_sparsity=max_sparsity,
+                  bit_choices=bit_choices, share_choices=share_choices, config=config)
+    latency_model = None
+    if tgt is not None and tgt.metric == "latency":
+        from search.compression.latency import cached_latency_model
+
+        plain = CompressionSpace(table, controls=["prune"], max_prune=max_prune)
+        latency_model = cached_latency_model(net, plain, tgt.profiler, shape, seed=ref.seed)
+    space = CompressionSpace(table, target=tgt, latency_model=latency_model, **kwargs)
+    check_cost_model(net, space, shape)
+    return space
+
+
+def check_cost_model(net: nn.Module, space: CompressionSpace, shape: tuple[int, ...]) -> None:
+    """The target guarantee rests on the space's FLOPs/parameter count being exact: check it
+    on the most compressed and two random pruning policies. Layers coupled through
+    concatenations or squeeze-excite gates can break the proportional channel rule; such a
+    model is refused, not mispriced."""
+    import numpy as np
+
+    from search.compression.apply import apply_policy
+    from search.compression.measure import count_flops, count_params
+
+    if "prune" not in space.controls:
+        return
+    rng = np.random.default_rng(0)
+    policies = [space.most_compressed(), space.sample(rng), space.sample(rng)]
+    for arch in policies:
+        plain = {**space.identity(), **{n: v for n, v in arch.items()
+                                        if n.startswith("prune:")}}
+        pruned = apply_policy(net, space, plain).model
+        real = (count_flops(pruned, shape), count_params(pruned, nonzero=False))
+        predicted = (space.cost(plain, "flops"), space.cost(plain, "params"))
+        if real != predicted:
+            raise ValueError(
+                f"model: channel pruning of this architecture is not priced exactly (FLOPs, "
+                f"params real {real} vs predicted {predicted}); its layers are coupled in a way "
+                "the compression space does not model (concatenation, squeeze-excite or "
+                "shuffle)")

@@ -1,0 +1,182 @@
+"""Structured channel pruning (Torch-Pruning), AMC's least-squares reconstruction, and
+fine-grained magnitude masks.
+
+Channels are ranked by weight magnitude: Torch-Pruning's group L1 importance, the mean over
+every coupled layer of the weights tied to the channel (producing filters, consuming input
+slices, BN scales; on a residual stream all layers adding into it), with index mappings for
+concatenations handled by the library (Li et al. 2017, generalized). Torch-Pruning then
+removes the channels from every coupled layer, so the result is a smaller dense model, not a
+masked one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch.nn.utils import parametrize
+
+from search.compression.graph import WEIGHTED, dependency_graph
+from spaces.compression import LayerTable
+
+
+def prune_channels(model: nn.Module, table: LayerTable, kept: Mapping[int, int]
+                   ) -> dict[int, list[int]]:
+    """Remove channels in place so group ``g`` keeps ``kept[g]`` channels (largest L1 first).
+
+    Returns the kept channel indices of each pruned group (in the original numbering).
+    """
+    example = torch.zeros(1, *table.input_shape)
+    modules = dict(model.named_modules())
+    importance = tp.importance.GroupMagnitudeImportance(p=1, normalizer=None)
+    to_prune = {g.index: int(kept[g.index]) for g in table.groups
+                if g.index in kept and int(kept[g.index]) < g.channels}
+    if not to_prune:
+        return {}
+    dg = dependency_graph(model, example)
+    result: dict[int, list[int]] = {}
+    for g in table.groups:
+        if g.index not in to_prune:
+            continue
+        k = to_prune[g.index]
+        if k < 1:
+            raise ValueError(f"group {g.index} ({g.leader}) must keep at least one channel")
+        leader = modules[g.leader]
+        fn = tp.prune_conv_out_channels if isinstance(leader, nn.Conv2d) \
+            else tp.prune_linear_out_channels
+        with torch.no_grad():
+            score = importance(dg.get_pruning_group(leader, fn, idxs=list(range(g.channels))))
+        order = torch.argsort(score, descending=True, stable=True)
+        keep_idx = sorted(order[:k].tolist())
+        remove = sorted(order[k:].tolist())
+        group = dg.get_pruning_group(leader, fn, idxs=remove)
+        group.prune()
+        result[g.index] = keep_idx
+    return result
+
+
+# ---- least-squares reconstruction (AMC, after He et al. 2017) ---------------------------------
+class _Stop(Exception):
+    """Ends a forward pass once the layer of interest has seen its input."""
+
+
+def _layer_input(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    store: dict[str, torch.Tensor] = {}
+    module = dict(model.named_modules())[name]
+
+    def hook(_m: nn.Module, inp: tuple) -> None:
+        store["in"] = inp[0].detach()
+        raise _Stop
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return store["in"]
+
+
+def _outputs(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    store: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    handles = [modules[n].register_forward_hook(
+        lambda _m, _i, out, n=n: store.__setitem__(n, out.detach())) for n in names]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return store
+
+
+def _patches(m: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int,
+             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of (unfolded input, output) at ``points`` random positions per image."""
+    if isinstance(m, nn.Linear):
+        return x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)
+    cols = nn.functional.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)
+    n, d, positions = cols.shape
+    pick = torch.randint(positions, (n, min(points, positions)), generator=gen)
+    xs = torch.gather(cols, 2, pick.unsqueeze(1).expand(n, d, pick.shape[1]))
+    ys = y.reshape(n, y.shape[1], -1)
+    ys = torch.gather(ys, 2, pick.unsqueeze(1).expand(n, y.shape[1], pick.shape[1]))
+    return xs.permute(0, 2, 1).reshape(-1, d), ys.permute(0, 2, 1).reshape(-1, y.shape[1])
+
+
+@torch.no_grad()
+def reconstruct(pruned: nn.Module, original: nn.Module, table: LayerTable,
+                pruned_groups: Mapping[int, list[int]], x: torch.Tensor, *,
+                points: int = 10, ridge: float = 1e-3, seed: int = 0) -> list[str]:
+    """Refit every dense layer whose inputs lost channels so its outputs match the original
+    model's on ``x`` (least squares with a small ridge), in forward order so each fit sees the
+    already refitted layers before it. Returns the names of the refitted layers."""
+    gen = torch.Generator().manual_seed(seed)
+    modules = dict(pruned.named_modules())
+    channels = {g.index: g.channels for g in table.groups}
+    # Dense layers whose outputs are either untouched or the whole pruned group (a layer that
+    # feeds only part of a group, through a concatenation, is left as it is).
+    todo = [op for op in table.ops if op.kind in ("conv", "linear")
+            and op.in_group in pruned_groups and isinstance(modules[op.name], WEIGHTED)
+            and getattr(modules[op.name], "groups", 1) == 1
+            and (op.out_group not in pruned_groups or op.c_out == channels[op.out_group])]
+    if not todo:
+        return []
+    modes = (pruned.training, original.training)
+    pruned.eval()
+    original.eval()
+    try:
+        targets = _outputs(original, [op.name for op in todo], x)
+        done = []
+        for op in todo:
+            m = modules[op.name]
+            y_ref = targets[op.name]
+            if op.out_group in pruned_groups:  # its outputs lost channels too
+                y_ref = y_ref[:, pruned_groups[op.out_group]]
+            if y_ref.shape[1] != m.weight.shape[0]:
+                continue  # channels coupled through a shuffle or split: no 1:1 target
+            xs, ys = _patches(m, _layer_input(pruned, op.name, x), y_ref, points, gen)
+            if m.bias is not None:
+                ys = ys - m.bias.detach()
+            a = xs.T @ xs
+            a += ridge * a.diagonal().mean().clamp_min(1e-12) * torch.eye(a.shape[0])
+            w = torch.linalg.solve(a, xs.T @ ys).T  # (out, in * k * k)
+            m.weight.data.copy_(w.reshape(m.weight.shape))
+            done.append(op.name)
+    finally:
+        pruned.train(modes[0])
+        original.train(modes[1])
+    return done
+
+
+# ---- fine-grained magnitude pruning -----------------------------------------------------------
+class Mask(nn.Module):
+    """Weight parametrization ``w * mask``: pruned weights stay zero while fine-tuning."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.mask
+
+
+def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Keep the ``round(n * (1 - sparsity))`` largest-magnitude weights (ties by position)."""
+    n = weight.numel()
+    keep = int(n * (1.0 - float(sparsity)) + 0.5)
+    flat = weight.detach().abs().flatten()
+    mask = torch.zeros(n, dtype=torch.bool)
+    if keep > 0:
+        mask[torch.argsort(flat, descending=True, stable=True)[:keep]] = True
+    return mask.reshape(weight.shape)
+
+
+def apply_sparsity(module: nn.Module, sparsity: float) -> None:
+    if sparsity <= 0:
+        return
+    parametrize.register_parametrization(module, "weight",
+                                         Mask(magnitude_mask(module.weight, sparsity)))

@@ -1,0 +1,488 @@
+"""The compression space: per-layer compression decisions over a trained model's layers.
+
+Built from a ``LayerTable`` (plain data: the model's convolution, linear and batch-norm ops in
+forward order, and its prunable channel groups, found by ``search.compression.graph``), so
+this module needs neither torch nor the model. Decisions, by control:
+
+- ``prune``: per channel group, the fraction of channels removed (structured pruning; a group
+  couples every layer whose channels must go together, e.g. a residual stream).
+- ``sparsity``: per layer, the fraction of weights zeroed (fine-grained magnitude pruning).
+- ``bits``: per layer, the weight bit-width; 1 means binarized (XNOR-Net), 32 float.
+- ``share``: per layer, k-means weight sharing with a ``2**b``-entry codebook.
+
+An RL agent walks the layers (``steps``); the space gives each step's static features (AMC's
+state), maps an action in [0, 1] (0 = no compression, 1 = the most) to a decision value, and
+``constrain`` limits a value so that a resource target stays reachable whatever the later
+layers choose (AMC's resource-constrained mode). Costs are exact for this table's counting
+rule: MACs of convolutions and linear layers (bias included), parameters of those and of
+batch norm, weight bytes, or a fitted linear latency model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from spaces.base import Architecture, Categorical, Continuous, Decision, InvalidArchitecture, Space
+
+CONTROLS = ("prune", "sparsity", "bits", "share")
+METRICS = ("flops", "params", "size", "latency")
+OP_TYPES = {"conv": 0, "dwconv": 1, "linear": 2}
+
+
+# ---- plain data describing a model ---------------------------------------------------------
+@dataclass(frozen=True)
+class OpInfo:
+    """One convolution, linear or batch-norm op, with the channel groups that slice it."""
+
+    name: str
+    kind: Literal["conv", "dwconv", "linear", "bn"]
+    c_in: int
+    c_out: int
+    kernel: int = 1
+    stride: int = 1
+    out_hw: int = 1  # output height * width (1 for linear and batch norm)
+    bias: bool = False
+    in_group: int | None = None  # channel group that prunes this op's inputs
+    out_group: int | None = None  # channel group that prunes this op's outputs
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """Channels that are pruned together; ``leader`` is the first op producing them."""
+
+    index: int
+    channels: int
+    leader: str
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    ops: tuple[OpInfo, ...]
+    groups: tuple[GroupInfo, ...]
+    input_shape: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ops": [asdict(o) for o in self.ops], "groups": [asdict(g) for g in self.groups],
+                "input_shape": list(self.input_shape)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerTable:
+        return cls(tuple(OpInfo(**o) for o in data["ops"]),
+                   tuple(GroupInfo(**g) for g in data["groups"]),
+                   tuple(data.get("input_shape", ())))
+
+    def weighted(self) -> list[OpInfo]:
+        """Ops with a weight matrix (convolutions and linear layers), in forward order."""
+        return [o for o in self.ops if o.kind != "bn"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a layer-by-layer episode: a layer and the decisions made there."""
+
+    layer: str
+    decisions: dict[str, str]  # control -> decision name
+    features: tuple[float, ...]  # index, type, c_in, c_out, stride, kernel, FLOPs (raw)
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Latency ~ intercept + sum over ops of coef[op] * MACs(op) (fitted to a profiler)."""
+
+    intercept: float
+    coefs: dict[str, float] = field(default_factory=dict)
+    unit: str = "ms"
+
+
+# ---- options (torch-free: the API validates jobs with these) ---------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(_Strict):
+    """The model a compression job starts from.
+
+    Exactly one of: ``reference`` (a reference network trained inside the job on
+    ``dataset``), ``artifact`` (a file of an earlier job: a LightSearch compressed artifact or a
+    whole pickled torch module), or ``space`` + ``arch`` (+ ``weights``, a state dict file) for
+    an architecture of a LightSearch space that can build torch models.
+    """
+
+    reference: Literal["resnet_small", "mobilenetv2_small"] | None = None
+    artifact: str | None = Field(None, min_length=1)
+    space: str | None = Field(None, min_length=1)
+    arch: dict[str, Any] | None = None
+    space_options: dict[str, Any] = Field(default_factory=dict,
+                                          description="Options of 'space' (its registry entry).")
+    weights: str | None = Field(None, min_length=1)
+    dataset: Literal["digits", "mnist5k"] = "digits"
+    epochs: float = Field(10, ge=0, le=1000, description="Training epochs of a reference model.")
+    width: float = Field(1.0, gt=0, le=8, description="Width multiplier of a reference model.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of data split and training.")
+    limit: int | None = Field(None, ge=30, description="Use only the first N samples.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelRef:
+        sources = [n for n in ("reference", "artifact", "space") if getattr(self, n)]
+        if len(sources) != 1:
+            raise ValueError("model needs exactly one of 'reference', 'artifact' or 'space', "
+                             f"got {sources or 'none'}")
+        if self.space and self.arch is None:
+            raise ValueError("model.space needs model.arch")
+        return self
+
+
+class TargetSpec(_Strict):
+    """A resource target: ``ratio`` of the uncompressed model's ``metric``."""
+
+    metric: Literal["flops", "params", "size", "latency"] = "flops"
+    ratio: float = Field(..., gt=0, le=1)
+    profiler: str = Field(
+        "cpu", min_length=1,
+        description="For latency: the profiler whose measurements the latency model is fitted to.",
+    )
+
+
+class CompressionSpaceOptions(_Strict):
+    """Options of the ``compression`` space (a job's top-level ``model``/``target`` fill them)."""
+
+    model: ModelRef | None = None
+    controls: list[Literal["prune", "sparsity", "bits", "share"]] = Field(
+        default_factory=lambda: ["prune"], min_length=1)
+    target: TargetSpec | None = None
+    max_prune: float = Field(0.9, gt=0, lt=1, description="Largest channel prune ratio.")
+    max_sparsity: float = Field(0.95, gt=0, lt=1, description="Largest fine-grained sparsity.")
+    bit_choices: list[Literal[32, 16, 8, 6, 4, 3, 2, 1]] = Field(
+        default_factory=lambda: [8, 4, 2, 1], min_length=1)
+    share_choices: list[Literal[8, 6, 5, 4, 3, 2, 1]] = Field(
+        default_factory=lambda: [8, 4, 2], min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> CompressionSpaceOptions:
+        if len(set(self.controls)) != len(self.controls):
+            raise ValueError(f"controls repeat an entry: {self.controls}")
+        if "bits" in self.controls and "share" in self.controls:
+            raise ValueError("controls: 'bits' and 'share' both set a layer's weight format; "
+                             "choose one")
+        if self.model is None:
+            raise ValueError("model is required (or a compression job's top-level 'model')")
+        return self
+
+
+# ---- the space ---------------------------------------------------------------------------------
+class CompressionSpace(Space):
+    """Per-layer compression decisions over a ``LayerTable`` (see the module docstring)."""
+
+    name = "compression"
+
+    def __init__(
+        self,
+        table: LayerTable,
+        *,
+        controls: Sequence[str] = ("prune",),
+        target: TargetSpec | Mapping[str, Any] | None = None,
+        max_prune: float = 0.9,
+        max_sparsity: float = 0.95,
+        bit_choices: Sequence[int] = (8, 4, 2, 1),
+        share_choices: Sequence[int] = (8, 4, 2),
+        latency_model: LatencyModel | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        unknown = sorted(set(controls) - set(CONTROLS))
+        if unknown or not controls:
+            raise ValueError(f"controls must be a non-empty subset of {list(CONTROLS)}, "
+                             f"got {list(controls)}")
+        if "bits" in controls and "share" in controls:
+            raise ValueError("controls: 'bits' and 'share' both set a layer's weight format")
+        if not 0 < max_prune < 1:
+            raise ValueError(f"max_prune must be in (0, 1), got {max_prune}")
+        if not 0 < max_sparsity < 1:
+            raise ValueError(f"max_sparsity must be in (0, 1), got {max_sparsity}")
+        self.table = table
+        self.controls = tuple(c for c in CONTROLS if c in controls)
+        self.max_prune = float(max_prune)
+        self.max_sparsity = float(max_sparsity)
+        # Most precise first: an action of 0 means no compression, 1 the most.
+        self.bit_choices = tuple(sorted({int(b) for b in bit_choices}, reverse=True))
+        self.share_choices = tuple(sorted({int(b) for b in share_choices}, reverse=True))
+        self.latency_model = latency_model
+        self._config = dict(config or {})
+        self._ops = {o.name: o for o in table.ops}
+        self._groups = {g.index: g for g in table.groups}
+        self._build_steps()
+        self.target = TargetSpec.model_validate(dict(target)) if isinstance(target, Mapping) \
+            else target
+        self.budget: float | None = None
+        if self.target is not None:
+            self._set_budget(self.target)
+
+    # ---- decisions and steps ---------------------------------------------------------------
+    def _build_steps(self) -> None:
+        leaders = {g.leader: g for g in self.table.groups}
+        decisions: list[Decision] = []
+        steps: list[Step] = []
+        self._decision_group: dict[str, int] = {}
+        self._decision_op: dict[str, str] = {}
+        for op in self.table.weighted():
+            chosen: dict[str, str] = {}
+            if "prune" in self.controls and op.name in leaders:
+                name = f"prune:{op.name}"
+                decisions.append(Continuous(name, 0.0, self.max_prune))
+                chosen["prune"] = name
+                self._decision_group[name] = leaders[op.name].index
+            for control in ("sparsity", "bits", "share"):
+                if control not in self.controls:
+                    continue
+                name = f"{control}:{op.name}"
+                if control == "sparsity":
+                    decisions.append(Continuous(name, 0.0, self.max_sparsity))
+                elif control == "bits":
+                    decisions.append(Categorical(name, self.bit_choices))
+                else:
+                    decisions.append(Categorical(name, self.share_choices))
+                chosen[control] = name
+                self._decision_op[name] = op.name
+            if chosen:
+                feats = (float(len(steps)), float(OP_TYPES[op.kind]), float(op.c_in),
+                         float(op.c_out), float(op.stride), float(op.kernel),
+                         float(self._op_cost(op, {}, "flops")))
+                steps.append(Step(op.name, chosen, feats))
+        if not decisions:
+            raise ValueError(f"the model has nothing to compress with controls "
+                             f"{list(self.controls)} (no prunable channel group or layer)")
+        self._decisions = tuple(decisions)
+        self._by_name = {d.name: d for d in decisions}
+        self.steps: tuple[Step, ...] = tuple(steps)
+
+    @property
+    def decisions(self) -> Sequence[Decision]:
+        return self._decisions
+
+    def to_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def describe(self, arch: Architecture) -> str:
+        parts = []
+        for step in self.steps:
+            vals = [f"{c[0]}={_fmt(arch[n])}" for c, n in step.decisions.items()]
+            parts.append(f"{step.layer}({','.join(vals)})")
+        return " ".join(parts)
+
+    def identity(self) -> Architecture:
+        """The policy that compresses nothing."""
+        return {d.name: (d.low if isinstance(d, Continuous) else d.choices[0])
+                for d in self._decisions}
+
+    def most_compressed(self) -> Architecture:
+        return {d.name: (d.high if isinstance(d, Continuous) else d.choices[-1])
+                for d in self._decisions}
+
+    def group_of(self, name: str) -> int:
+        """The channel group a ``prune:`` decision controls."""
+        return self._decision_group[name]
+
+    def action_to_value(self, name: str, action: float) -> float | int:
+        """Map an action in [0, 1] (0 = no compression) to the decision's value."""
+        return action_to_value(self._by_name[name], action)
+
+    def value_to_action(self, name: str, value: Any) -> float:
+        return value_to_action(self._by_name[name], value)
+
+    # ---- costs ------------------------------------------------------------------------------
+    def keep(self, group: int, ratio: float) -> int:
+        """Channels kept in ``group`` when a fraction ``ratio`` is pruned (at least one)."""
+        c = self._groups[group].channels
+        return max(1, int(math.floor(c * (1.0 - float(ratio)) + 0.5)))
+
+    def kept_channels(self, arch: Mapping[str, Any]) -> dict[int, int]:
+        kept = {g.index: g.channels for g in self.table.groups}
+        for name, g in self._decision_group.items():
+            if name in arch:
+                kept[g] = self.keep(g, arch[name])
+        return kept
+
+    def _op_counts(self, op: OpInfo, kept: Mapping[int, int]) -> tuple[int, int, int]:
+        """(c_in, c_out, weight count) of an op after structured pruning."""
+        c_in, c_out = op.c_in, op.c_out
+        if op.in_group is not None and op.in_group in kept:
+            g = self._groups[op.in_group]
+            c_in = op.c_in * kept[op.in_group] // g.channels
+        if op.out_group is not None and op.out_group in kept:
+            g = self._groups[op.out_group]
+            c_out = op.c_out * kept[op.out_group] // g.channels
+        if op.kind == "dwconv":
+            c_in = c_out
+            weights = c_out * op.kernel * op.kernel
+        elif op.kind == "conv":
+            weights = c_out * c_in * op.kernel * op.kernel
+        elif op.kind == "linear":
+            weights = c_out * c_in
+        else:
+            weights = 0
+        return c_in, c_out, weights
+
+    def _op_cost(self, op: OpInfo, kept: Mapping[int, int], metric: str,
+                 arch: Mapping[str, Any] | None = None) -> float:
+        _, c_out, weights = self._op_counts(op, kept)
+        bias = c_out if op.bias else 0
+        if metric == "flops":
+            return 0.0 if op.kind == "bn" else float((weights + bias) * op.out_hw)
+        if op.kind == "bn":
+            params = 2 * c_out
+            return float(params) if metric == "params" else float(params * 4)
+        arch = arch or {}
+        density = 1.0 - float(arch.get(f"sparsity:{op.name}", 0.0))
+        nonzero = int(math.floor(weights * density + 0.5))
+        if metric == "params":
+            return float(nonzero + bias)
+        if metric == "size":
+            return float(weight_bytes(weights, nonzero, arch.get(f"bits:{op.name}"),
+                                      arch.get(f"share:{op.name}"), c_out) + 4 * bias)
+        raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+
+    def cost(self, arch: Mapping[str, Any], metric: str) -> float:
+        """Cost of a (possibly partial) policy; missing decisions compress nothing.
+
+        ``flops``: multiply-adds of convolutions and linear layers; ``params``: non-zero
+        weights, biases and batch-norm affine pairs; ``size``: bytes of those stored in the
+        chosen formats (float32 otherwise); ``latency``: the fitted latency model.
+        """
+        kept = self.kept_channels(arch)
+        if metric == "latency":
+            if self.latency_model is None:
+                raise ValueError("this space has no latency model: fit one to a profiler "
+                                 "(search.compression.latency) before using a latency target")
+            lm = self.latency_model
+            return lm.intercept + sum(lm.coefs.get(o.name, 0.0) * self._op_cost(o, kept, "flops")
+                                      for o in self.table.ops)
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+        return sum(self._op_cost(o, kept, metric, arch) for o in self.table.ops)
+
+    def op_costs(self, arch: Mapping[str, Any], metric: str = "flops") -> dict[str, float]:
+        """Per-op cost of a policy (``flops``, ``params`` or ``size``)."""
+        kept = self.kept_channels(arch)
+        return {o.name: self._op_cost(o, kept, metric, arch) for o in self.table.ops}
+
+    def costs(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        out = {m: self.cost(arch, m) for m in ("flops", "params", "size")}
+        if self.latency_model is not None:
+            out["latency"] = self.cost(arch, "latency")
+        return out
+
+    # ---- the resource target ------------------------------------------------------------------
+    def _set_budget(self, target: TargetSpec) -> None:
+        full = self.cost(self.identity(), target.metric)
+        self.budget = target.ratio * full
+        least = self.cost(self.most_compressed(), target.metric)
+        if least > self.budget * (1 + 1e-12):
+            raise ValueError(
+                f"target.ratio {target.ratio:g} of {target.metric} is out of reach with controls "
+                f"{list(self.controls)}: the most compressed policy keeps {least / full:.4f}")
+
+    def fits(self, arch: Mapping[str, Any]) -> bool:
+        """True when a full policy meets the target (always true without a target)."""
+        if self.target is None or self.budget is None:
+            return True
+        return self.cost(arch, self.target.metric) <= self.budget * (1 + 1e-9)
+
+    def constrain(self, partial: Mapping[str, Any], name: str, value: Any) -> Any:
+        """AMC's action limit: the least-compressing value at or beyond ``value`` for which
+        the target is still met when every later decision compresses the most.
+
+        ``partial`` holds the decisions already made (earlier steps); decisions absent from
+        it and after ``name`` are assumed at their most compressed. Calling this at every
+        step keeps the invariant "the target is reachable", so a finished episode meets it.
+        """
+        if self.target is None or self.budget is None:
+            return value
+        metric, budget = self.target.metric, self.budget * (1 + 1e-12)
+        base = self.most_compressed()
+        base.update(partial)
+
+        def ok(v: Any) -> bool:
+            base[name] = v
+            return self.cost(base, metric) <= budget
+
+        d = self._by_name[name]
+        if ok(value):
+            return value
+        if isinstance(d, Categorical):
+            start = d.choices.index(value)
+            for choice in d.choices[start + 1:]:
+                if ok(choice):
+                    return choice
+            return d.choices[-1]
+        lo, hi = float(value), d.high
+        if not ok(hi):
+            return hi  # the invariant was broken by the caller; compress the most
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def progress(self, partial: Mapping[str, Any], step: int) -> tuple[float, float]:
+        """AMC's dynamic state at ``step``: cost reduced so far and cost of later layers,
+        both as fractions of the uncompressed cost (FLOPs unless the target says otherwise)."""
+        metric = self.target.metric if self.target is not None else "flops"
+        if metric == "latency" and self.latency_model is None:
+            metric = "flops"
+        full = self.cost({}, metric) or 1.0
+        reduced = (full - self.cost(partial, metric)) / full
+        later = {s.layer for s in self.steps[step + 1:]}
+        kept = self.kept_channels(partial)
+        rest = sum(self._op_cost(self._ops[n], kept, "flops") for n in later)
+        total_flops = self.cost({}, "flops") or 1.0
+        return float(reduced), float(rest / total_flops)
+
+    def check(self, arch: Architecture) -> None:
+        for name, g in self._decision_group.items():
+            if name in arch and self.keep(g, arch[name]) < 1:
+                raise InvalidArchitecture(f"{name!r} removes every channel", decision=name)
+
+
+def weight_bytes(weights: int, nonzero: int, bits: int | None, share: int | None,
+                 channels: int) -> float:
+    """Bytes of one layer's weights in the exported format (``search.compression.export``).
+
+    Dense float32 by default; ``bits`` b < 32 stores b-bit integers plus one float32 scale per
+    output channel (binarized: signs and XNOR-Net's per-channel mean magnitude); ``share``
+    stores b-bit codebook indices plus a 2**b-entry float32 codebook. Sparse layers
+    (nonzero < weights) store only the non-zero values plus a one-bit-per-weight mask.
+    """
+    if share is not None:
+        per, extra = int(share), 4 * 2 ** int(share)
+    elif bits is not None and int(bits) < 32:
+        per, extra = int(bits), 4 * channels
+    else:
+        per, extra = 32, 0
+    payload = nonzero * per / 8.0 + extra
+    if nonzero < weights:
+        payload += weights / 8.0
+    return payload
+
+
+def action_to_value(d: Decision, action: float) -> float | int:
+    a = min(1.0, max(0.0, float(action)))
+    if isinstance(d, Continuous):
+        return d.low + a * (d.high - d.low)
+    return d.choices[min(d.size - 1, int(a * d.size))]
+
+
+def value_to_action(d: Decision, value: Any) -> float:
+    if isinstance(d, Continuous):
+        span = d.high - d.low
+        return 0.0 if span == 0 else (float(value) - d.low) / span
+    return (d.choices.index(value) + 0.5) / d.size
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
