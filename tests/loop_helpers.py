@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agents.random_search import RandomSearch
 from agents.base import TrialResult
+from agents.random_search import RandomSearch
 from search.base import Evaluation, Evaluator
 from search.evaluators.tabular import TabularEvaluator
 from spaces.base import Architecture, Space

@@ -1,0 +1,207 @@
+"""Latency predictor accuracy and measurement stability on this machine.
+
+For each backend (PyTorch eager, ONNX Runtime; CPU, 1 thread, batch 1):
+
+1. sample ``--calibration`` architectures (seed S) and ``--archs`` held-out ones (seed S+1,
+   none shared with the calibration set) from the MnasNet space;
+2. profile the device: measure every layer those networks use, once (``prefetch``), into a
+   fresh look-up table, and fit ``latency = a * table_sum + c * layers + b`` on the
+   calibration set;
+3. measure every held-out network end to end (interleaved rounds) and compare with the
+   prediction: share within +/-10% (and 5%, 20%), median error, Kendall tau; the raw table
+   sum (no calibration) for reference;
+   By default calibration and held-out networks are measured in one interleaved pass, so
+   the figures are the predictor's error, not the machine's drift between passes;
+   ``--separate-calibration`` measures them apart, as in use;
+4. stability: measure the held-out networks a second time (rank agreement and per-model
+   ratio between the two runs) and one network ``--repeat-one`` times (spread of the figure).
+
+Run (full; ~15-30 min on an idle 2-core machine)::
+
+    python benchmarks/latency_predictor.py --archs 200 --calibration 50 --out results/lat.json
+
+Reduced: ``--archs 40 --calibration 20``. On a shared, loaded machine the figures are noisy;
+the script reports what it measured, and the load average at start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from search.profilers.measured import (  # noqa: E402
+    measure_interleaved,
+    model_runner,
+    threads_set,
+)
+from search.profilers.predictor import FEATURES, LatencyPredictor, kendall_tau  # noqa: E402
+from spaces.mnasnet import MnasNetSpace  # noqa: E402
+
+
+def sample_distinct(space, n, seed, exclude=()):
+    rng = np.random.default_rng(seed)
+    seen = set(exclude)
+    out = []
+    while len(out) < n:
+        arch = space.sample(rng)
+        key = space.key(arch)
+        if key not in seen:
+            seen.add(key)
+            out.append(arch)
+    return out
+
+
+def accuracy_stats(pred, meas):
+    pred, meas = np.asarray(pred), np.asarray(meas)
+    err = pred / meas - 1
+    return {
+        "within_5pct": float(np.mean(np.abs(err) <= 0.05)),
+        "within_10pct": float(np.mean(np.abs(err) <= 0.10)),
+        "within_20pct": float(np.mean(np.abs(err) <= 0.20)),
+        "median_abs_rel_error": float(np.median(np.abs(err))),
+        "p95_abs_rel_error": float(np.percentile(np.abs(err), 95)),
+        "mean_rel_error": float(np.mean(err)),
+        "kendall_tau": kendall_tau(pred, meas),
+    }
+
+
+def run_backend(backend, space, calib, held, args):
+    table = Path(args.table_dir) / f"{backend}.json"
+    if table.exists() and not args.reuse_table:
+        table.unlink()
+    pred = LatencyPredictor(backend, input_shape=args.input_shape, table=str(table),
+                            calibration_archs=len(calib), rounds=args.rounds,
+                            repeats=args.repeats, clock=args.clock, statistic=args.statistic)
+    t0 = time.perf_counter()
+    units = pred.prefetch([*calib, *held], space)
+    t_units = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if args.separate_calibration:
+        # As in use: calibrated once, measured later (machine drift between passes counts).
+        coef = pred.calibrate(space, calib)
+        t_cal = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        measured = pred.measure_archs(held, space)
+    else:
+        # One interleaved pass over calibration and held-out networks: the figures measure
+        # the predictor, not the machine's drift between passes (reported under stability).
+        both = pred.measure_archs([*calib, *held], space)
+        coef = pred.calibrate(space, calib, measured=both[:len(calib)])
+        measured = both[len(calib):]
+        t_cal = time.perf_counter() - t0
+    t_meas = time.perf_counter() - t0
+    raw = [pred.raw_sum(x, space) for x in held]
+    predicted = [pred.predict(x, space) for x in held]
+    second = pred.measure_archs(held, space)
+    ratio = np.asarray(second) / np.asarray(measured)
+    # One network measured again and again: how much does the reported figure move?
+    with threads_set(1):
+        runner = model_runner(backend, space.build_model(held[0], args.input_shape, 10),
+                              args.input_shape, 1, 1)
+        repeated = [measure_interleaved([runner], rounds=args.rounds, repeats=args.repeats,
+                                        clock=pred.clock)[0] for _ in range(args.repeat_one)]
+    mins = np.asarray([r.value(args.statistic) for r in repeated])
+    medians = np.asarray([r.median_ms for r in repeated])
+    per_arch = {"arch_keys": [space.key(x) for x in held], "table_sum": raw,
+                "layers": [len(space.layer_plan(x, args.input_shape)) for x in held],
+                "predicted": predicted, "measured": measured, "measured_again": second}
+    return {
+        "per_arch": per_arch,
+        "backend": backend,
+        "clock": pred.clock,
+        "statistic": args.statistic,
+        "layers_measured": units,
+        "profile_device_s": round(t_units, 1),
+        "calibration": {"coef": dict(zip(FEATURES, coef, strict=True)), "archs": len(calib),
+                        "seconds": round(t_cal, 1),
+                        "separate_pass": bool(args.separate_calibration)},
+        "held_out": len(held),
+        "measure_held_out_s": round(t_meas, 1),
+        "latency_ms": {"min": float(np.min(measured)), "median": float(np.median(measured)),
+                       "max": float(np.max(measured))},
+        "calibrated": accuracy_stats(predicted, measured),
+        "raw_table_sum": accuracy_stats(raw, measured),
+        "stability": {
+            "two_runs_kendall_tau": kendall_tau(measured, second),
+            "two_runs_median_abs_ratio_change": float(np.median(np.abs(ratio - 1))),
+            "two_runs_p95_abs_ratio_change": float(np.percentile(np.abs(ratio - 1), 95)),
+            "one_model_runs": args.repeat_one,
+            "one_model_statistic_max_over_min": float(mins.max() / mins.min()),
+            "one_model_median_max_over_min": float(medians.max() / medians.min()),
+            "one_model_within_run_spread_median": float(np.median(
+                [r.spread for r in repeated])),
+        },
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--archs", type=int, default=200, help="held-out architectures")
+    p.add_argument("--calibration", type=int, default=50)
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "both"], default="both")
+    p.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
+                   default=(1, 28, 28))
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--clock", choices=["cpu", "wall"], default=None,
+                   help="default: cpu (thread CPU time) with 1 thread")
+    p.add_argument("--statistic", choices=["min_of_medians", "median", "min"],
+                   default="min_of_medians", help="the figure compared (default: the "
+                   "minimum over rounds of each round's median)")
+    p.add_argument("--separate-calibration", action="store_true",
+                   help="measure the calibration set in its own pass, before the held-out set")
+    p.add_argument("--repeat-one", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table-dir", default=None, help="default: a fresh temporary folder")
+    p.add_argument("--reuse-table", action="store_true")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    args.table_dir = args.table_dir or tempfile.mkdtemp(prefix="lightsearch-lut-")
+    space = MnasNetSpace()
+    calib = sample_distinct(space, args.calibration, args.seed)
+    held = sample_distinct(space, args.archs, args.seed + 1,
+                           exclude=[space.key(a) for a in calib])
+    report = {"command": " ".join(sys.argv), "space": "mnasnet (default skeleton)",
+              "input_shape": list(args.input_shape), "load_start": os.getloadavg(),
+              "cpus": os.cpu_count(), "backends": []}
+    backends = ["torch", "onnxruntime"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        res = run_backend(backend, space, calib, held, args)
+        report["backends"].append(res)
+        c, r, s = res["calibrated"], res["raw_table_sum"], res["stability"]
+        print(f"[{backend}, clock={res['clock']}, {args.statistic}] {res['held_out']} "
+              f"held-out archs "
+              f"(latency {res['latency_ms']['min']:.2f}-{res['latency_ms']['max']:.2f} ms), "
+              f"calibrated on {res['calibration']['archs']}: within 10% "
+              f"{c['within_10pct']:.1%} (5%: {c['within_5pct']:.1%}, 20%: "
+              f"{c['within_20pct']:.1%}), median error {c['median_abs_rel_error']:.1%}, "
+              f"Kendall tau {c['kendall_tau']:.3f}; raw table sum: within 10% "
+              f"{r['within_10pct']:.1%}, mean error {r['mean_rel_error']:+.1%}", flush=True)
+        print(f"  stability: two runs tau {s['two_runs_kendall_tau']:.3f}, median |ratio-1| "
+              f"{s['two_runs_median_abs_ratio_change']:.1%} (p95 "
+              f"{s['two_runs_p95_abs_ratio_change']:.1%}); one model x{s['one_model_runs']}: "
+              f"{args.statistic} moves {s['one_model_statistic_max_over_min']:.2f}x, median "
+              f"{s['one_model_median_max_over_min']:.2f}x; {res['layers_measured']} layers "
+              f"profiled in {res['profile_device_s']} s", flush=True)
+    report["load_end"] = os.getloadavg()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1))
+        print(f"report: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
