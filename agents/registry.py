@@ -35,8 +35,8 @@ class ControllerOptions(NoOptions):
 
     hidden_size: int = Field(64, ge=8, le=1024, description="LSTM hidden units.")
     learning_rate: float = Field(0.01, gt=0, le=1.0, description="Adam step size.")
-    batch_size: int = Field(8, ge=1, le=1024, description="Proposals per policy update.")
-    entropy_weight: float = Field(0.0, ge=0, le=10.0, description="Entropy bonus weight.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Told trials per policy update.")
+    entropy_weight: float = Field(0.05, ge=0, le=10.0, description="Entropy bonus weight.")
     baseline_decay: float = Field(
         0.95, ge=0, lt=1.0, description="Decay of the moving-average reward baseline."
     )
@@ -44,10 +44,38 @@ class ControllerOptions(NoOptions):
     tanh_constant: float | None = Field(
         None, gt=0, le=100.0, description="If set, logits = c * tanh(logits) (ENAS trick)."
     )
+    advantage: Literal["baseline", "normalized", "rank"] = Field(
+        "normalized",
+        description="'baseline': reward minus the moving average (MnasNet/ENAS); "
+        "'normalized': that divided by the batch's reward std; 'rank': centred batch ranks.",
+    )
+    fresh_tries: int = Field(
+        64, ge=0, le=100_000,
+        description="Samples drawn per ask to find an architecture not proposed before "
+        "(0: plain sampling; repeats cost no budget but teach nothing new).",
+    )
+    sil_weight: float = Field(
+        1.0, ge=0, le=100.0,
+        description="Weight of the self-imitation loss on the best architectures told so far "
+        "(Oh et al. 2018); 0 gives the plain policy-gradient update.",
+    )
+    sil_top: int = Field(
+        4, ge=1, le=10_000,
+        description="How many of the best architectures (above the baseline) to imitate; "
+        "Pareto mode imitates the current front instead.",
+    )
     pareto: Literal["auto", "off", "on"] = Field(
         "auto",
         description="Draw a latency target per proposal so a scalar reward covers a whole "
         "Pareto front; 'auto' turns it on for jobs with two or more objectives.",
+    )
+    pareto_alpha: float = Field(
+        -0.07, ge=-10.0, le=0.0,
+        description="Pareto mode: exponent w of ACC * (LAT/T)^w when LAT <= T (MnasNet soft).",
+    )
+    pareto_beta: float = Field(
+        -1.0, ge=-10.0, le=0.0,
+        description="Pareto mode: exponent w when LAT > T (MnasNet hard constraint: -1).",
     )
 
 
@@ -59,7 +87,19 @@ class MnasOptions(ControllerOptions):
 
 
 class ReinforceOptions(ControllerOptions):
-    """The same controller trained with REINFORCE, as in the NAS-Bench-201 paper."""
+    """The same controller trained with REINFORCE, as in the NAS-Bench-201 paper: one sample
+    per update, reward minus an exponential moving average (momentum 0.9), no extras."""
+
+    batch_size: int = Field(1, ge=1, le=1024, description="Told trials per policy update.")
+    entropy_weight: float = Field(0.0, ge=0, le=10.0, description="Entropy bonus weight.")
+    baseline_decay: float = Field(
+        0.9, ge=0, lt=1.0, description="Decay of the moving-average reward baseline."
+    )
+    advantage: Literal["baseline", "normalized", "rank"] = Field(
+        "baseline", description="See MnasOptions; the paper uses 'baseline'."
+    )
+    sil_weight: float = Field(0.0, ge=0, le=100.0,
+                              description="Self-imitation loss weight (see MnasOptions).")
 
 
 class TPEOptions(NoOptions):

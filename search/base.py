@@ -65,6 +65,9 @@ class Evaluator(ABC):
     def evaluate(self, arch: Architecture, space: Space, *, seed: int) -> Evaluation:
         """Evaluate one architecture; raise to mark the trial failed (the job goes on)."""
 
+    def close(self) -> None:
+        """Release what the job held (e.g. a shared early-stopping actor) when it ends."""
+
 
 def is_measured(value: Any) -> bool:
     """Blank (NaN/None) and -1 mean 'not measured' in the device tables."""

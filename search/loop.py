@@ -259,6 +259,7 @@ class SearchLoop:
             if self._own_executor:
                 self.executor.close()
             self.agent.close()
+            self.evaluator.close()
         status, reason = stop
         if status == "failed" and last_error:
             reason = f"{reason}; last error: {last_error.strip().splitlines()[-1]}"

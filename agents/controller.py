@@ -1,0 +1,130 @@
+"""The LSTM policy network of MnasNet-style controllers (Zoph & Le 2017; Tan et al. 2019).
+
+One LSTM step per categorical decision: the step's hidden state goes through that decision's
+linear head to a softmax over its choices, and the embedding of the chosen value is the next
+step's input, so a later decision is conditioned on all earlier ones. An optional condition
+vector (e.g. a latency target) is added to every step's input, so one network can serve a
+whole family of rewards.
+
+Speed matters because the controller runs once per proposal: the heads of all decisions are
+one padded weight tensor (unused choices masked), sampling runs step by step under
+``no_grad`` with one uniform draw per step from an explicit generator, and ``log_prob``
+re-scores stored actions with one fused LSTM call (teacher forcing) for the update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+_MASKED = -1e9  # logit of a padded choice: probability 0, and 0 * logit stays finite
+
+
+class LSTMController(nn.Module):
+    """Autoregressive categorical policy over a fixed list of decision sizes."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        hidden_size: int = 64,
+        *,
+        cond_dim: int = 0,
+        temperature: float = 1.0,
+        tanh_constant: float | None = None,
+        init_range: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if not sizes or any(int(s) < 1 for s in sizes):
+            raise ValueError(f"sizes must be a non-empty list of positive ints, got {sizes}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.sizes = [int(s) for s in sizes]
+        self.steps, self.width = len(self.sizes), max(self.sizes)
+        self.hidden_size = int(hidden_size)
+        self.cond_dim = int(cond_dim)
+        self.temperature = float(temperature)
+        self.tanh_constant = tanh_constant
+        offsets = [1]  # token 0 is the start token
+        for s in self.sizes[:-1]:
+            offsets.append(offsets[-1] + s)
+        self.register_buffer("offsets", torch.tensor(offsets), persistent=False)
+        mask = torch.zeros(self.steps, self.width, dtype=torch.bool)
+        for t, s in enumerate(self.sizes):
+            mask[t, s:] = True
+        self.register_buffer("mask", mask, persistent=False)
+        self.embed = nn.Embedding(1 + sum(self.sizes), self.hidden_size)
+        self.cond = nn.Linear(self.cond_dim, self.hidden_size) if self.cond_dim else None
+        self.lstm = nn.LSTM(self.hidden_size, self.hidden_size, batch_first=True)
+        self.head_w = nn.Parameter(torch.empty(self.steps, self.hidden_size, self.width))
+        self.head_b = nn.Parameter(torch.empty(self.steps, self.width))
+        for p in self.parameters():  # ENAS's init: a near-uniform first policy
+            nn.init.uniform_(p, -init_range, init_range)
+
+    def _logits(self, h: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """Masked logits: ``h`` is ``[n, H]`` at one step, or ``[n, steps, H]`` for all."""
+        if step is None:
+            logits = torch.einsum("nth,ths->nts", h, self.head_w) + self.head_b
+            mask = self.mask
+        else:
+            logits = h @ self.head_w[step] + self.head_b[step]
+            mask = self.mask[step]
+        logits = logits / self.temperature
+        if self.tanh_constant is not None:
+            logits = self.tanh_constant * torch.tanh(logits)
+        return logits.masked_fill(mask, _MASKED)
+
+    def _extra(self, n: int, cond: torch.Tensor | None) -> torch.Tensor | None:
+        if self.cond is None:
+            return None
+        if cond is None or tuple(cond.shape) != (n, self.cond_dim):
+            raise ValueError(f"cond must have shape ({n}, {self.cond_dim}), got "
+                             f"{None if cond is None else tuple(cond.shape)}")
+        return self.cond(cond)
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, generator: torch.Generator, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` whole architectures: choice indices ``[n, steps]`` and their log-probs ``[n]``."""
+        extra = self._extra(n, cond)
+        uniform = torch.rand(n, self.steps, generator=generator)
+        w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
+        b_ih, b_hh = self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
+        x = self.embed.weight[0].expand(n, -1)
+        h = torch.zeros(n, self.hidden_size)
+        c = torch.zeros(n, self.hidden_size)
+        chosen, logp = [], torch.zeros(n)
+        for t in range(self.steps):
+            if extra is not None:
+                x = x + extra
+            h, c = torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
+            logp_all = torch.log_softmax(self._logits(h, t), dim=-1)
+            cdf = logp_all.exp().cumsum(-1)
+            a = (cdf < uniform[:, t : t + 1]).sum(-1).clamp_(max=self.sizes[t] - 1)
+            chosen.append(a)
+            logp += logp_all.gather(1, a.unsqueeze(1)).squeeze(1)
+            x = self.embed.weight[a + self.offsets[t]]
+        return torch.stack(chosen, 1), logp
+
+    def log_prob(
+        self, actions: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy (summed over steps) of stored actions, with gradients."""
+        if actions.dim() != 2 or actions.shape[1] != self.steps:
+            raise ValueError(f"actions must have shape (n, {self.steps}), "
+                             f"got {tuple(actions.shape)}")
+        n = actions.shape[0]
+        actions = actions.long()
+        tokens = torch.cat([torch.zeros(n, 1, dtype=torch.long),
+                            actions[:, :-1] + self.offsets[:-1]], dim=1)
+        x = self.embed(tokens)
+        extra = self._extra(n, cond)
+        if extra is not None:
+            x = x + extra.unsqueeze(1)
+        h, _ = self.lstm(x)
+        logp_all = torch.log_softmax(self._logits(h), dim=-1)
+        logp = logp_all.gather(2, actions.unsqueeze(2)).squeeze(2).sum(1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1).sum(1)
+        return logp, entropy

@@ -1,0 +1,139 @@
+"""API under load: p50/p99 latency of the job, Pareto and trials routes for a job with
+10,000 trials, under 50 concurrent clients.
+
+The job is a real one: 10,000 NAS-Bench-201 evaluations (two objectives, so the front and
+the hypervolume history are real too) run through ``lightsearch serve`` on SQLite. Then 50
+asyncio clients in this process call the routes in a loop for ``--seconds``; each client
+waits ``--think`` seconds between requests (0: back-to-back, a saturation test).
+
+    python benchmarks/api_load.py                        # 10,000 trials, 50 clients
+    python benchmarks/api_load.py --think 0 --api-workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.service.conftest import free_port  # noqa: E402
+from tests.service.proc import Server  # noqa: E402
+
+
+def make_job(server: Server, trials: int) -> str:
+    spec = {"name": "load", "agent": {"name": "random"},
+            "evaluator": {"name": "tabular", "options": {"signal": "val_acc"}},
+            "profilers": [{"name": "lut:pixel3"}],
+            "objectives": [{"metric": "val_acc", "direction": "max"},
+                           {"metric": "pixel3_latency", "direction": "min"}],
+            "budget": {"evaluations": trials, "max_proposals": trials},
+            "executor": {"name": "local", "batch_size": 200}, "seed": 1}
+    with server.client() as http:
+        job_id = http.post("/jobs", json=spec).json()["id"]
+        while (job := http.get(f"/jobs/{job_id}").json())["status"] not in (
+                "succeeded", "failed", "cancelled"):
+            time.sleep(0.5)
+    assert job["status"] == "succeeded", job["reason"]
+    return job_id
+
+
+ROUTES = {
+    "job": lambda j, n: f"/jobs/{j}",
+    "pareto": lambda j, n: f"/jobs/{j}/pareto",
+    "trials": lambda j, n: f"/jobs/{j}/trials?limit=50&offset={random.randrange(0, n, 50)}",
+    "trials-by-metric": lambda j, n: f"/jobs/{j}/trials?limit=50&sort=pixel3_latency"
+                                     f"&order=desc&offset={random.randrange(0, 500, 50)}",
+    "hypervolume": lambda j, n: f"/jobs/{j}/hypervolume",
+}
+
+
+async def client_loop(http: httpx.AsyncClient, job_id: str, n: int, until: float,
+                      think: float, lat: dict[str, list[float]], errors: list[str]) -> None:
+    names = list(ROUTES)
+    while time.perf_counter() < until:
+        name = random.choice(names)
+        start = time.perf_counter()
+        r = await http.get(ROUTES[name](job_id, n))
+        lat[name].append(time.perf_counter() - start)
+        if r.status_code != 200:
+            errors.append(f"{name}: {r.status_code}")
+        if think:
+            await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
+
+
+async def load(server: Server, job_id: str, n: int, clients: int, seconds: float,
+               think: float) -> dict[str, Any]:
+    lat: dict[str, list[float]] = {k: [] for k in ROUTES}
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=server.url + "/api/v1", limits=limits, timeout=60,
+                                 headers={"Authorization": f"Bearer {server.token}"}) as http:
+        await http.get(f"/jobs/{job_id}")
+        until = time.perf_counter() + seconds
+        await asyncio.gather(*(client_loop(http, job_id, n, until, think, lat, errors)
+                               for _ in range(clients)))
+    out: dict[str, Any] = {"errors": len(errors), "error_examples": errors[:5]}
+    every = [x for v in lat.values() for x in v]
+    for name, values in [*lat.items(), ("all", every)]:
+        ms = np.array(values) * 1000
+        out[name] = {"requests": len(values), "p50_ms": float(np.percentile(ms, 50)),
+                     "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+    out["requests_per_s"] = len(every) / seconds
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=10_000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--think", type=float, nargs="+", default=[1.0, 0.0],
+                    help="seconds each client waits between requests (one run per value)")
+    ap.add_argument("--api-workers", type=int, default=1)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp) / "data", free_port(), LIGHTSEARCH_EXECUTOR="spec",
+                        extra_args=("--api-workers", str(args.api_workers))).start()
+        try:
+            t = time.perf_counter()
+            job_id = make_job(server, args.trials)
+            print(f"job with {args.trials} evaluations stored in {time.perf_counter() - t:.1f} s",
+                  flush=True)
+            with server.client() as http:
+                n = http.get(f"/jobs/{job_id}").json()["progress"]["trials"]
+                front = http.get(f"/jobs/{job_id}/pareto").json()["count"]
+            runs = []
+            for think in args.think:
+                res = asyncio.run(load(server, job_id, n, args.clients, args.seconds, think))
+                res.update(think_s=think, clients=args.clients, job_trials=n, front=front,
+                           api_workers=args.api_workers)
+                runs.append(res)
+                print(json.dumps(res), flush=True)
+        finally:
+            server.stop()
+    for res in runs:
+        print(f"\n{res['clients']} clients, think {res['think_s']} s, {res['job_trials']} trials, "
+              f"{res['requests_per_s']:.0f} req/s, errors {res['errors']}")
+        for name in [*ROUTES, "all"]:
+            r = res[name]
+            print(f"  {name:17} n={r['requests']:6}  p50 {r['p50_ms']:7.1f} ms  "
+                  f"p99 {r['p99_ms']:7.1f} ms")
+    if args.out:
+        Path(args.out).write_text(json.dumps(runs, indent=1))
+
+
+if __name__ == "__main__":
+    main()

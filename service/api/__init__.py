@@ -1,0 +1,1 @@
+"""HTTP layer: dependencies, error translation, body limits and the routes."""

@@ -1,0 +1,83 @@
+"""One place that turns errors into HTTP responses with the ``ErrorBody`` shape."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agents.registry import AGENTS
+from search.registry import EVALUATORS, PROFILERS
+from service.core.errors import InvalidInput, ServiceError
+from service.schemas import ErrorBody, FieldError
+from spaces.registry import SPACES, UnknownName
+
+log = logging.getLogger(__name__)
+
+_REGISTRIES = {r.kind: r for r in (SPACES, AGENTS, PROFILERS, EVALUATORS)}
+_NESTED = re.compile(r"^(profilers\[\d+\]): (.*)$", re.S)
+_UNKNOWN = re.compile(r"^unknown (\w+) ")
+
+
+def _respond(status: int, detail: str, errors: list[FieldError] | None = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(detail=detail, errors=errors or [])
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def field_errors(errors: list[dict[str, Any]]) -> list[FieldError]:
+    """Pydantic/FastAPI errors as (field, message, valid names) users can act on."""
+    out = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ())]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        field = ".".join(loc)
+        msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+        if e.get("type") == "json_invalid":
+            field, msg = "", f"the body is not valid JSON ({(e.get('ctx') or {}).get('error')})"
+        valid = None
+        error = (e.get("ctx") or {}).get("error")
+        if isinstance(error, UnknownName):
+            field, valid = f"{field}.name", list(error.valid)
+        nested = _NESTED.match(msg)
+        if nested:
+            field, msg = f"{nested.group(1)}", nested.group(2)
+            if _UNKNOWN.match(msg):
+                field += ".name"
+        kind = _UNKNOWN.match(msg)
+        if valid is None and kind and kind.group(1) in _REGISTRIES:
+            valid = _REGISTRIES[kind.group(1)].names()
+        out.append(FieldError(field=field, message=msg, valid=valid))
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(_req: Request, err: ServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status_code == 401 else None
+        errors = None
+        if isinstance(err, InvalidInput):
+            errors = [FieldError(field=err.field, message=err.field_message, valid=err.valid)]
+        return _respond(err.status_code, err.message, errors, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, err: RequestValidationError) -> JSONResponse:
+        errors = field_errors(list(err.errors()))
+        first = errors[0] if errors else FieldError(field="", message="invalid request")
+        detail = f"{first.field}: {first.message}" if first.field else first.message
+        return _respond(422, detail, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, err: StarletteHTTPException) -> JSONResponse:
+        return _respond(err.status_code, str(err.detail), headers=getattr(err, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(req: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", req.method, req.url.path)
+        return _respond(500, "internal error; see the server log")

@@ -1,0 +1,1 @@
+"""Configuration, database engines, security and the domain error hierarchy."""

@@ -1,0 +1,84 @@
+"""Service settings, read from ``LIGHTSEARCH_*`` environment variables (or passed in tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the API and the worker need; one object shared by both."""
+
+    model_config = SettingsConfigDict(env_prefix="LIGHTSEARCH_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path(".lightsearch"),
+        description="Folder for the embedded SQLite database, artifacts and the admin token.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/lightsearch.db. PostgreSQL: "
+        "postgresql+psycopg://user@host:5432/db",
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies get 413.")
+    max_concurrent_jobs: int = Field(2, ge=1, le=1024, description="Jobs one worker runs at once.")
+    executor: Literal["ray", "spec"] = Field(
+        "ray",
+        description="'ray': every job evaluates on Ray (RAY_ADDRESS or a local Ray), keeping "
+        "the spec's batch and chunk sizes; 'spec': honour the job's executor.name.",
+    )
+    lease_s: float = Field(
+        15.0, gt=0,
+        description="A running job whose worker has not sent a heartbeat for this long is "
+        "claimed again by another worker (its worker is taken for dead).",
+    )
+    poll_s: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    cancel_poll_s: float = Field(0.25, gt=0, description="How often a job re-reads its cancel "
+                                 "flag from the database.")
+    max_attempts: int = Field(
+        20, ge=1, description="A job claimed this many times without finishing ends 'failed'."
+    )
+    db_pool_size: int = Field(20, ge=1, le=1000)
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    plugins: str = Field(
+        "",
+        description="Comma-separated modules imported at start by the API and the workers, "
+        "to register extra spaces, agents, profilers or evaluators in the registries.",
+    )
+    auth_cache_s: float = Field(
+        5.0, ge=0, description="Seconds a verified token is trusted without a database look-up."
+    )
+
+    @model_validator(mode="after")
+    def _default_url(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'lightsearch.db').resolve()}"
+        return self
+
+    def load_plugins(self) -> None:
+        """Import the plugin modules (each registers its components on import)."""
+        import importlib
+
+        for name in filter(None, (m.strip() for m in self.plugins.split(","))):
+            importlib.import_module(name)
+
+    @property
+    def url(self) -> str:
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def tables_dir(self) -> Path:
+        """User tables (CSV look-ups) that jobs may name, relative to this folder."""
+        return self.data_dir / "tables"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin-token"

@@ -1,0 +1,123 @@
+"""Database engines: embedded SQLite (WAL, shared by API and workers) or PostgreSQL by URL.
+
+SQLite allows one writer at a time. A transaction that reads and then writes can fail at once
+with SQLITE_BUSY when another connection committed in between (WAL snapshot rule), and the busy
+timeout does not help there. So write sessions start with ``BEGIN IMMEDIATE`` (they queue on
+the busy timeout instead), while read sessions use plain deferred transactions that never
+block in WAL mode. On PostgreSQL both are ordinary transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def finite_json(value: Any) -> Any:
+    """A copy with NaN and infinities replaced by None (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for the database: NaN and infinities become null (PostgreSQL rejects them)."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
+    except ValueError:
+        return json.dumps(finite_json(value), allow_nan=False, separators=(",", ":"), default=str)
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (psycopg2 is not a dependency)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine_or_url: Engine | str) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    return url.get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, pool_size: int = 20, busy_timeout_ms: int = 30_000) -> Engine:
+    url = normalize_url(url)
+    if is_sqlite(url):
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            raise ValueError("the service needs a SQLite file (API and workers share it), "
+                             f"got {url!r}")
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, json_serializer=json_dumps, pool_size=pool_size, max_overflow=pool_size,
+            connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        )
+        _sqlite_events(engine, busy_timeout_ms)
+        return engine
+    return create_engine(url, json_serializer=json_dumps, pool_size=pool_size,
+                         max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        # WAL + NORMAL: a commit survives a process crash (SIGKILL); only an OS crash or power
+        # loss may drop the last commits, never corrupt the file.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        # Straight to the driver: this runs for every transaction (one per stored trial).
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """An engine with a read and a write session factory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.writer = engine.execution_options(sqlite_immediate=True)
+        self.read_session = sessionmaker(engine, expire_on_commit=False)
+        self.write_session = sessionmaker(self.writer, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Database:
+        return cls(make_engine(url, **kwargs))
+
+    @property
+    def sqlite(self) -> bool:
+        return is_sqlite(self.engine)
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self.read_session() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self.write_session() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

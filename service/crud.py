@@ -1,0 +1,225 @@
+"""Reads and writes behind the API routes; routes never touch the session themselves.
+
+Every job access goes through ``get_job``: a job that does not exist and a job of another user
+raise the same ``JobNotFound`` (404), so ids cannot be probed. Admins see every job.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from search.spec import JobSpec
+from service.core.errors import Conflict, InvalidTransition, JobNotFound
+from service.core.security import Principal, hash_token, new_token
+from service.models import (
+    ApiToken,
+    Checkpoint,
+    HypervolumePoint,
+    Job,
+    JobStatus,
+    Trial,
+    TrialMetric,
+    User,
+    utcnow,
+)
+
+TRIAL_COLUMNS = ("trial_id", "reward", "duration_s", "evaluation_index")
+
+
+# ---- users and tokens ----------------------------------------------------------------------
+def get_user(session: Session, name: str) -> User | None:
+    return session.scalar(select(User).where(User.name == name))
+
+
+def create_user(session: Session, name: str, *, is_admin: bool = False) -> User:
+    if get_user(session, name) is not None:
+        raise Conflict(f"user {name!r} already exists")
+    user = User(name=name, is_admin=is_admin)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def create_token(session: Session, user_name: str, *, admin: bool = False,
+                 label: str = "") -> tuple[User, str]:
+    """A new token for ``user_name`` (created if new; ``admin`` promotes it). Commits."""
+    user = get_user(session, user_name)
+    if user is None:
+        user = create_user(session, user_name, is_admin=admin)
+    elif admin and not user.is_admin:
+        user.is_admin = True
+    token = new_token()
+    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), label=label))
+    safe_commit(session)
+    return user, token
+
+
+def principal_for_token(session: Session, token: str) -> Principal | None:
+    row = session.execute(
+        select(User.id, User.name, User.is_admin).join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+    ).first()
+    return Principal(row.id, row.name, bool(row.is_admin)) if row is not None else None
+
+
+def count_users(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+# ---- jobs ----------------------------------------------------------------------------------
+def create_job(session: Session, owner: Principal, spec: JobSpec) -> Job:
+    job = Job(owner_id=owner.id, name=spec.name, spec=spec.model_dump(mode="json"),
+              status=JobStatus.QUEUED.value, budget=spec.budget.evaluations)
+    session.add(job)
+    session.commit()
+    return job
+
+
+def _visible(user: Principal) -> ColumnElement[bool]:
+    return Job.owner_id == user.id
+
+
+def get_job(session: Session, user: Principal, job_id: str) -> Job:
+    """The job if ``user`` may see it; ``JobNotFound`` otherwise (missing or not theirs)."""
+    job = session.get(Job, job_id) if len(job_id) <= 32 else None
+    if job is None or not (user.is_admin or job.owner_id == user.id):
+        raise JobNotFound(job_id)
+    return job
+
+
+def owner_names(session: Session, jobs: Sequence[Job]) -> dict[int, str]:
+    ids = {j.owner_id for j in jobs}
+    if not ids:
+        return {}
+    return dict(session.execute(select(User.id, User.name).where(User.id.in_(ids))).all())
+
+
+def list_jobs(session: Session, user: Principal, *, status: str | None = None, offset: int = 0,
+              limit: int = 50, all_users: bool = False) -> tuple[list[Job], int]:
+    conds: list[ColumnElement[bool]] = []
+    if not (user.is_admin and all_users):
+        conds.append(_visible(user))
+    if status is not None:
+        conds.append(Job.status == status)
+    count = session.scalar(select(func.count()).select_from(Job).where(*conds)) or 0
+    rows = session.scalars(
+        select(Job).where(*conds).order_by(Job.created_at.desc(), Job.id)
+        .offset(offset).limit(limit)
+    ).all()
+    return list(rows), int(count)
+
+
+def cancel_job(session: Session, user: Principal, job_id: str) -> Job:
+    """Queued jobs end at once; a running job is flagged and its worker stops it."""
+    job = get_job(session, user, job_id)
+    now = utcnow()
+    if job.status == JobStatus.QUEUED:
+        job.status, job.reason, job.finished_at = JobStatus.CANCELLED.value, \
+            "cancelled by request before it started", now
+    elif job.status == JobStatus.RUNNING:
+        job.cancel_requested = True
+    else:
+        raise InvalidTransition(f"job {job_id!r} is {job.status}; only queued or running "
+                                "jobs can be cancelled")
+    job.updated_at = now
+    session.commit()
+    return job
+
+
+def delete_job(session: Session, user: Principal, job_id: str, artifact_root: Path) -> None:
+    job = get_job(session, user, job_id)
+    if job.status == JobStatus.RUNNING:
+        raise InvalidTransition(f"job {job_id!r} is running; cancel it first")
+    for table in (TrialMetric, Trial, HypervolumePoint, Checkpoint):
+        session.execute(delete(table).where(table.job_id == job.id))
+    session.delete(job)
+    session.commit()
+    shutil.rmtree(artifact_root / job.id, ignore_errors=True)
+
+
+# ---- trials, front, hypervolume ------------------------------------------------------------
+def get_trial(session: Session, job_id: str, trial_id: int | None) -> TrialRow | None:
+    if trial_id is None:
+        return None
+    rows = _rows(session, select(_TRIALS).where(_TRIALS.c.job_id == job_id,
+                                                _TRIALS.c.trial_id == trial_id))
+    return rows[0] if rows else None
+
+
+TrialRow = dict[str, Any]
+_TRIALS = Trial.__table__
+_METRICS = TrialMetric.__table__
+
+
+def _rows(session: Session, stmt: Any) -> list[TrialRow]:
+    """Plain dicts (no ORM identity map): pages of trials are read-only and hot."""
+    return [dict(r) for r in session.execute(stmt).mappings()]
+
+
+def list_trials(session: Session, job: Job, *, offset: int = 0, limit: int = 50,
+                sort: str = "trial_id", order: Literal["asc", "desc"] = "asc",
+                state: str | None = None) -> tuple[list[TrialRow], int]:
+    """A page of trials sorted by a column or by any metric (trials without it come last).
+
+    Metric sorts walk the ``trial_metrics`` index, so a page costs the same at 10 or
+    10,000 trials."""
+    t = _TRIALS
+    conds: list[ColumnElement[bool]] = [t.c.job_id == job.id]
+    if state is not None:
+        conds.append(t.c.state == state)
+        count = session.scalar(select(func.count()).select_from(t).where(*conds)) or 0
+    else:
+        count = job.n_trials
+    if sort in TRIAL_COLUMNS:
+        key = t.c[sort]
+        keys = [key.asc().nulls_last(), t.c.trial_id.asc()] if order == "asc" else \
+            [key.desc().nulls_last(), t.c.trial_id.desc()]
+        return _rows(session, select(t).where(*conds).order_by(*keys)
+                     .offset(offset).limit(limit)), int(count)
+    m = _METRICS
+    joined = t.join(m, (m.c.job_id == t.c.job_id) & (m.c.trial_id == t.c.trial_id)
+                    & (m.c.name == sort))
+    keys = [m.c.value.asc(), m.c.trial_id.asc()] if order == "asc" else \
+        [m.c.value.desc(), m.c.trial_id.desc()]
+    rows = _rows(session, select(t).select_from(joined).where(*conds).order_by(*keys)
+                 .offset(offset).limit(limit))
+    if len(rows) < limit:  # past the trials with the metric: those without it, by id
+        if rows:
+            with_metric = offset + len(rows)
+        else:
+            with_metric = session.scalar(
+                select(func.count()).select_from(joined).where(*conds)) or 0
+        has = select(m.c.trial_id).where(m.c.job_id == job.id, m.c.name == sort,
+                                         m.c.trial_id == t.c.trial_id).exists()
+        rows += _rows(session, select(t).where(*conds, ~has).order_by(t.c.trial_id)
+                      .offset(max(0, offset - with_metric)).limit(limit - len(rows)))
+    return rows, int(count)
+
+
+def pareto_trials(session: Session, job: Job) -> list[TrialRow]:
+    return _rows(session, select(_TRIALS).where(_TRIALS.c.job_id == job.id,
+                                                _TRIALS.c.on_front.is_(True))
+                 .order_by(_TRIALS.c.trial_id))
+
+
+def hypervolume_history(session: Session, job: Job) -> list[HypervolumePoint]:
+    return list(session.scalars(
+        select(HypervolumePoint).where(HypervolumePoint.job_id == job.id)
+        .order_by(HypervolumePoint.trial_id, HypervolumePoint.id)
+    ).all())
+
+
+def safe_commit(session: Session) -> None:
+    """Commit, turning a unique-key race into a 409 instead of a 500."""
+    try:
+        session.commit()
+    except IntegrityError as err:
+        session.rollback()
+        raise Conflict("the resource changed concurrently; retry") from err

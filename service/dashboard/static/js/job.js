@@ -1,0 +1,502 @@
+// The job page: header and progress, the live Pareto view, hypervolume and best reward, the
+// best trial (with its per-layer policy for compression jobs), downloads and the trials table.
+import { api, prefetched, query } from "./api.js";
+import { CONFIG, paretoFigure, plotlyReady, policyFigure, stepFigure } from "./charts.js";
+import { Live } from "./live.js";
+import { ParetoModel } from "./pareto.js";
+import { policyGroups, TrialDrawer } from "./trial.js";
+import { TrialsTable } from "./trials.js";
+import { badge, clear, downloadLink, elapsed, fmt, fmtDuration, fmtInt, h, icon, progressBar, toast } from "./util.js";
+
+const MAX_POINTS = 2000; // scatter points per snapshot (Pareto points always included)
+const RESAMPLE_AT = 6000; // points on screen before a fresh down-sampled snapshot
+const REDRAW_MS = 250;
+const SERIES_MS = 1000;
+const afterPaint = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+
+export class JobView {
+  constructor(root, id, user) {
+    this.root = root;
+    this.id = id;
+    this.user = user;
+    this.alive = true;
+    this.dirty = new Set();
+    this.lastDraw = 0;
+    this.timer = null;
+    this.pendingTrials = null; // stream trials buffered while a snapshot loads
+    this.drawnLive = new Set();
+    this.newLive = [];
+    this.drawer = null;
+    this.bestLoaded = null;
+  }
+
+  async start() {
+    clear(this.root, h("div", { class: "center-spinner" }, h("div", { class: "spinner" })));
+    let job, ov;
+    try {
+      const id = encodeURIComponent(this.id);
+      [job, ov] = await Promise.all([prefetched("job", this.id, `/jobs/${id}`),
+        prefetched("overview", this.id, `/dashboard/jobs/${id}/overview${query({ max_points: MAX_POINTS })}`)]);
+    } catch (err) {
+      if (!this.alive) return;
+      clear(this.root, h("div", { class: "empty", id: "job-missing" },
+        h("div", { class: "big" }, err.status === 404 ? "Job not found" : "Could not load the job"),
+        err.status === 404 ? "It does not exist, or it belongs to another user." : err.message,
+        h("div", { style: { marginTop: "14px" } }, h("a", { class: "btn", href: "#/jobs" }, "Back to jobs"))));
+      return;
+    }
+    if (!this.alive) return;
+    performance.mark("data-ready");
+    this.job = job;
+    this.state = flatState(job);
+    this.objectives = ov.objectives;
+    this.axes = ov.axes;
+    this.model = new ParetoModel(ov.axes, ov.objectives);
+    this.model.loadSnapshot(ov.scatter);
+    this.hv = ov.series.hv;
+    this.best = ov.series.best;
+    this.lastTrial = ov.series.last_trial;
+    this.layout();
+    this.renderHeader();
+    this.renderBest(job.best);
+    this.loadFiles();
+    this.schedule("pareto", "series");
+    const metrics = ov.axes.filter((a) => a.group === "metrics").map((a) => a.label);
+    this.table = new TrialsTable(this.id, { objectives: this.objectives, metrics, onOpen: (t) => this.openTrial(t) });
+    this.tableSlot.replaceWith(this.table.el);
+    this.table.load();
+    this.live = new Live(this.id, ov.cursor, {
+      update: (d) => this.onUpdate(d), end: (d) => this.onEnd(d), status: (s) => this.setLive(s),
+    });
+    if (FINISHED.has(job.status)) this.setLive("ended");
+    this.live.start();
+  }
+
+  destroy() {
+    this.alive = false;
+    this.live?.stop();
+    clearTimeout(this.timer);
+    clearTimeout(this.seriesTimer);
+    clearTimeout(this.bestTimer);
+    this.drawer?.close();
+    for (const el of [this.paretoEl, this.hvEl, this.bestEl, this.policyEl]) if (el && window.Plotly) window.Plotly.purge(el);
+  }
+
+  // ---- layout ------------------------------------------------------------------------------
+  layout() {
+    const pick = (id, label, value, allowNone) => {
+      const sel = h("select", { id, "aria-label": label, onchange: () => this.changeAxes() },
+        allowNone ? h("option", { value: "none", selected: !value }, "none") : null,
+        groupOptions(this.axes, value));
+      return h("label", { class: "field" }, label, sel);
+    };
+    this.head = h("div", { class: "page-head" });
+    this.banner = h("div");
+    this.stats = h("div", { class: "stats", id: "job-stats" });
+    this.paretoEl = h("div", { class: "plot", id: "pareto-plot" }, h("div", { class: "plot-overlay" }, h("div", { class: "spinner" })));
+    this.paretoNote = h("span", { class: "plot-note", id: "pareto-note" });
+    this.pickers = h("div", { class: "axis-pickers" },
+      pick("axis-x", "X axis", this.model.selection.x), pick("axis-y", "Y axis", this.model.selection.y),
+      pick("axis-color", "Colour", this.model.selection.color, true));
+    this.hvEl = h("div", { class: "plot short", id: "hv-plot" });
+    this.bestEl = h("div", { class: "plot short", id: "best-plot" });
+    this.bestCard = h("div", { class: "card-body", id: "best-trial" });
+    this.files = h("div", { class: "card-body", id: "downloads" }, h("div", { class: "spinner small" }));
+    this.policyCard = h("section", { class: "card", id: "policy-card", style: { display: "none" } },
+      h("div", { class: "card-head" }, h("h2", {}, "Per-layer policy of the best trial"), h("span", { class: "sub grow", id: "policy-note" })),
+      h("div", { class: "card-body" }, this.policyEl = h("div", { class: "plot", id: "policy-plot" })));
+    this.tableSlot = h("div");
+    const hasFront = this.objectives.length > 1;
+    clear(this.root,
+      this.head, this.banner, this.stats,
+      h("div", { class: "grid main", style: { marginBottom: "18px" } },
+        h("section", { class: "card" },
+          h("div", { class: "card-head" }, h("h2", {}, hasFront ? "Pareto front" : "Trials"), h("span", { class: "grow" }), this.paretoNote),
+          h("div", { class: "card-body" }, this.pickers, this.paretoEl)),
+        h("div", { class: "stack" },
+          h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Best trial")), this.bestCard),
+          h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Downloads")), this.files))),
+      h("div", { class: "grid two", style: { marginBottom: "18px" } },
+        h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Hypervolume"), h("span", { class: "sub grow", id: "hv-note" })),
+          h("div", { class: "card-body" }, this.hvEl)),
+        h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Best reward"), h("span", { class: "sub grow" })),
+          h("div", { class: "card-body" }, this.bestEl))),
+      h("div", { style: { marginBottom: "18px" } }, this.policyCard),
+      this.tableSlot);
+    this.paretoEl.addEventListener("click", () => {}, { passive: true });
+  }
+
+  /** Built once, then updated in place: a button that is re-created while the stream
+   * updates the header would swallow clicks. */
+  buildHeader() {
+    this.liveEl = h("span", { class: "live", id: "live" }, h("span", { class: "dot" }), h("span", {}, "Connecting…"));
+    this.badgeSlot = h("span");
+    this.meta = h("div", { class: "muted", style: { marginTop: "4px" } });
+    this.cancelBtn = h("button", { class: "btn danger", id: "cancel-job", onclick: () => this.cancel() });
+    clear(this.head,
+      h("div", {},
+        h("div", { class: "crumbs" }, h("a", { href: "#/jobs" }, "Jobs"), " / ", h("span", { class: "mono" }, this.id.slice(0, 12))),
+        h("div", { class: "row" }, h("h1", { id: "job-name" }, this.job.name), this.badgeSlot, this.liveEl),
+        this.meta),
+      h("div", { class: "row" }, this.cancelBtn));
+    this.statEls = {
+      progress: h("div", { class: "value", id: "stat-progress" }),
+      bar: progressBar(0),
+      best: stat("Best reward", "stat-best"),
+      hv: stat("Hypervolume", "stat-hv"),
+      front: stat("Pareto points", "stat-front"),
+      trials: stat("Trials", "stat-trials"),
+    };
+    clear(this.stats,
+      h("div", { class: "stat wide" }, h("div", { class: "label" }, "Progress"), this.statEls.progress,
+        h("div", { style: { marginTop: "8px" } }, this.statEls.bar)),
+      this.statEls.best.el, this.statEls.hv.el, this.statEls.front.el, this.statEls.trials.el);
+  }
+
+  renderHeader() {
+    if (!this.cancelBtn) this.buildHeader();
+    const s = this.state;
+    const running = s.status === "running" || s.status === "queued";
+    if (this.badgeSlot.dataset.status !== s.status) {
+      clear(this.badgeSlot, badge(s.status));
+      this.badgeSlot.dataset.status = s.status;
+    }
+    const took = elapsed(s);
+    this.meta.textContent = `${this.job.spec.agent?.name || "?"} on ${this.job.spec.space?.name || "?"} · `
+      + this.objectives.map((o) => `${o.metric} ${o.direction === "max" ? "↑" : "↓"}`).join(", ")
+      + (took !== null ? ` · ${fmtDuration(took)}` : "");
+    const b = this.cancelBtn;
+    b.style.display = running ? "" : "none";
+    b.disabled = !!s.cancel_requested;
+    b.classList.toggle("confirm", !!this.confirming && !s.cancel_requested);
+    const label = s.cancel_requested ? "Cancelling…" : this.confirming ? "Confirm cancel" : "Cancel job";
+    if (b.dataset.label !== label) {
+      clear(b, icon("stop"), label);
+      b.dataset.label = label;
+    }
+    if (!running && b.parentNode) b.remove();
+    const frac = s.budget ? Math.min(1, s.evaluations / s.budget) : 0;
+    clear(this.statEls.progress, `${fmtInt(s.evaluations)} `,
+      h("span", { class: "faint", style: { fontSize: "15px" } }, `/ ${fmtInt(s.budget)} evaluations`));
+    this.statEls.bar.className = `progress ${s.status}`;
+    this.statEls.bar.firstChild.style.width = `${frac * 100}%`;
+    this.statEls.best.set(fmt(s.best_reward, 6),
+      s.best_trial_id !== null && s.best_trial_id !== undefined ? `trial #${s.best_trial_id}` : "");
+    this.statEls.hv.set(fmt(s.hypervolume, 6), "");
+    this.statEls.front.set(fmtInt(this.model.front.size), "");
+    this.statEls.trials.set(fmtInt(s.trials), `${fmtInt(s.failed)} failed · ${fmtInt(s.cached)} repeats`);
+    const reason = s.reason && (s.status === "failed" || s.status === "cancelled") ? s.reason : "";
+    if (this.banner.dataset.reason !== reason) {
+      this.banner.dataset.reason = reason;
+      clear(this.banner, !reason ? null : s.status === "failed"
+        ? h("div", { class: "banner error", id: "job-reason" }, h("pre", {}, reason))
+        : h("div", { class: "banner warn", id: "job-reason" }, reason));
+    }
+  }
+
+  setLive(status) {
+    if (!this.liveEl) return;
+    const ended = FINISHED.has(this.state?.status);
+    const [cls, text] = status === "live" ? (ended ? ["", "Finished"] : ["on", "Live"])
+      : status === "ended" ? ["", "Finished"] : ["warn", "Reconnecting…"];
+    this.liveEl.className = `live ${cls}`;
+    this.liveEl.lastChild.textContent = text;
+    this.liveEl.dataset.state = status;
+  }
+
+  // ---- live updates ------------------------------------------------------------------------
+  onUpdate(d) {
+    if (!this.alive) return;
+    if (d.trials?.length) {
+      if (this.pendingTrials) this.pendingTrials.push(...d.trials);
+      const added = this.model.addTrials(d.trials);
+      this.newLive.push(...added);
+      let top = this.best.length ? this.best[this.best.length - 1][1] : -Infinity;
+      for (const t of d.trials) {
+        if (t.s === "complete" && typeof t.r === "number" && t.r > top) { top = t.r; this.best.push([t.t, t.r]); }
+        if (this.lastTrial === null || t.t > this.lastTrial) this.lastTrial = t.t;
+      }
+      this.best.sort((a, b) => a[0] - b[0]);
+      this.table?.refreshSoon();
+      this.schedule("pareto", "series");
+      if (this.model.points.size > RESAMPLE_AT) this.resample();
+    }
+    if (d.front) { this.model.setFront(d.front); this.schedule("pareto", "header"); }
+    if (d.hv) {
+      if (d.hv.reset) this.hv = d.hv.points;
+      else {
+        const seen = new Map(this.hv.map((p) => [p[0], p]));
+        for (const p of d.hv.points) seen.set(p[0], p);
+        this.hv = [...seen.values()].sort((a, b) => a[0] - b[0]);
+      }
+      this.schedule("series");
+    }
+    if (d.job) {
+      const bestChanged = d.job.best_trial_id !== this.state.best_trial_id;
+      const ended = FINISHED.has(d.job.status) && !FINISHED.has(this.state.status);
+      this.state = { ...this.state, ...d.job };
+      this.model.setBest(d.job.best_trial_id);
+      this.schedule("header", "pareto");
+      if (bestChanged) this.loadBestSoon();
+      if (ended) this.loadFiles();
+    }
+  }
+
+  onEnd(d) {
+    this.state = { ...this.state, ...d };
+    this.schedule("header");
+    this.loadFiles();
+    this.loadBestSoon();
+    this.table?.load(true);
+  }
+
+  schedule(...what) {
+    for (const w of what) this.dirty.add(w);
+    if (this.timer || !this.dirty.size) return;
+    const wait = Math.max(0, REDRAW_MS - (performance.now() - this.lastDraw));
+    this.timer = setTimeout(() => requestAnimationFrame(() => this.flush()), wait);
+  }
+
+  async flush() {
+    this.timer = null;
+    if (!this.alive) return;
+    this.lastDraw = performance.now();
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    if (dirty.has("header")) this.renderHeader();
+    let Plotly;
+    try {
+      Plotly = await plotlyReady;
+    } catch (err) {
+      clear(this.paretoEl, h("div", { class: "empty" }, err.message));
+      return;
+    }
+    if (!this.alive) return;
+    if (dirty.has("pareto")) {
+      await this.drawPareto(Plotly);
+      await afterPaint(); // the Pareto plot reaches the screen before the smaller charts
+    }
+    if (dirty.has("series") && this.alive) {
+      // The step charts change little per trial: redraw them at most once a second.
+      const wait = SERIES_MS - (performance.now() - (this.seriesDrawn || 0));
+      if (wait > 0) {
+        this.dirty.add("series");
+        clearTimeout(this.seriesTimer);
+        this.seriesTimer = setTimeout(() => this.schedule(), wait);
+      } else {
+        this.seriesDrawn = performance.now();
+        await this.drawSeries(Plotly);
+      }
+    }
+  }
+
+  async drawPareto(Plotly) {
+    const fig = paretoFigure(this.model);
+    const fresh = this.newLive;
+    this.newLive = [];
+    await Plotly.react(this.paretoEl, fig.traces, fig.layout, CONFIG);
+    this.paretoEl.querySelector(".plot-overlay")?.remove();
+    if (!this.paretoEl.dataset.bound) {
+      this.paretoEl.dataset.bound = "1";
+      this.paretoEl.on("plotly_click", (ev) => {
+        const t = ev.points?.[0]?.customdata;
+        if (t !== undefined && t !== null) this.openTrial(t);
+      });
+    }
+    Object.assign(this.paretoEl.dataset, { points: String(fig.counts.points), front: String(fig.counts.front),
+      total: String(this.model.total), x: this.model.selection.x, y: this.model.selection.y });
+    const m = this.model;
+    this.paretoNote.textContent = m.total > fig.counts.points
+      ? `${fmtInt(fig.counts.points)} of ${fmtInt(m.total)} points drawn · all ${fmtInt(m.front.size)} Pareto points kept`
+      : `${fmtInt(fig.counts.points)} points · ${fmtInt(fig.counts.front)} on the front`;
+    this.statEls?.front.set(fmtInt(m.front.size), "");
+    // After the next paint: the moment a point is on screen (the benchmark reads these).
+    afterPaint().then(() => {
+      const now = Date.now();
+      const ls = window.__ls;
+      if ((ls.drawnCount || 0) > 5000) { ls.drawnAt = {}; ls.drawnCount = 0; } // bounded
+      for (const t of fresh) {
+        if (!(t in ls.drawnAt)) { ls.drawnAt[t] = now; ls.drawnCount = (ls.drawnCount || 0) + 1; }
+      }
+      if (!window.__ls.paretoDrawnAt) {
+        window.__ls.paretoDrawnAt = performance.now();
+        performance.mark("pareto-drawn");
+      }
+      this.paretoEl.dataset.drawn = String(Number(this.paretoEl.dataset.drawn || 0) + 1);
+    });
+  }
+
+  async drawSeries(Plotly) {
+    const hv = stepFigure(this.hv, this.lastTrial, { name: "hypervolume", color: "#4f46e5", ytitle: "hypervolume" });
+    const best = stepFigure(this.best, this.lastTrial, { name: "best reward", color: "#059669", ytitle: "best reward" });
+    await Promise.all([Plotly.react(this.hvEl, hv.traces, hv.layout, CONFIG), Plotly.react(this.bestEl, best.traces, best.layout, CONFIG)]);
+    this.hvEl.dataset.points = String(this.hv.length);
+    this.hvEl.dataset.last = String(this.hv.length ? this.hv[this.hv.length - 1][1] : "");
+    this.bestEl.dataset.points = String(this.best.length);
+    const note = document.getElementById("hv-note");
+    if (note) note.textContent = this.objectives.length > 1 ? `${this.objectives.length} objectives` : "one objective: the best value";
+  }
+
+  async changeAxes() {
+    const x = this.pickers.querySelector("#axis-x").value;
+    const y = this.pickers.querySelector("#axis-y").value;
+    const color = this.pickers.querySelector("#axis-color").value;
+    await this.resample({ x, y, color });
+  }
+
+  async resample(sel = null) {
+    if (this.resampling) return;
+    this.resampling = true;
+    this.pendingTrials = [];
+    const s = sel || this.model.selection;
+    try {
+      const snap = await api(`/dashboard/jobs/${encodeURIComponent(this.id)}/scatter${query({
+        x: s.x, y: s.y, color: s.color || "none", max_points: MAX_POINTS })}`);
+      if (!this.alive) return;
+      this.model.loadSnapshot(snap);
+      this.model.addTrials(this.pendingTrials);
+      this.schedule("pareto");
+    } catch (err) {
+      toast(err.message, "error");
+    } finally {
+      this.pendingTrials = null;
+      this.resampling = false;
+    }
+  }
+
+  // ---- best trial, files, policy -----------------------------------------------------------
+  loadBestSoon() {
+    clearTimeout(this.bestTimer);
+    this.bestTimer = setTimeout(async () => {
+      const id = this.state.best_trial_id;
+      if (id === null || id === undefined || id === this.bestLoaded) return;
+      try {
+        this.renderBest(await api(`/dashboard/jobs/${encodeURIComponent(this.id)}/trials/${id}`));
+      } catch { /* the next update retries */ }
+    }, 600);
+  }
+
+  renderBest(t) {
+    if (!t) {
+      clear(this.bestCard, h("div", { class: "muted" }, "No completed trial yet."));
+      return;
+    }
+    this.bestLoaded = t.trial_id;
+    this.bestTrial = t;
+    const files = (t.files || Object.entries(t.artifacts || {}).map(([name, path]) => ({ name, path: path || null, size: null })))
+      .filter((f) => f.path);
+    clear(this.bestCard,
+      h("div", { class: "row", style: { marginBottom: "10px" } },
+        h("div", { style: { fontSize: "20px", fontWeight: 650 } }, fmt(t.reward, 6)),
+        h("span", { class: "muted" }, "reward"), h("span", { style: { flex: 1 } }),
+        h("a", { class: "btn small", href: `#/jobs/${this.id}/trials/${t.trial_id}`, id: "open-best" }, `Trial #${t.trial_id}`)),
+      h("dl", { class: "kv" }, Object.entries(t.metrics || {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, fmt(v, 6))])),
+      h("div", { class: "mono faint", style: { marginTop: "10px", overflowWrap: "anywhere", fontSize: "11.5px" } }, t.arch_key),
+      files.length ? h("div", { class: "downloads", id: "best-downloads", style: { marginTop: "12px" } },
+        files.map((f) => downloadLink(this.id, f.path, `Best model · ${f.name}`, f.size))) : null);
+    this.drawPolicy(t);
+    this.renderFiles();
+  }
+
+  async drawPolicy(t) {
+    const groups = policyGroups(t.arch);
+    if (!groups) {
+      this.policyCard.style.display = "none";
+      return;
+    }
+    this.policyCard.style.display = "";
+    document.getElementById("policy-note").textContent = `trial #${t.trial_id} · ${Object.keys(groups).join(", ")}`;
+    const Plotly = await plotlyReady;
+    const fig = policyFigure(groups);
+    this.policyEl.style.height = `${Math.max(260, 170 * Object.keys(groups).length + 60)}px`;
+    await Plotly.react(this.policyEl, fig.traces, fig.layout, CONFIG);
+    this.policyEl.dataset.trial = String(t.trial_id);
+  }
+
+  async loadFiles() {
+    try {
+      const res = await api(`/jobs/${encodeURIComponent(this.id)}/artifacts`);
+      this.jobFiles = res.data.filter((f) => !f.path.startsWith("trials/"));
+    } catch {
+      this.jobFiles = this.jobFiles || [];
+    }
+    this.renderFiles();
+  }
+
+  renderFiles() {
+    if (!this.jobFiles) return;
+    const best = this.bestTrial;
+    const bestFiles = best ? (best.files || []).filter((f) => f.path) : [];
+    const items = [
+      ...this.jobFiles.map((f) => downloadLink(this.id, f.path, f.path === "results.json" ? "Results (results.json)" : f.path, f.size)),
+      ...bestFiles.map((f) => downloadLink(this.id, f.path, `Best model · ${f.name}`, f.size)),
+    ];
+    clear(this.files, items.length ? h("div", { class: "downloads" }, items)
+      : h("div", { class: "muted" }, FINISHED.has(this.state.status) ? "This job wrote no files."
+        : "Results appear here when the job finishes; model files of Pareto points are in the trials table."));
+  }
+
+  // ---- actions -----------------------------------------------------------------------------
+  async cancel() {
+    if (!this.confirming) {
+      this.confirming = true;
+      this.renderHeader();
+      setTimeout(() => { this.confirming = false; if (this.alive) this.renderHeader(); }, 8000);
+      return;
+    }
+    this.confirming = false;
+    try {
+      const job = await api(`/jobs/${encodeURIComponent(this.id)}/cancel`, { method: "POST" });
+      this.state = { ...this.state, ...flatState(job) };
+      toast(job.status === "cancelled" ? "Job cancelled" : "Cancelling: running trials stop within seconds");
+    } catch (err) {
+      toast(err.message, "error");
+    }
+    this.renderHeader();
+  }
+
+  openTrial(t) {
+    location.hash = `#/jobs/${this.id}/trials/${t}`;
+  }
+
+  showTrial(t) {
+    if (!this.alive || !this.objectives) return;
+    if (t === null || t === undefined || Number.isNaN(t)) {
+      this.drawer?.close();
+      this.drawer = null;
+      return;
+    }
+    this.drawer = this.drawer || new TrialDrawer({ id: this.id, objectives: this.objectives },
+      () => { location.hash = `#/jobs/${this.id}`; });
+    this.drawer.open(t);
+  }
+}
+
+function flatState(job) {
+  const p = job.progress;
+  return {
+    status: job.status, reason: job.reason, cancel_requested: job.cancel_requested,
+    evaluations: p.evaluations, budget: p.budget, trials: p.trials, complete: p.complete, failed: p.failed,
+    cached: p.cached, best_trial_id: job.best ? job.best.trial_id : null, best_reward: job.best_reward,
+    hypervolume: job.hypervolume, started_at: job.started_at, finished_at: job.finished_at,
+  };
+}
+
+function stat(label, id) {
+  const value = h("div", { class: "value" }, "—");
+  const hint = h("div", { class: "hint" }, " ");
+  return {
+    el: h("div", { class: "stat", id }, h("div", { class: "label" }, label), value, hint),
+    set(v, note) { value.textContent = v; hint.textContent = note || " "; },
+  };
+}
+
+function groupOptions(axes, selected) {
+  const groups = [["objective", "Objectives"], ["metrics", "Metrics"], ["recorded", "Recorded"], ["column", "Trial"]];
+  return groups.map(([g, label]) => {
+    const items = axes.filter((a) => a.group === g);
+    if (!items.length) return null;
+    return h("optgroup", { label }, items.map((a) => h("option", { value: a.key, selected: a.key === selected }, a.label)));
+  });
+}

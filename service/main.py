@@ -1,0 +1,60 @@
+"""The FastAPI application: ``create_app(settings)`` (uvicorn: ``service.main:app``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from service import dashboard
+from service.api import errors
+from service.api.deps import AppState, AuthCache
+from service.api.limits import BodyLimitMiddleware
+from service.api.routes import dashboard_data, health, jobs, registries, stream, users
+from service.core.config import Settings
+from service.core.db import Database
+from service.migrations import upgrade
+
+API_PREFIX = "/api/v1"
+DESCRIPTION = """Search lightweight deep-learning models as a service: submit NAS and
+compression jobs, follow their progress, read trials, Pareto fronts and hypervolume, and
+download artifacts. Every `/api/v1` route needs `Authorization: Bearer <token>`
+(`lightsearch token create`); other users' jobs answer 404."""
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    settings.load_plugins()
+    db = Database.from_url(settings.url, pool_size=settings.db_pool_size,
+                           busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    if migrate:
+        upgrade(db.engine)
+    app = FastAPI(title="LightSearch", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.lightsearch = AppState(settings, db, AuthCache(settings.auth_cache_s))
+    errors.install(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (jobs, registries, users, stream, dashboard_data):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    dashboard.install(app)  # the browser dashboard at /
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``service.main:app`` for ``uvicorn`` (built on first access, from the environment)."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

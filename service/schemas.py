@@ -1,0 +1,240 @@
+"""Request and response bodies of the REST API (pydantic), kept apart from the SQL rows.
+
+Families follow the FastAPI full-stack template: ``JobSummary``/``JobPublic`` for one job,
+``JobsPublic{data, count}`` for a page. The request body of ``POST /jobs`` is the search
+core's own ``JobSpec``, so the API and ``lightsearch search`` accept the same files.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.spec import JobSpec, ObjectiveSpec
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TrialStateName = Literal["running", "complete", "failed", "invalid", "pruned"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class FieldError(BaseModel):
+    field: str = Field(..., description="Dotted path of the field at fault ('' for the body).")
+    message: str
+    valid: list[str] | None = Field(None, description="The valid names, for unknown names.")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a sentence, and per-field details for validation errors."""
+
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "detail": "agent.name: unknown agent 'ppo'; valid agents: evolution, mnas, nsga2, "
+                  "random, reinforce, tpe",
+        "errors": [{"field": "agent.name",
+                    "message": "unknown agent 'ppo'; valid agents: evolution, mnas, nsga2, "
+                               "random, reinforce, tpe",
+                    "valid": ["evolution", "mnas", "nsga2", "random", "reinforce", "tpe"]}],
+    }]})
+
+
+JOB_EXAMPLES: dict[str, dict[str, Any]] = {
+    "random-nb201": {
+        "summary": "Random search on NAS-Bench-201 (table look-ups)",
+        "value": {
+            "name": "nb201-random", "space": {"name": "nb201"}, "agent": {"name": "random"},
+            "evaluator": {"name": "tabular", "options": {"table": "nb201", "signal": "val_acc"}},
+            "objectives": [{"metric": "val_acc", "direction": "max"}],
+            "budget": {"evaluations": 200}, "executor": {"name": "ray", "batch_size": 16},
+            "seed": 0,
+        },
+    },
+    "mnas-pixel3": {
+        "summary": "MnasNet controller, accuracy vs Pixel 3 latency (two objectives)",
+        "value": {
+            "name": "nb201-pixel3", "space": {"name": "nb201"}, "agent": {"name": "mnas"},
+            "evaluator": {"name": "tabular", "options": {"table": "nb201", "signal": "val_acc"}},
+            "profilers": [{"name": "lut:pixel3"}],
+            "objectives": [{"metric": "val_acc", "direction": "max"},
+                           {"metric": "pixel3_latency", "direction": "min"}],
+            "reward": {"kind": "mnas", "accuracy": "val_acc", "latency": "pixel3_latency",
+                       "target": 10.0, "w": -0.07},
+            "budget": {"evaluations": 300, "max_failures": 10},
+            "executor": {"name": "ray", "batch_size": 8}, "seed": 1,
+        },
+    },
+}
+
+JobCreate = JobSpec
+
+
+class TrialPublic(_Out):
+    trial_id: int
+    arch: dict[str, Any]
+    arch_key: str
+    state: TrialStateName
+    reward: float | None
+    metrics: dict[str, float | None]
+    recorded: dict[str, Any]
+    info: dict[str, Any]
+    error: str | None
+    cached: bool = Field(..., description="Answered from the job's cache (a repeat).")
+    evaluation_index: int | None
+    duration_s: float
+    node: str | None = Field(..., description="Ray node id (or 'local') that evaluated it.")
+    artifacts: dict[str, Any]
+    on_front: bool = Field(..., description="On the job's current Pareto front.")
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "trial_id": 7, "arch": {"edge_0_1": "nor_conv_3x3"}, "arch_key": "|nor_conv_3x3~0|...",
+        "state": "complete", "reward": 91.2, "metrics": {"val_acc": 91.2},
+        "recorded": {"test_acc": 93.1}, "info": {}, "error": None, "cached": False,
+        "evaluation_index": 8, "duration_s": 0.002, "node": "local", "artifacts": {},
+        "on_front": True,
+    }]})
+
+
+class TrialsPublic(BaseModel):
+    data: list[TrialPublic]
+    count: int
+
+
+class JobProgress(BaseModel):
+    evaluations: int = Field(..., description="Distinct architectures evaluated.")
+    budget: int = Field(..., description="The job's evaluation budget.")
+    fraction: float = Field(..., ge=0, le=1)
+    trials: int
+    complete: int
+    failed: int
+    cached: int
+    tasks_started: int = Field(..., description="Evaluations handed to executors over all "
+                               "attempts; more than the stored ones means trials re-ran.")
+
+
+class JobSummary(BaseModel):
+    id: str
+    name: str
+    owner: str
+    status: JobStatusName
+    reason: str | None
+    cancel_requested: bool
+    executor: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int = Field(..., description="Times a worker claimed the job.")
+    resumed: int = Field(..., description="Times the job resumed from a checkpoint.")
+    progress: JobProgress
+    best_reward: float | None
+    hypervolume: float | None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "3f2c9a7d1b8e4f60a1c2d3e4f5a6b7c8", "name": "nb201-random", "owner": "alice",
+        "status": "running", "reason": None, "cancel_requested": False, "executor": "ray",
+        "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z",
+        "started_at": "2026-01-01T12:00:01Z", "finished_at": None, "attempts": 1,
+        "resumed": 0, "progress": {"evaluations": 40, "budget": 200, "fraction": 0.2,
+                                   "trials": 41, "complete": 40, "failed": 0, "cached": 1,
+                                   "tasks_started": 48},
+        "best_reward": 91.6, "hypervolume": 12.4,
+    }]})
+
+
+class JobPublic(JobSummary):
+    spec: dict[str, Any]
+    best: TrialPublic | None = Field(..., description="The trial with the highest reward.")
+
+
+class JobsPublic(BaseModel):
+    data: list[JobSummary]
+    count: int = Field(..., description="Jobs matching the filter (all pages).")
+
+
+class ParetoPublic(BaseModel):
+    """Non-dominated completed trials under the job's objectives (repeats excluded)."""
+
+    objectives: list[ObjectiveSpec]
+    data: list[TrialPublic]
+    count: int
+
+
+class HypervolumePoint(_Out):
+    trial_id: int = Field(..., description="The trial after which the volume took this value.")
+    evaluations: int
+    value: float
+
+
+class HypervolumePublic(BaseModel):
+    """The hypervolume after each trial that changed it. The reference point is the worst
+    value observed so far per objective; when it moves, the history is recomputed."""
+
+    objectives: list[ObjectiveSpec]
+    reference: list[float] | None
+    data: list[HypervolumePoint]
+
+
+class ArtifactPublic(BaseModel):
+    path: str = Field(..., description="Relative path; download it at .../artifacts/{path}.")
+    size: int
+    modified_at: datetime
+
+
+class ArtifactsPublic(BaseModel):
+    data: list[ArtifactPublic]
+    count: int
+
+
+class RegistryEntry(BaseModel):
+    name: str
+    summary: str
+    options_schema: dict[str, Any]
+
+
+class RegistryPublic(BaseModel):
+    kind: str
+    data: list[RegistryEntry]
+
+
+class RegistriesPublic(BaseModel):
+    spaces: list[RegistryEntry]
+    agents: list[RegistryEntry]
+    profilers: list[RegistryEntry]
+    evaluators: list[RegistryEntry]
+
+
+class UserPublic(_Out):
+    id: int
+    name: str
+    is_admin: bool
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    admin: bool = Field(False, description="Admins see and manage every user's jobs.")
+    label: str = Field("", max_length=100, pattern=r"^[^\x00]*$")
+
+
+class TokenCreated(BaseModel):
+    user: str
+    is_admin: bool
+    token: str = Field(..., description="Shown once; only its SHA-256 digest is stored.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "not ready"]
+    database: str
+    migration: str | None
+    detail: str | None = None

@@ -1,0 +1,90 @@
+"""The CLI: ``token create`` on the server's database, and the client commands (submit,
+jobs, watch, cancel, download) against a live uvicorn server with a worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from service.cli import main
+from tests.service.conftest import PYTHON, REPO, free_port, job_spec, subprocess_env
+
+
+@pytest.fixture
+def live(app, settings, tokens, start_worker):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    start_worker()
+    yield f"http://127.0.0.1:{port}", tokens["alice"]
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_client_commands(live, tmp_path, capsys):
+    url, token = live
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(job_spec(name="cli-job", budget={"evaluations": 30})))
+    common = ["--server", url, "--token", token]
+
+    assert main(["submit", str(job_file), *common]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert len(job_id) == 32
+
+    assert main(["watch", job_id, "--interval", "0.2", *common]) == 0
+    captured = capsys.readouterr()
+    assert "succeeded" in captured.out
+    assert "30/30" in captured.err  # tqdm's bar reached the budget
+
+    assert main(["jobs", *common]) == 0
+    listing = capsys.readouterr().out
+    assert job_id in listing and "succeeded" in listing and "cli-job" in listing
+
+    out = tmp_path / "dl"
+    assert main(["download", job_id, "--out", str(out), *common]) == 0
+    assert json.loads((out / "job.json").read_text())["status"] == "succeeded"
+    trials = json.loads((out / "trials.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert len(trials) == len(results["trials"]) >= 30
+
+    assert main(["cancel", job_id, *common]) == 1  # already finished: the server says 409
+    assert "409" in capsys.readouterr().err
+    assert main(["watch", "nope", *common]) == 1
+    assert main(["jobs", "--server", url, "--token", "ls_bad"]) == 1
+    assert "401" in capsys.readouterr().err
+
+
+def test_submit_reports_validation_errors(live, tmp_path, capsys):
+    url, token = live
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(job_spec(agent={"name": "ppo"})))
+    assert main(["submit", str(bad), "--server", url, "--token", token]) == 1
+    err = capsys.readouterr().err
+    assert "422" in err and "agent.name" in err and "mnas" in err
+
+
+def test_token_create_command(tmp_path):
+    env = subprocess_env(LIGHTSEARCH_DATA_DIR=str(tmp_path))
+    out = subprocess.run([PYTHON, "-m", "service.cli", "token", "create", "--user", "dana",
+                          "--admin"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    token = out.stdout.strip()
+    assert token.startswith("ls_") and "admin" in out.stderr
+    from service import crud
+    from service.core.db import Database
+
+    db = Database.from_url(f"sqlite:///{tmp_path / 'lightsearch.db'}")
+    with db.reading() as session:
+        principal = crud.principal_for_token(session, token)
+    db.dispose()
+    assert principal is not None and principal.name == "dana" and principal.is_admin

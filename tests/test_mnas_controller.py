@@ -1,0 +1,283 @@
+"""The LSTM controllers (MnasNet's PPO, REINFORCE): loss, learning, bookkeeping, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from agents.base import Objective, TrialResult, TrialState
+from agents.controller import LSTMController
+from agents.mnas_controller import (
+    MnasController,
+    ReinforceController,
+    batch_advantages,
+    ppo_clip_loss,
+)
+from agents.registry import AGENTS
+from spaces.base import Categorical, Continuous, Space
+from spaces.nb201 import NB201Space
+
+torch.set_num_threads(1)
+
+
+class ToySpace(Space):
+    """Decisions of unequal sizes, so padded heads and masks are exercised."""
+
+    name = "toy"
+
+    def __init__(self, sizes: Sequence[int] = (3, 5, 2, 4)) -> None:
+        self._decisions = tuple(Categorical(f"d{i}", tuple(range(s))) for i, s in enumerate(sizes))
+
+    @property
+    def decisions(self) -> Sequence[Categorical]:
+        return self._decisions
+
+
+TARGET = {"d0": 2, "d1": 4, "d2": 0, "d3": 1}
+
+
+def matches(arch: dict) -> float:
+    return float(sum(arch[k] == v for k, v in TARGET.items()))
+
+
+def complete(reward: float, **metrics: float) -> TrialResult:
+    return TrialResult(TrialState.COMPLETE, reward, dict(metrics))
+
+
+# ---- the PPO loss ---------------------------------------------------------------------------
+def test_ppo_loss_clips_the_ratio_on_a_hand_case() -> None:
+    old = torch.log(torch.tensor([0.5, 0.5, 0.5, 0.5]))
+    new = torch.log(torch.tensor([0.8, 0.8, 0.25, 0.25])).requires_grad_()
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    loss = ppo_clip_loss(new, old, adv, clip=0.2)
+    # ratios 1.6, 1.6, 0.5, 0.5 -> min(r*A, clip(r)*A): 1.2, -1.6, 0.5, -0.8
+    assert loss.item() == pytest.approx(-(1.2 - 1.6 + 0.5 - 0.8) / 4, abs=1e-6)
+    loss.backward()
+    grad = new.grad.tolist()
+    # Clipped terms carry no gradient; unclipped ones carry -r*A/n.
+    assert grad[0] == 0.0 and grad[3] == 0.0
+    assert grad[1] == pytest.approx(1.6 / 4, abs=1e-6)
+    assert grad[2] == pytest.approx(-0.5 / 4, abs=1e-6)
+
+
+def test_ppo_loss_equals_policy_gradient_at_ratio_one() -> None:
+    logp = torch.tensor([-1.0, -2.0], requires_grad=True)
+    adv = torch.tensor([0.5, -2.0])
+    ppo_clip_loss(logp, logp.detach(), adv, clip=0.2).backward()
+    assert logp.grad.tolist() == pytest.approx((-adv / 2).tolist())
+
+
+def test_advantages() -> None:
+    r = np.array([1.0, 2.0, 3.0, 4.0])
+    assert batch_advantages(r, 2.5, "baseline").tolist() == [-1.5, -0.5, 0.5, 1.5]
+    norm = batch_advantages(r, 2.5, "normalized")
+    assert norm.tolist() == pytest.approx((r - 2.5) / r.std())
+    rank = batch_advantages(r, 2.5, "rank")
+    assert rank.tolist() == pytest.approx([-1, -1 / 3, 1 / 3, 1])
+    tied = batch_advantages(np.array([1.0, 1.0, 5.0]), 0.0, "rank")
+    assert tied[0] == tied[1] < tied[2]
+    assert batch_advantages(np.array([3.0, 3.0]), 3.0, "normalized").tolist() == [0, 0]
+
+
+# ---- the network ----------------------------------------------------------------------------
+def test_network_sample_and_log_prob_agree() -> None:
+    net = LSTMController([3, 5, 2, 4], 16, cond_dim=1, tanh_constant=2.5)
+    gen = torch.Generator().manual_seed(0)
+    cond = torch.rand(500, 1)
+    actions, logp = net.sample(500, gen, cond)
+    assert actions.shape == (500, 4)
+    assert (actions.max(0).values == torch.tensor([2, 4, 1, 3])).all()  # never a padded choice
+    assert (actions.min(0).values == 0).all()
+    again, entropy = net.log_prob(actions, cond)
+    assert torch.allclose(logp, again, atol=1e-5)
+    assert (entropy > 0).all() and (entropy <= math.log(3 * 5 * 2 * 4) + 1e-4).all()
+    with pytest.raises(ValueError, match="cond"):
+        net.sample(2, gen)
+
+
+# ---- learning -------------------------------------------------------------------------------
+def drive(agent, reward_fn, n: int) -> list[dict]:
+    archs = []
+    for _ in range(n):
+        p = agent.ask()
+        archs.append(p.arch)
+        agent.tell(p.trial_id, complete(reward_fn(p.arch)))
+    return archs
+
+
+def target_prob(agent) -> float:
+    space = agent.space
+    actions = torch.tensor([space.encode(TARGET)])
+    with torch.no_grad():
+        logp, _ = agent.net.log_prob(actions)
+    return float(logp.exp())
+
+
+@pytest.mark.parametrize("cls", [MnasController, ReinforceController])
+def test_controller_learns_a_toy_target(cls) -> None:
+    # fresh_tries=0: plain sampling, so the policy itself must concentrate on the target.
+    agent = cls(ToySpace(), seed=3, learning_rate=0.05, batch_size=8, fresh_tries=0)
+    before = target_prob(agent)
+    assert before == pytest.approx(1 / 120, rel=0.5)  # near-uniform start
+    archs = drive(agent, matches, 400)
+    assert agent.updates == 50
+    assert target_prob(agent) > 0.5
+    assert np.mean([a == TARGET for a in archs[-40:]]) > 0.5
+
+
+def test_fresh_sampling_avoids_repeats() -> None:
+    space = NB201Space()
+
+    def convs(arch: dict) -> float:
+        return float(sum(v == "nor_conv_3x3" for v in arch.values()))
+
+    archs = drive(MnasController(space, seed=0, learning_rate=0.1), convs, 150)
+    assert len({space.key(a) for a in archs}) == 150
+    # The same sharp policy without fresh sampling resubmits its favourites.
+    plain = drive(MnasController(space, seed=0, learning_rate=0.1, fresh_tries=0), convs, 150)
+    assert len({space.key(a) for a in plain}) < 140
+    assert np.mean([convs(a) for a in plain[-50:]]) > np.mean([convs(a) for a in plain[:50]])
+
+
+# ---- bookkeeping ----------------------------------------------------------------------------
+def test_several_in_flight_and_update_after_batch() -> None:
+    agent = MnasController(ToySpace(), seed=1, batch_size=4)
+    props = [agent.ask() for _ in range(6)]
+    assert len({p.trial_id for p in props}) == 6
+    for p in reversed(props[:3]):
+        agent.tell(p.trial_id, complete(matches(p.arch)))
+    assert agent.updates == 0
+    agent.tell(props[3].trial_id, complete(1.0))
+    assert agent.updates == 1
+    with pytest.raises(ValueError, match="not a pending trial"):
+        agent.tell(props[0].trial_id, complete(1.0))  # told twice
+    with pytest.raises(ValueError, match="not a pending trial"):
+        agent.tell(999, complete(1.0))
+    with pytest.raises(ValueError, match="running"):
+        agent.tell(props[4].trial_id, TrialResult(TrialState.RUNNING))
+
+
+def test_failed_trials_get_the_lowest_reward() -> None:
+    agent = MnasController(ToySpace(), seed=2, batch_size=2)
+    a, b = agent.ask(), agent.ask()
+    agent.tell(a.trial_id, TrialResult(TrialState.FAILED, error="boom"))
+    agent.tell(b.trial_id, TrialResult(TrialState.INVALID))
+    assert agent.updates == 0  # nothing known yet: left out
+    # Once rewards are known, failures are penalized: the policy moves away from them.
+    bad = {"d0": 0, "d1": 0, "d2": 1, "d3": 0}
+    actions = torch.tensor([agent.space.encode(bad)])
+    start = float(agent.net.log_prob(actions)[0])
+    for _ in range(10):
+        ps = [agent.ask() for _ in range(2)]
+        for p in ps:
+            if p.arch == bad or matches(p.arch) == 0:
+                agent.tell(p.trial_id, TrialResult(TrialState.PRUNED))
+            else:
+                agent.tell(p.trial_id, complete(10.0 + matches(p.arch)))
+    assert agent.updates >= 9
+    assert float(agent.net.log_prob(actions)[0]) < start
+
+
+def test_seeded_and_deterministic() -> None:
+    def run(seed: int) -> list[dict]:
+        return drive(MnasController(NB201Space(), seed=seed, batch_size=4),
+                     lambda a: float(sum(v == "nor_conv_3x3" for v in a.values())), 24)
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+    state = torch.random.get_rng_state()
+    run(7)
+    assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
+
+
+@pytest.mark.parametrize("cls", [MnasController, ReinforceController])
+def test_state_round_trip_gives_the_same_next_proposals(cls) -> None:
+    space = ToySpace()
+    agent = cls(space, seed=4, batch_size=4)
+    drive(agent, matches, 10)  # mid-batch: two trials told since the last update
+    in_flight = [agent.ask() for _ in range(2)]
+    state = copy.deepcopy(agent.state_dict())
+    clone = cls(space, seed=99, batch_size=4)
+    clone.load_state_dict(state)
+    for p in in_flight:  # pending proposals survive the round trip
+        agent.tell(p.trial_id, complete(matches(p.arch)))
+        clone.tell(p.trial_id, complete(matches(p.arch)))
+    assert drive(agent, matches, 12) == drive(clone, matches, 12)
+    for a, b in zip(agent.net.parameters(), clone.net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="agent"):
+        MnasController(space).load_state_dict({**state, "agent": "random"})
+
+
+def test_state_dict_is_a_snapshot() -> None:
+    agent = MnasController(ToySpace(), seed=0, batch_size=2)
+    drive(agent, matches, 4)
+    state = agent.state_dict()
+    saved = copy.deepcopy(state)
+    drive(agent, matches, 4)  # further updates must not change the checkpoint taken
+    for k, v in saved["net"].items():
+        assert torch.equal(v, state["net"][k])
+    assert str(saved["optimizer"]) == str(state["optimizer"])
+
+
+# ---- pareto mode ----------------------------------------------------------------------------
+def toy_metrics(arch: dict) -> dict[str, float]:
+    """A trade-off: bigger choices are more accurate and slower."""
+    size = sum(arch.values())
+    return {"acc": 50.0 + 5.0 * size - 0.2 * size**2, "lat": 1.0 + size}
+
+
+def test_pareto_mode_draws_and_uses_a_target_per_proposal() -> None:
+    objectives = [Objective("acc", "max"), Objective("lat", "min")]
+    agent = MnasController(ToySpace(), objectives=objectives, seed=0, batch_size=4)
+    assert agent.pareto
+    targets = []
+    for _ in range(40):
+        p = agent.ask()
+        targets.append(p.info["latency_target"])
+        m = toy_metrics(p.arch)
+        agent.tell(p.trial_id, complete(0.0, **m))  # the loop's scalar reward is ignored
+    assert targets[0] is None  # no latency seen yet
+    later = [t for t in targets[4:] if t is not None]
+    assert len(later) == 36 and len(set(later)) == 36
+    assert 1.0 <= min(later) and max(later) <= 12.0  # inside the latencies seen
+    assert agent.pareto_reward(80.0, 2.0, 4.0) == pytest.approx(80.0 * 0.5**-0.07)
+    assert agent.pareto_reward(80.0, 8.0, 4.0) == pytest.approx(40.0)
+    off = MnasController(ToySpace(), objectives=objectives, pareto="off")
+    assert not off.pareto and "latency_target" not in off.ask().info
+
+
+def test_pareto_needs_accuracy_and_latency_objectives() -> None:
+    with pytest.raises(ValueError, match="pareto"):
+        MnasController(ToySpace(), objectives=[Objective("a"), Objective("b")])
+    with pytest.raises(ValueError, match="pareto"):
+        MnasController(ToySpace(), objectives=[Objective("a")], pareto="on")
+
+
+# ---- options --------------------------------------------------------------------------------
+def test_bad_options_name_the_field() -> None:
+    space = ToySpace()
+    for kwargs, field in [({"batch_size": 0}, "batch_size"), ({"clip": 0}, "clip"),
+                          ({"ppo_epochs": 0}, "ppo_epochs"), ({"advantage": "x"}, "advantage"),
+                          ({"baseline_decay": 1.0}, "baseline_decay")]:
+        with pytest.raises(ValueError, match=field):
+            MnasController(space, **kwargs)
+
+    class Mixed(Space):
+        decisions = (Categorical("a", (1, 2)), Continuous("b", 0.0, 1.0))
+
+    with pytest.raises(ValueError, match="'b' is continuous"):
+        ReinforceController(Mixed())
+
+
+def test_registry_builds_both_agents() -> None:
+    space = NB201Space()
+    for name in ("mnas", "reinforce"):
+        agent = AGENTS.create(name, space, options={"batch_size": 2}, seed=0)
+        p = agent.ask()
+        assert space.validate(p.arch) == p.arch
