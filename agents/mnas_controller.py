@@ -219,20 +219,26 @@ class _ControllerAgent(Agent):
         return lo, max(float(np.log(max(obs[:, 1].max(), 1e-12))), lo)
 
     def _draw_target(self) -> float | None:
+        """A latency target, once the conditioning scale is fixed (at the first update)."""
         u = float(torch.rand(1, generator=self._gen))
         rng = self._target_range()
-        if rng is None:
+        if rng is None or self._cond_scale is None:
             return None
-        if self._cond_scale is None:  # fixed once, so the input feature keeps its meaning
-            self._cond_scale = ((rng[0] + rng[1]) / 2, max((rng[1] - rng[0]) / 2, 1e-3))
         # Reach a little below the fastest useful architecture seen, so faster ones are
         # sought too: the fast end of a front holds most of its hypervolume.
         lo = rng[0] - _BELOW * (rng[1] - rng[0])
         return float(math.exp(lo + u * (rng[1] - lo)))
 
+    def _fix_cond_scale(self) -> None:
+        """Fix the input feature's centre and scale once, from the first batch's latencies,
+        so that a given ``log T`` keeps one meaning for the whole search."""
+        rng = self._target_range()
+        if self._cond_scale is None and rng is not None and rng[1] - rng[0] > 1e-6:
+            self._cond_scale = ((rng[0] + rng[1]) / 2, (rng[1] - rng[0]) / 2)
+
     def _cond(self, target: float | None) -> torch.Tensor | None:
-        """The controller's input feature: log latency target, centred and scaled by the
-        latency range seen when the first target was drawn."""
+        """The controller's input feature: log latency target, centred and scaled (0 before
+        the scale is fixed, i.e. the middle of the latency range)."""
         if not self.pareto:
             return None
         if target is None or self._cond_scale is None:
@@ -271,10 +277,14 @@ class _ControllerAgent(Agent):
     def _rewards(self, batch: list[dict[str, Any]]) -> list[float | None]:
         if not self.pareto:
             return [e["reward"] for e in batch]
+        self._fix_cond_scale()
+        if self._cond_scale is None:
+            return [None] * len(batch)  # no latency spread seen yet: nothing to target
         out: list[float | None] = []
         for e in batch:
-            if e["target"] is None:  # proposed before any latency was seen: target it now
-                e["target"] = self._draw_target()
+            if e["target"] is None:
+                # Sampled before the scale was fixed, with input 0: the centre's target.
+                e["target"] = math.exp(self._cond_scale[0])
             out.append(None if e["objectives"] is None
                        else self.pareto_reward(*e["objectives"], e["target"]))
         return out
