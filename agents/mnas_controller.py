@@ -4,24 +4,30 @@
 log-probability under the trial id, so any number of proposals may be in flight; once
 ``batch_size`` trials have been told, the policy is updated on them: PPO's clipped surrogate
 over ``ppo_epochs`` passes (MnasNet, Tan et al. 2019) or one REINFORCE step (the NAS-Bench-201
-baseline), both with an exponential moving-average reward baseline and an entropy bonus.
+baseline), both against an exponential moving-average reward baseline, with an entropy bonus.
 
-Three additions make the controller sample-efficient when repeats cost no budget:
+What makes it sample-efficient when repeats cost no budget (defaults of ``mnas``):
 
 - ``fresh_tries``: ``ask`` draws up to that many samples and proposes the first architecture
-  it has not proposed before, so a sharp policy enumerates the neighbourhood of its mode
-  instead of resubmitting it (the log-prob stored is the policy's own, as PPO needs).
-- advantages are normalized within the batch (``advantage``), so the step size does not
-  depend on the reward's scale and the baseline only centres them.
+  not proposed before, so a sharp policy enumerates the neighbourhood of its mode instead of
+  resubmitting it; the log-prob stored is the policy's own, as PPO needs.
+- advantages are divided by the batch's reward spread (``advantage='normalized'``): the step
+  size does not depend on the reward's scale.
+- self-imitation (``sil_weight``, Oh et al. 2018): each update also raises the likelihood of
+  the ``sil_top`` best architectures told so far, weighted by how far they beat the baseline.
+  PPO's clip limits how far one batch moves the policy, so without it a lucky architecture
+  is seen once and forgotten; the weight fades as the policy's own samples catch up.
 - failed, invalid and pruned trials (no reward) get the lowest reward seen so far, so the
   policy learns to avoid them; before any reward is seen they are left out.
 
 Pareto mode (two or more objectives): a scalar reward finds one point, not a front. Each
-proposal draws its own latency target ``T`` (log-uniform over the useful latency range seen
-so far), the LSTM gets ``log T`` as an input feature, and the trial's reward is MnasNet's
-``ACC * (LAT / T) ** w`` with that trial's own ``T`` (``w = pareto_alpha`` when
-``LAT <= T``, ``pareto_beta`` above), computed from the metrics: accuracy is the
-max-direction objective, latency the min-direction one. ``T`` goes into ``Proposal.info``.
+proposal draws its own latency target ``T`` (log-uniform over the latencies seen, from the
+fastest architecture with at least half the best accuracy to the slowest, reaching a little
+below), the LSTM gets ``log T`` as an input feature, and the trial's reward is MnasNet's
+``ACC * (LAT / T) ** w`` with that trial's own ``T`` (``w = pareto_alpha`` when ``LAT <= T``,
+``pareto_beta`` above), computed from the metrics: accuracy is the max-direction objective,
+latency the min-direction one. Self-imitation then targets the current front, each point
+conditioned on its own latency. ``T`` goes into ``Proposal.info["latency_target"]``.
 """
 
 from __future__ import annotations
@@ -369,23 +375,25 @@ class _ControllerAgent(Agent):
 
     # ---- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return copy.deepcopy({
+        """A snapshot, cheap enough for the loop to take after every batch: tensors are
+        cloned, containers copied one level (the lists and tuples inside are never mutated)."""
+        return {
             "agent": self.name,
-            "net": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "optimizer": _clone_tensors(self.optimizer.state_dict()),
             "rng": self._gen.get_state(),
             "next_id": self._next_id,
-            "pending": self._pending,
-            "buffer": self._buffer,
-            "seen": sorted(self._seen),
-            "known": self._known,
+            "pending": {k: dict(v) for k, v in self._pending.items()},
+            "buffer": [dict(e) for e in self._buffer],
+            "seen": list(self._seen),
+            "known": dict(self._known),
             "baseline": self._baseline,
             "min_reward": self._min_reward,
             "scale": self._scale,
-            "observed": self._observed,
+            "observed": list(self._observed),
             "cond_scale": self._cond_scale,
             "updates": self.updates,
-        })
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("agent") != self.name:
@@ -404,6 +412,17 @@ class _ControllerAgent(Agent):
         self._observed = [tuple(x) for x in state["observed"]]
         self._cond_scale = None if state["cond_scale"] is None else tuple(state["cond_scale"])
         self.updates = int(state["updates"])
+
+
+def _clone_tensors(value: Any) -> Any:
+    """Deep copy of nested dicts/lists, cloning tensors (faster than ``copy.deepcopy``)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone_tensors(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clone_tensors(v) for v in value)
+    return value
 
 
 def _check(option: str, ok: bool, message: str) -> None:

@@ -78,6 +78,7 @@ class _OptunaAgent(Agent):
         self._next_id = 0
         self._pending: dict[int, int] = {}  # agent trial_id -> optuna trial number
         self._storage, self._study = self._new_study()
+        self._serialized: list[dict[str, Any]] = []  # finished trials, as state_dict gives them
 
     # ---- subclass hooks -------------------------------------------------------------------
     @abstractmethod
@@ -142,31 +143,30 @@ class _OptunaAgent(Agent):
         return self._storage.get_study_id_from_name(self._study.study_name)
 
     def state_dict(self) -> dict[str, Any]:
-        trials = [
-            {
-                "state": t.state.name,
-                "params": t.params,
-                "values": t.values,
-                "system_attrs": t.system_attrs,
-                "user_attrs": t.user_attrs,
-            }
-            for t in self._study.get_trials(deepcopy=False)
-        ]
-        return copy.deepcopy({
+        """A snapshot of the study. Finished trials never change in Optuna, so their
+        serialized form is kept from one snapshot to the next: the loop checkpoints after every
+        batch, and copying every trial each time made long jobs quadratic."""
+        trials = self._study.get_trials(deepcopy=False)
+        done = self._serialized
+        while len(done) < len(trials) and trials[len(done)].state.is_finished():
+            done.append(_serialize_trial(trials[len(done)]))
+        return {
             "agent": self.name,
-            "rng": self._rng.bit_generator.state,
+            "rng": copy.deepcopy(self._rng.bit_generator.state),
             "sampler_rngs": [_get_rng_state(r) for r in _sampler_rngs(self._study.sampler)],
             "next_id": self._next_id,
             "pending": [[t, n] for t, n in self._pending.items()],
-            "trials": trials,
-            "study_system_attrs": self._storage.get_study_system_attrs(self._study_id()),
-        })
+            "trials": done + [_serialize_trial(t) for t in trials[len(done):]],
+            "study_system_attrs": copy.deepcopy(
+                self._storage.get_study_system_attrs(self._study_id())),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("agent") != self.name:
             raise ValueError(f"state is for agent {state.get('agent')!r}, not {self.name!r}")
         state = copy.deepcopy(dict(state))
         self._storage, self._study = self._new_study()
+        self._serialized = []
         # Trials are replayed in order, so Optuna numbers (and NSGA-II's cached parent ids,
         # which are storage trial ids of this fresh storage) come out the same.
         for t in state["trials"]:
@@ -191,6 +191,16 @@ class _OptunaAgent(Agent):
         self._rng.bit_generator.state = state["rng"]
         self._next_id = int(state["next_id"])
         self._pending = {int(t): int(n) for t, n in state["pending"]}
+
+
+def _serialize_trial(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return copy.deepcopy({
+        "state": trial.state.name,
+        "params": trial.params,
+        "values": trial.values,
+        "system_attrs": trial.system_attrs,
+        "user_attrs": trial.user_attrs,
+    })
 
 
 class TPEAgent(_OptunaAgent):

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,16 +59,19 @@ ROUTES = {
 }
 
 
-async def client_loop(http: httpx.AsyncClient, job_id: str, n: int, until: float,
-                      think: float, lat: dict[str, list[float]], errors: list[str]) -> None:
+async def client_loop(http: aiohttp.ClientSession, base: str, job_id: str, n: int,
+                      until: float, think: float, lat: dict[str, list[float]],
+                      errors: list[str]) -> None:
     names = list(ROUTES)
     while time.perf_counter() < until:
         name = random.choice(names)
         start = time.perf_counter()
-        r = await http.get(ROUTES[name](job_id, n))
+        async with http.get(base + ROUTES[name](job_id, n)) as r:
+            await r.read()
+            status = r.status
         lat[name].append(time.perf_counter() - start)
-        if r.status_code != 200:
-            errors.append(f"{name}: {r.status_code}")
+        if status != 200:
+            errors.append(f"{name}: {status}")
         if think:
             await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
 
@@ -77,13 +80,20 @@ async def load(server: Server, job_id: str, n: int, clients: int, seconds: float
                think: float) -> dict[str, Any]:
     lat: dict[str, list[float]] = {k: [] for k in ROUTES}
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=server.url + "/api/v1", limits=limits, timeout=60,
-                                 headers={"Authorization": f"Bearer {server.token}"}) as http:
-        await http.get(f"/jobs/{job_id}")
+    base = server.url + "/api/v1"
+    # aiohttp: about 4x less client CPU per request than httpx, which matters when the load
+    # generator shares the machine with the server.
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=60),
+            headers={"Authorization": f"Bearer {server.token}"}) as http:
+        async with http.get(f"{base}/jobs/{job_id}") as r:
+            await r.read()
+        cpu = time.process_time()
         until = time.perf_counter() + seconds
-        await asyncio.gather(*(client_loop(http, job_id, n, until, think, lat, errors)
+        await asyncio.gather(*(client_loop(http, base, job_id, n, until, think, lat, errors)
                                for _ in range(clients)))
+        client_cpu = time.process_time() - cpu
     out: dict[str, Any] = {"errors": len(errors), "error_examples": errors[:5]}
     every = [x for v in lat.values() for x in v]
     for name, values in [*lat.items(), ("all", every)]:
@@ -91,6 +101,7 @@ async def load(server: Server, job_id: str, n: int, clients: int, seconds: float
         out[name] = {"requests": len(values), "p50_ms": float(np.percentile(ms, 50)),
                      "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
     out["requests_per_s"] = len(every) / seconds
+    out["client_cpu_ms_per_request"] = client_cpu / max(1, len(every)) * 1000
     return out
 
 
@@ -102,10 +113,13 @@ def main() -> None:
     ap.add_argument("--think", type=float, nargs="+", default=[1.0, 0.0],
                     help="seconds each client waits between requests (one run per value)")
     ap.add_argument("--api-workers", type=int, default=1)
+    ap.add_argument("--no-cache", action="store_true",
+                    help="turn the API's response cache off (every request reads trials)")
     ap.add_argument("--out")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "data", free_port(), LIGHTSEARCH_EXECUTOR="spec",
+                        LIGHTSEARCH_RESPONSE_CACHE_ENTRIES="0" if args.no_cache else "256",
                         extra_args=("--api-workers", str(args.api_workers))).start()
         try:
             t = time.perf_counter()
@@ -119,13 +133,14 @@ def main() -> None:
             for think in args.think:
                 res = asyncio.run(load(server, job_id, n, args.clients, args.seconds, think))
                 res.update(think_s=think, clients=args.clients, job_trials=n, front=front,
-                           api_workers=args.api_workers)
+                           api_workers=args.api_workers, response_cache=not args.no_cache)
                 runs.append(res)
                 print(json.dumps(res), flush=True)
         finally:
             server.stop()
     for res in runs:
         print(f"\n{res['clients']} clients, think {res['think_s']} s, {res['job_trials']} trials, "
+              f"cache {'on' if res['response_cache'] else 'off'}, "
               f"{res['requests_per_s']:.0f} req/s, errors {res['errors']}")
         for name in [*ROUTES, "all"]:
             r = res[name]

@@ -10,8 +10,9 @@ of the table; rows without a measurement are infeasible. Agent overhead: wall mi
 spent in ``ask`` + ``tell`` per proposal, and the peak memory a run adds to its process.
 
 A run with the largest budget answers every smaller budget too: the loop asks one proposal
-at a time, so a job with budget B is exactly the first B evaluations (and the first 50 x B
-proposals, the loop's default cap) of the longer job.
+at a time, so a job with budget B is exactly the first B evaluations of the longer job, cut
+at ``cap x B`` proposals (``--cap``, default 10; the loop's own default is 50): an agent that
+keeps proposing architectures it has already seen ends its job there.
 
     python -m benchmarks.search_quality                      # everything (long)
     python -m benchmarks.search_quality --agents mnas,random --seeds 10 --suites val_acc
@@ -25,6 +26,7 @@ import math
 import multiprocessing as mp
 import platform
 import resource
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -72,7 +74,7 @@ ORIENTATION = {"tpe": (94.18, 94.25), "evolution": (94.08, 94.23),
 ORIENTATION_MO = {"nsga2": {"pixel3": {200: 0.991, 500: 0.996}}}
 
 
-def job_spec(suite: Suite, agent: str, seed: int, budget: int) -> dict[str, Any]:
+def job_spec(suite: Suite, agent: str, seed: int, budget: int, cap: int) -> dict[str, Any]:
     objectives = [{"metric": suite.signal, "direction": "max"}]
     profilers = []
     if suite.device:
@@ -86,7 +88,7 @@ def job_spec(suite: Suite, agent: str, seed: int, budget: int) -> dict[str, Any]
                       "options": {"signal": suite.signal, "record": ["test_acc"]}},
         "profilers": profilers,
         "objectives": objectives,
-        "budget": {"evaluations": budget},
+        "budget": {"evaluations": budget, "max_proposals": cap * budget},
         "executor": {"name": "local", "batch_size": 1},
         "seed": seed,
     }
@@ -99,14 +101,15 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_one(suite_name: str, agent: str, seed: int, budget: int) -> dict[str, Any]:
+def run_one(suite_name: str, agent: str, seed: int, budget: int,
+            cap: int = 10) -> dict[str, Any]:
     """One job through ``search.loop``; returns per-trial data small enough to ship back."""
     from search.loop import SearchLoop
     from search.sinks import MemorySink
     from search.spec import parse_spec
 
     suite = SUITES[suite_name]
-    spec = parse_spec(job_spec(suite, agent, seed, budget))
+    spec = parse_spec(job_spec(suite, agent, seed, budget, cap))
     sink = MemorySink()
     loop = SearchLoop(spec, sink)
     spent = [0.0]
@@ -162,16 +165,17 @@ def memory_probe(agent: str, budget: int) -> dict[str, Any]:
 
 
 # ---- scoring --------------------------------------------------------------------------------
-def best_test_at(trials: Sequence[tuple], budget: int) -> float | None:
-    """test_acc of the best-signal architecture among the first ``budget`` evaluations."""
+def best_test_at(trials: Sequence[tuple], budget: int, cap: int) -> float | None:
+    """test_acc of the best-signal architecture among the first ``budget`` evaluations
+    (and the first ``cap * budget`` proposals, where a job with that budget stops)."""
     best: tuple[float, float] | None = None
-    for i, ev, state, signal, _lat, test in trials:
-        if i >= 50 * budget:
+    for i, ev, state, value, _lat, test in trials:
+        if i >= cap * budget:
             break
-        if ev is None or ev > budget or state != "complete" or signal is None:
+        if ev is None or ev > budget or state != "complete" or value is None:
             continue
-        if best is None or signal > best[0]:
-            best = (signal, test)
+        if best is None or value > best[0]:
+            best = (value, test)
     return None if best is None else float(best[1])
 
 
@@ -200,9 +204,9 @@ class TrueFront:
             return 0.0
         return float(hypervolume(points, self.reference, ["max", "min"]))
 
-    def ratio_at(self, trials: Sequence[tuple], budget: int) -> float:
+    def ratio_at(self, trials: Sequence[tuple], budget: int, cap: int) -> float:
         pts = [(s, lat) for i, ev, state, s, lat, _ in trials
-               if i < 50 * budget and ev is not None and ev <= budget and state == "complete"
+               if i < cap * budget and ev is not None and ev <= budget and state == "complete"
                and s is not None and lat is not None]
         return self.volume(np.array(pts, dtype=float).reshape(-1, 2)) / self.hv
 
@@ -233,8 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--budgets", default=None,
                     help=f"comma list; default {SO_BUDGETS} (single) / {MO_BUDGETS} (multi)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cap", type=int, default=10,
+                    help="a job also stops after cap x budget proposals (repeats included)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other suites already in --out (run suites in parts)")
     args = ap.parse_args(argv)
 
     agents = [a for a in args.agents.split(",") if a]
@@ -246,8 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets = {s.name: (tuple(int(b) for b in args.budgets.split(",")) if args.budgets
                         else (MO_BUDGETS if s.device else SO_BUDGETS)) for s in suites}
 
-    tasks = [(s.name, a, seed, max(budgets[s.name])) for s in suites for a in agents
+    tasks = [(s.name, a, seed, max(budgets[s.name]), args.cap) for s in suites for a in agents
              for seed in seeds]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # leave through Pool's cleanup
     started = time.time()
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.workers, initializer=_init_worker) as pool:
@@ -264,27 +273,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                               strict=True):
                 memory[a] = res
 
-    report = build_report(runs, suites, agents, seeds, budgets, memory)
+    report = build_report(runs, suites, agents, seeds, budgets, memory, args.cap)
     report["elapsed_s"] = round(time.time() - started, 1)
     print_report(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and out.exists():  # keep suites measured by an earlier invocation
+        earlier = json.loads(out.read_text())
+        report["suites"] = {**earlier.get("suites", {}), **report["suites"]}
+        report["earlier_config"] = earlier.get("config")
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")
     return 0
 
 
-def _run_task(task: tuple[str, str, int, int]) -> dict[str, Any]:
+def _run_task(task: tuple[str, str, int, int, int]) -> dict[str, Any]:
     return run_one(*task)
 
 
 def build_report(runs: list[dict[str, Any]], suites: list[Suite], agents: list[str],
                  seeds: list[int], budgets: dict[str, tuple[int, ...]],
-                 memory: dict[str, float]) -> dict[str, Any]:
+                 memory: dict[str, Any], cap: int) -> dict[str, Any]:
     by = {(r["suite"], r["agent"], r["seed"]): r for r in runs}
     report: dict[str, Any] = {
         "config": {"agents": agents, "seeds": [min(seeds), max(seeds), len(seeds)],
-                   "budgets": budgets, "python": platform.python_version(),
+                   "budgets": budgets, "proposal_cap": cap,
+                   "python": platform.python_version(),
                    "machine": platform.machine()},
         "suites": {}, "overhead": {}, "paper": PAPER, "orientation": ORIENTATION,
         "orientation_mo": ORIENTATION_MO,
@@ -296,8 +310,8 @@ def build_report(runs: list[dict[str, Any]], suites: list[Suite], agents: list[s
             rs = [by[(suite.name, a, s)] for s in seeds]
             row = {}
             for b in budgets[suite.name]:
-                vals = [front.ratio_at(r["trials"], b) if front else
-                        best_test_at(r["trials"], b) for r in rs]
+                vals = [front.ratio_at(r["trials"], b, cap) if front else
+                        best_test_at(r["trials"], b, cap) for r in rs]
                 row[str(b)] = summarize(vals)
             row["proposals_per_evaluation"] = float(np.mean(
                 [r["proposals"] / max(1, r["evaluations"]) for r in rs]))

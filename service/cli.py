@@ -82,6 +82,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-jobs", type=int, help="jobs run at once")
     p.add_argument("--executor", choices=["ray", "spec"])
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--log-level", default="info")
     _server_options(p)
     p.set_defaults(func=cmd_worker)
 
@@ -132,11 +133,12 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 def _logging(level: str = "info") -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     _apply_server_env(args)
-    _logging()
+    _logging(args.log_level)
     import torch
 
     from service.core.config import Settings
@@ -174,12 +176,14 @@ class WorkerSupervisor:
     """Runs ``lightsearch worker`` as a child of the API process and restarts it if it dies
     (its jobs resume); the API process itself never imports torch or Ray."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_level: str = "info") -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
+        self.log_level = log_level
 
     def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "service.cli", "worker", "--parent-pid", str(os.getpid())]
+        cmd = [sys.executable, "-m", "service.cli", "worker", "--parent-pid", str(os.getpid()),
+               "--log-level", self.log_level]
         self.proc = subprocess.Popen(cmd)
 
     def start(self) -> None:
@@ -220,7 +224,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if token:
         print(f"created user 'admin'; its token is in {settings.admin_token_file}",
               file=sys.stderr)
-    supervisor = None if args.no_worker else WorkerSupervisor()
+    supervisor = None if args.no_worker else WorkerSupervisor(args.log_level)
     if supervisor is not None:
         supervisor.start()
     if args.demo:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,6 +92,19 @@ def get_job(session: Session, user: Principal, job_id: str) -> Job:
     if job is None or not (user.is_admin or job.owner_id == user.id):
         raise JobNotFound(job_id)
     return job
+
+
+_VERSION = select(Job.__table__.c.id, Job.__table__.c.owner_id, Job.__table__.c.updated_at) \
+    .where(Job.__table__.c.id == bindparam("job_id"))
+
+
+def job_version(session: Session, user: Principal, job_id: str) -> tuple[str, Any]:
+    """``(id, updated_at)`` of a job ``user`` may see (``JobNotFound`` otherwise): the
+    cheap check that read routes do before answering from the response cache."""
+    row = session.execute(_VERSION, {"job_id": job_id}).first() if len(job_id) <= 32 else None
+    if row is None or not (user.is_admin or row.owner_id == user.id):
+        raise JobNotFound(job_id)
+    return row.id, row.updated_at
 
 
 def owner_names(session: Session, jobs: Sequence[Job]) -> dict[int, str]:

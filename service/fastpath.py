@@ -63,8 +63,10 @@ class RawTx:
     def insert_trial(self, row: dict[str, Any]) -> None:
         """The trial row, and one ``trial_metrics`` row per finite metric (for sorting)."""
         slots = ", ".join(self._slot(c) for c in TRIAL_COLUMNS)
+        values = [json_dumps(row[c]) if c in JSON_COLUMNS else row[c] for c in TRIAL_COLUMNS]
+        values[-1] = self._value("created_at", row["created_at"])
         self.cur.execute(f"INSERT INTO trials ({', '.join(TRIAL_COLUMNS)}) VALUES ({slots})",
-                         [self._value(c, row[c]) for c in TRIAL_COLUMNS])
+                         values)
         metrics = [(row["job_id"], row["trial_id"], str(k)[:200], float(v))
                    for k, v in row["metrics"].items()
                    if isinstance(v, int | float) and math.isfinite(v)]
@@ -103,12 +105,19 @@ class RawTx:
 
 
 class RawWriter:
-    """One pooled connection kept for a job's lifetime; ``close()`` returns it."""
+    """One pooled connection kept for a job's lifetime; ``close()`` returns it.
+
+    On SQLite it does not checkpoint the WAL itself: an automatic checkpoint runs inside the
+    commit that crosses 1,000 pages and waits on fsync, which doubled the cost of storing a
+    trial. The worker checkpoints in the background instead (``Worker._heartbeat_loop``).
+    Commits stay as durable: a WAL commit survives a process crash either way."""
 
     def __init__(self, engine: Engine) -> None:
         self.sqlite = engine.dialect.name == "sqlite"
         self.proxy = engine.raw_connection()
         self.conn = self.proxy.driver_connection
+        if self.sqlite:
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
 
     @contextmanager
     def transaction(self) -> Iterator[RawTx]:
@@ -129,4 +138,6 @@ class RawWriter:
             cur.close()
 
     def close(self) -> None:
+        if self.sqlite:
+            self.conn.execute("PRAGMA wal_autocheckpoint=1000")  # back to the pool as it was
         self.proxy.close()

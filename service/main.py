@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from service import dashboard
 from service.api import errors
+from service.api.cache import ResponseCache
 from service.api.deps import AppState, AuthCache
 from service.api.limits import BodyLimitMiddleware
 from service.api.routes import dashboard_data, health, jobs, registries, stream, users
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         upgrade(db.engine)
     app = FastAPI(title="LightSearch", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
-    app.state.lightsearch = AppState(settings, db, AuthCache(settings.auth_cache_s))
+    app.state.lightsearch = AppState(settings, db, AuthCache(settings.auth_cache_s),
+                                     ResponseCache(settings.response_cache_entries))
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
     for module in (jobs, registries, users, stream, dashboard_data):

@@ -269,7 +269,7 @@ class SqlSink(ResultSink):
 
     def on_tasks(self, count: int) -> None:
         with self.db.writer.begin() as conn:
-            self._fence(conn, tasks_started=JOBS.c.tasks_started + count)
+            self._fence(conn, tasks_started=JOBS.c.tasks_started + count, updated_at=utcnow())
 
 
 class TrackedExecutor(Executor):

@@ -39,10 +39,19 @@ _ray_lock = threading.Lock()
 
 
 def _ensure_ray() -> None:
+    """Start (or connect to) Ray from the worker's main loop, never from a job thread: Ray
+    starts its local GCS and raylet with PR_SET_PDEATHSIG, which Linux fires when the
+    *thread* that spawned them exits, so a job thread's Ray would die with that job."""
     from search.executors import ensure_ray
 
-    with _ray_lock:  # ray.init is not safe to race from two job threads
+    with _ray_lock:
         ensure_ray(None)
+
+
+def _ray_ready() -> bool:
+    import ray
+
+    return bool(ray.is_initialized())
 
 
 class Worker:
@@ -84,12 +93,28 @@ class Worker:
         claim = claim_job(self.db, self.worker_id, self.settings.lease_s)
         if claim is None:
             return False
+        if self._needs_ray(claim):
+            try:
+                _ensure_ray()
+            except Exception:  # noqa: BLE001 - logged; the job waits in the queue meanwhile
+                log.exception("cannot start or reach Ray; job %s goes back to the queue",
+                              claim.job_id)
+                release(self.db, claim)
+                self.stop.wait(5 * self.settings.poll_s)
+                return False
         thread = threading.Thread(target=self.run_job, args=(claim,),
                                   name=f"job-{claim.job_id[:8]}", daemon=True)
         with self._lock:
             self._threads[claim.job_id] = (thread, claim)
         thread.start()
         return True
+
+    def _needs_ray(self, claim: Claim) -> bool:
+        if self.settings.executor == "ray":
+            return True
+        with self.db.reading() as session:
+            job = session.get(Job, claim.job_id)
+            return job is not None and job.spec.get("executor", {}).get("name") == "ray"
 
     def join(self, timeout: float | None = None) -> None:
         with self._lock:
@@ -104,6 +129,8 @@ class Worker:
                 claims = [c for t, c in self._threads.values() if t.is_alive()]
             try:
                 heartbeat(self.db, claims)
+                if claims and self.db.sqlite:
+                    self.db.checkpoint_wal()  # job threads leave it to us (fastpath)
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the heartbeat
                 log.exception("heartbeat failed; retrying in %.1f s", interval)
 
@@ -135,8 +162,8 @@ class Worker:
             sink = SqlSink(self.db, claim, spec, artifact_root=self.artifact_root,
                            stored=stored, cancel_poll_s=self.settings.cancel_poll_s,
                            shutdown=self.stop, results_writer=_results_writer(spec))
-            if name == "ray":
-                _ensure_ray()
+            if name == "ray" and not _ray_ready():
+                raise RuntimeError("Ray is not initialized (the worker's main loop starts it)")
             # The service's Ray (RAY_ADDRESS) wins over any address in the job spec.
             executor = TrackedExecutor(
                 make_executor(name, chunk_size=spec.executor.chunk_size), sink)

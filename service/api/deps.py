@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service import crud
+from service.api.cache import ResponseCache
 from service.core.config import Settings
 from service.core.db import Database
 from service.core.errors import Forbidden, NotAuthenticated
@@ -49,6 +50,7 @@ class AppState:
     settings: Settings
     db: Database
     auth_cache: AuthCache
+    responses: ResponseCache = field(default_factory=ResponseCache)
 
 
 # Light dependencies are ``async``: FastAPI runs each sync dependency through the thread

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         description="Comma-separated modules imported at start by the API and the workers, "
         "to register extra spaces, agents, profilers or evaluators in the registries.",
     )
+    response_cache_entries: int = Field(
+        256, ge=0, description="Serialized job, trials, Pareto and hypervolume answers kept "
+        "per API process, reused while the job is unchanged (0: off).",
+    )
     auth_cache_s: float = Field(
         5.0, ge=0, description="Seconds a verified token is trusted without a database look-up."
     )

@@ -32,12 +32,26 @@ def finite_json(value: Any) -> Any:
     return value
 
 
-def json_dumps(value: Any) -> str:
-    """JSON for the database: NaN and infinities become null (PostgreSQL rejects them)."""
+def _std_dumps(value: Any) -> str:
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
     except ValueError:
         return json.dumps(finite_json(value), allow_nan=False, separators=(",", ":"), default=str)
+
+
+try:  # several times faster, and writes NaN and infinities as null by itself
+    import orjson
+
+    _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+    def json_dumps(value: Any) -> str:
+        """JSON for the database: NaN and infinities become null (PostgreSQL rejects them)."""
+        try:
+            return orjson.dumps(value, default=str, option=_ORJSON_OPTS).decode()
+        except TypeError:  # e.g. integers beyond 64 bits
+            return _std_dumps(value)
+except ImportError:  # pragma: no cover - orjson is optional
+    json_dumps = _std_dumps
 
 
 def normalize_url(url: str) -> str:
@@ -118,6 +132,16 @@ class Database:
         """A session that commits on success and rolls back on error."""
         with self.write_session() as session, session.begin():
             yield session
+
+    def checkpoint_wal(self) -> tuple[int, int, int]:
+        """Copy committed WAL pages into the database file without blocking anyone; returns
+        SQLite's (busy, frames in the WAL, frames checkpointed)."""
+        raw = self.engine.raw_connection()  # autocommit: no transaction around the pragma
+        try:
+            row = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            raw.close()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -177,6 +177,7 @@ def test_cancel_stops_a_running_job(open_page: Any, service: Service) -> None:
     service.wait(token, job["id"], ("running",))
     page = sign_in_page(open_page, service, token, f"#/jobs/{job['id']}").page
     page.wait_for_selector("#live[data-state='live']")
+    page.wait_for_selector("#pareto-plot[data-drawn]")
     page.click("#cancel-job")
     page.wait_for_selector("#cancel-job.confirm")  # a second click within 8 s confirms
     page.click("#cancel-job")

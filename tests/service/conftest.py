@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, text
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("LIGHTSEARCH_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+#: Registers the test evaluators when an app or a worker loads its plugins (not at import,
+#: so collecting this folder leaves the registries as they are for other suites).
 PLUGINS = "tests.service.plugins"
-
-import tests.service.plugins  # noqa: E402,F401 - registers the test evaluators
 
 
 def pg_schema_url(schema: str) -> str:

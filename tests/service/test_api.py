@@ -32,6 +32,8 @@ def test_create_get_list_cancel_delete(client, tokens):
 
     r = client.post(f"{API}/jobs/{job['id']}/cancel", headers=h)
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    # The response cache keys on the job's version: the change shows at once.
+    assert client.get(f"{API}/jobs/{job['id']}", headers=h).json()["status"] == "cancelled"
     assert client.post(f"{API}/jobs/{job['id']}/cancel", headers=h).status_code == 409
     cancelled = client.get(f"{API}/jobs", params={"status": "cancelled"}, headers=h).json()
     assert [j["id"] for j in cancelled["data"]] == [job["id"]]

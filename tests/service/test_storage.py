@@ -80,3 +80,24 @@ def test_concurrent_writers_share_the_database(db, settings):
     with db.reading() as session:
         jobs, count = crud.list_jobs(session, owner, status="cancelled", limit=100)
     assert count == 60
+
+
+def test_hot_path_leaves_wal_checkpoints_to_the_worker(tmp_path):
+    """Trial writes do not checkpoint (it waits on fsync); ``checkpoint_wal`` does."""
+    from service.fastpath import RawWriter
+
+    db = Database.from_url(f"sqlite:///{tmp_path / 'x.db'}")
+    upgrade(db.engine)
+    writer = RawWriter(db.engine)
+    with writer.transaction() as tx:
+        tx.cur.execute("INSERT INTO users (name, is_admin, created_at) VALUES "
+                       "('u', 0, '2026-01-01 00:00:00.000000')")
+    for i in range(3000):  # well past SQLite's automatic checkpoint at 1,000 pages
+        with writer.transaction() as tx:
+            tx.cur.execute("UPDATE users SET name = ? WHERE id = 1", (f"u{i}" * 200,))
+    busy, frames, done = db.checkpoint_wal()
+    assert busy == 0 and frames >= 3000 and done == frames
+    writer.close()
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    db.dispose()

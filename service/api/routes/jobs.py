@@ -9,9 +9,9 @@ from fastapi.responses import FileResponse, Response
 
 from search.spec import ObjectiveSpec
 from service import crud
-from service.api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep
+from service.api.deps import CurrentUser, SessionDep, SettingsDep, StateDep, WriteSessionDep
 from service.artifacts import list_artifacts, resolve_artifact
-from service.core.errors import Forbidden
+from service.core.errors import Forbidden, JobNotFound
 from service.models import Job
 from service.policy import check_spec
 from service.schemas import (
@@ -71,6 +71,14 @@ def _summary_fields(job: Job, owner: str) -> dict[str, Any]:
     )
 
 
+def _load(session: SessionDep, job_id: str) -> Job:
+    """The job whose version was just checked (it may have been deleted since)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
 def _public(session: SessionDep, job: Job) -> JobPublic:
     owner = crud.owner_names(session, [job]).get(job.owner_id, "?")
     best = crud.get_trial(session, job.id, job.best_trial_id)
@@ -110,9 +118,11 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def get_job(job_id: JobId, user: CurrentUser, session: SessionDep) -> JobPublic:
+async def get_job(job_id: JobId, user: CurrentUser, session: SessionDep,
+                  state: StateDep) -> Response:
     """Status, progress, the best trial so far and the spec."""
-    return _public(session, crud.get_job(session, user, job_id))
+    key = ("job", *crud.job_version(session, user, job_id))
+    return state.responses.respond(key, lambda: _public(session, _load(session, key[1])))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic,
@@ -133,17 +143,23 @@ def delete_job(job_id: JobId, user: CurrentUser, session: WriteSessionDep,
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic)
 async def list_trials(
-    job_id: JobId, user: CurrentUser, session: SessionDep,
+    job_id: JobId, user: CurrentUser, session: SessionDep, app: StateDep,
     offset: Offset = 0, limit: Limit = 50, sort: SortKey = "trial_id",
     order: Literal["asc", "desc"] = "asc",
     state: Annotated[TrialStateName | None, Query(description="Only trials in this state.")]
     = None,
-) -> TrialsPublic:
+) -> Response:
     """A page of the job's trials, sorted by a column or any metric."""
-    job = crud.get_job(session, user, job_id)
-    rows, count = crud.list_trials(session, job, offset=offset, limit=limit, sort=sort,
-                                   order=order, state=state)
-    return TrialsPublic(data=_trials(rows), count=count)
+    version = crud.job_version(session, user, job_id)
+
+    def build() -> TrialsPublic:
+        job = crud.get_job(session, user, job_id)
+        rows, count = crud.list_trials(session, job, offset=offset, limit=limit, sort=sort,
+                                       order=order, state=state)
+        return TrialsPublic(data=_trials(rows), count=count)
+
+    key = ("trials", *version, offset, limit, sort, order, state)
+    return app.responses.respond(key, build)
 
 
 def _trials(rows: list[dict[str, Any]]) -> list[TrialPublic]:
@@ -155,9 +171,14 @@ def _objectives(job: Job) -> list[ObjectiveSpec]:
 
 
 @router.get("/{job_id}/pareto", response_model=ParetoPublic)
-async def pareto_front(job_id: JobId, user: CurrentUser, session: SessionDep) -> ParetoPublic:
+async def pareto_front(job_id: JobId, user: CurrentUser, session: SessionDep,
+                       state: StateDep) -> Response:
     """The current Pareto front under the job's objectives."""
-    job = crud.get_job(session, user, job_id)
+    key = ("pareto", *crud.job_version(session, user, job_id))
+    return state.responses.respond(key, lambda: _pareto(session, _load(session, key[1])))
+
+
+def _pareto(session: SessionDep, job: Job) -> ParetoPublic:
     rows = _trials(crud.pareto_trials(session, job))
     objectives = _objectives(job)
     first = objectives[0]
@@ -168,9 +189,15 @@ async def pareto_front(job_id: JobId, user: CurrentUser, session: SessionDep) ->
 
 
 @router.get("/{job_id}/hypervolume", response_model=HypervolumePublic)
-async def hypervolume(job_id: JobId, user: CurrentUser, session: SessionDep) -> HypervolumePublic:
+async def hypervolume(job_id: JobId, user: CurrentUser, session: SessionDep,
+                      state: StateDep) -> Response:
     """The hypervolume after each trial that changed it."""
-    job = crud.get_job(session, user, job_id)
+    key = ("hypervolume", *crud.job_version(session, user, job_id))
+    return state.responses.respond(key,
+                                   lambda: _hypervolume(session, _load(session, key[1])))
+
+
+def _hypervolume(session: SessionDep, job: Job) -> HypervolumePublic:
     points = crud.hypervolume_history(session, job)
     return HypervolumePublic(objectives=_objectives(job),
                              reference=job.hv_reference,

@@ -12,6 +12,7 @@ const MAX_POINTS = 2000; // scatter points per snapshot (Pareto points always in
 const RESAMPLE_AT = 6000; // points on screen before a fresh down-sampled snapshot
 const REDRAW_MS = 250;
 const SERIES_MS = 1000;
+const CONFIRM_MS = 8000;
 const afterPaint = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -79,6 +80,7 @@ export class JobView {
     clearTimeout(this.timer);
     clearTimeout(this.seriesTimer);
     clearTimeout(this.bestTimer);
+    clearTimeout(this.confirmTimer);
     this.drawer?.close();
     for (const el of [this.paretoEl, this.hvEl, this.bestEl, this.policyEl]) if (el && window.Plotly) window.Plotly.purge(el);
   }
@@ -133,7 +135,7 @@ export class JobView {
     this.liveEl = h("span", { class: "live", id: "live" }, h("span", { class: "dot" }), h("span", {}, "Connecting…"));
     this.badgeSlot = h("span");
     this.meta = h("div", { class: "muted", style: { marginTop: "4px" } });
-    this.cancelBtn = h("button", { class: "btn danger", id: "cancel-job", onclick: () => this.cancel() });
+    this.cancelBtn = h("button", { class: "btn danger", id: "cancel-job", onclick: (e) => this.cancel(e) });
     clear(this.head,
       h("div", {},
         h("div", { class: "crumbs" }, h("a", { href: "#/jobs" }, "Jobs"), " / ", h("span", { class: "mono" }, this.id.slice(0, 12))),
@@ -368,6 +370,7 @@ export class JobView {
   // ---- best trial, files, policy -----------------------------------------------------------
   loadBestSoon() {
     clearTimeout(this.bestTimer);
+    clearTimeout(this.confirmTimer);
     this.bestTimer = setTimeout(async () => {
       const id = this.state.best_trial_id;
       if (id === null || id === undefined || id === this.bestLoaded) return;
@@ -438,14 +441,21 @@ export class JobView {
   }
 
   // ---- actions -----------------------------------------------------------------------------
-  async cancel() {
-    if (!this.confirming) {
+  /** First click arms the button, a second click within 8 s cancels. Times come from the
+   * events themselves, so a click made in time counts even if a long task delayed it. */
+  async cancel(event) {
+    const at = event ? event.timeStamp : performance.now();
+    if (!this.armedAt || at - this.armedAt > CONFIRM_MS) {
+      this.armedAt = at;
       this.confirming = true;
       this.renderHeader();
-      setTimeout(() => { this.confirming = false; if (this.alive) this.renderHeader(); }, 8000);
+      clearTimeout(this.confirmTimer);
+      this.confirmTimer = setTimeout(() => { this.confirming = false; if (this.alive) this.renderHeader(); }, CONFIRM_MS);
       return;
     }
+    this.armedAt = null;
     this.confirming = false;
+    clearTimeout(this.confirmTimer);
     try {
       const job = await api(`/jobs/${encodeURIComponent(this.id)}/cancel`, { method: "POST" });
       this.state = { ...this.state, ...flatState(job) };
