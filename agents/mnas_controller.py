@@ -47,7 +47,6 @@ from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 AdvantageKind = Literal["baseline", "normalized", "rank"]
 _Elites = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # actions, cond, weights
-_BELOW = 0.1  # fraction of the log-latency range that targets reach below the fastest seen
 
 
 def ppo_clip_loss(
@@ -112,6 +111,7 @@ class _ControllerAgent(Agent):
         pareto: Literal["auto", "off", "on"] = "auto",
         pareto_alpha: float = -0.07,
         pareto_beta: float = -1.0,
+        pareto_reach: float = 0.5,
     ) -> None:
         super().__init__(space, objectives=objectives, seed=seed)
         for d in space.decisions:
@@ -137,6 +137,7 @@ class _ControllerAgent(Agent):
         self.sil_top = int(sil_top)
         self.pareto_alpha = float(pareto_alpha)
         self.pareto_beta = float(pareto_beta)
+        self.pareto_reach = float(pareto_reach)
         self.pareto = pareto == "on" or (pareto == "auto" and len(self.objectives) >= 2)
         self.accuracy_metric = self.latency_metric = ""
         if self.pareto:
@@ -232,7 +233,7 @@ class _ControllerAgent(Agent):
             return None
         # Reach a little below the fastest useful architecture seen, so faster ones are
         # sought too: the fast end of a front holds most of its hypervolume.
-        lo = rng[0] - _BELOW * (rng[1] - rng[0])
+        lo = rng[0] - self.pareto_reach * (rng[1] - rng[0])
         return float(math.exp(lo + u * (rng[1] - lo)))
 
     def _fix_cond_scale(self) -> None:

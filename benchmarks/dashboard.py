@@ -4,7 +4,10 @@ Measures, with a cold browser cache each time: the time from opening the job pag
 start) to a drawn Pareto plot, and the bytes the browser received until then (every response,
 compressed, headers included); then, with the page open, the delay from a trial's commit to its
 point on screen (the page notes when a streamed trial is first painted). Goals: < 2 s, < 2 MB,
-< 2 s.
+< 2 s. "Drawn" is the first paint after a draw that put points on the canvas; the benchmark
+also reads the canvas back and counts the non-white pixels inside the plot area, so a plot that
+was marked drawn but is blank shows up (``painted_px``). The data request's server time
+(request sent to first byte) is reported separately.
 
 Topology as in production: ``lightsearch serve --no-worker`` in its own process (SQLite in a
 temporary folder); this process plays the worker and writes trials through the service's own
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,7 +51,6 @@ SPEC = {"name": "dashboard-bench", "space": {"name": "nb201"}, "agent": {"name":
 # Before the page scripts run: the signed-in token, and a long-task log (main-thread stalls).
 INIT = """
 localStorage.setItem('lightsearch.token', %s);
-localStorage.setItem('lightsearch.renderer', %s);
 window.__longtasks = [];
 new PerformanceObserver((l) => l.getEntries().forEach((e) =>
   window.__longtasks.push([e.startTime, e.duration]))).observe({type: 'longtask', buffered: true});
@@ -135,18 +138,33 @@ class ByteCounter:
         out: dict[str, int] = {}
         for r in self.requests.values():
             url = r["url"]
-            kind = ("plotly.js" if "plotly" in url else "page code (html/js/css)"
-                    if "/static/" in url or url.rstrip("/").endswith(("/", "#")) or "/#" in url
-                    or "/api/" not in url else "data (api)")
+            kind = "data (api)" if "/api/" in url and "/static/" not in url else \
+                "page code (html/js/css)"
             out[kind] = out.get(kind, 0) + r["bytes"]
         return out
 
 
-def open_job_page(browser: Any, server: Server, job_id: str,
-                  renderer: str) -> dict[str, Any]:
+# Pixels of the Pareto canvas, inside the plot area, that are not the white background.
+PAINTED = """() => { const el = document.querySelector('#pareto-plot');
+    const c = el.querySelector('canvas'), g = el.chart.geom, k = c.width / c.clientWidth;
+    const d = c.getContext('2d').getImageData(Math.ceil((g.left + 1) * k),
+        Math.ceil((g.top + 1) * k), Math.floor((g.w - 2) * k), Math.floor((g.h - 2) * k)).data;
+    let n = 0;  // the grid lines (#f0f1f5) are light enough not to count
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] && (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235)) n++;
+    }
+    return n; }"""
+# The overview request (scatter + series): server time is request sent -> first byte.
+OVERVIEW = """() => { const e = performance.getEntriesByType('resource')
+    .find(r => r.name.includes('/overview'));
+    return e ? {server_ms: Math.round(e.responseStart - e.requestStart),
+                done_ms: Math.round(e.responseEnd)} : null; }"""
+
+
+def open_job_page(browser: Any, server: Server, job_id: str) -> dict[str, Any]:
     """A fresh context (cold cache): navigate and wait for the Pareto plot to be painted."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    context.add_init_script(INIT % (json.dumps(server.token), json.dumps(renderer)))
+    context.add_init_script(INIT % json.dumps(server.token))
     page = context.new_page()
     counter = ByteCounter(context.new_cdp_session(page))
     page.goto(f"{server.url}/#/jobs/{job_id}", wait_until="commit")
@@ -155,14 +173,20 @@ def open_job_page(browser: Any, server: Server, job_id: str,
     drawn_ms = page.evaluate("window.__ls.paretoDrawnAt")  # ms since navigation start
     marks = page.evaluate("""Object.fromEntries(performance.getEntriesByType('mark')
         .map(m => [m.name, Math.round(m.startTime)]))""")
-    marks["plotly-downloaded"] = page.evaluate("""Math.round(performance
-        .getEntriesByType('resource').find(e => e.name.includes('plotly')).responseEnd)""")
-    time.sleep(0.3)  # responses that finished with the paint are counted
+    overview = page.evaluate(OVERVIEW)
+    if overview:
+        marks["data-downloaded"] = overview["done_ms"]
+    marks["scripts-downloaded"] = page.evaluate("""Math.round(Math.max(0, ...performance
+        .getEntriesByType('resource').filter(e => e.name.includes('/static/'))
+        .map(e => e.responseEnd)))""")
     plot = page.evaluate("""() => { const d = document.querySelector('#pareto-plot').dataset;
         return {points: +d.points, front: +d.front, total: +d.total}; }""")
+    plot["painted_px"] = page.evaluate(PAINTED)
+    time.sleep(0.3)  # responses that finished with the paint are counted
     longest = page.evaluate("Math.max(0, ...window.__longtasks.map(t => t[1]))")
     return {"context": context, "page": page, "time_to_plot_ms": drawn_ms, "marks_ms": marks,
             "bytes": counter.total(), "bytes_by_kind": counter.by_kind(), "plot": plot,
+            "overview_server_ms": overview["server_ms"] if overview else None,
             "longest_task_ms": longest, "counter": counter}
 
 
@@ -203,15 +227,13 @@ def main() -> int:
     ap.add_argument("--live", type=int, default=30, help="trials streamed while watching")
     ap.add_argument("--interval", type=float, default=0.25, help="seconds between them")
     ap.add_argument("--chromium", default=CHROMIUM)
-    ap.add_argument("--renderer", choices=["auto", "svg", "webgl"], default="auto",
-                    help="the dominated points' renderer (auto: WebGL when the browser has it)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "dashboard.json"))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="ls-dash-bench-"))
     server = Server(work / "data", free_port(), extra_args=("--no-worker",)).start()
-    result: dict[str, Any] = {"trials": args.trials, "renderer": args.renderer, "machine": {
+    result: dict[str, Any] = {"trials": args.trials, "machine": {
         "cpus": os.cpu_count(), "load_avg_1m_start": os.getloadavg()[0]}}
     try:
         all_recs = records(args.trials + args.live)
@@ -224,31 +246,31 @@ def main() -> int:
             result["machine"]["js_loop_1e8_ms"] = calibrate(browser)
             opens = []
             for _ in range(args.runs):
-                run = open_job_page(browser, server, job.id, args.renderer)
+                run = open_job_page(browser, server, job.id)
                 opens.append(run)
                 if len(opens) < args.runs:
                     run["context"].close()
             last = opens[-1]
-            warm_t0 = time.time()
             last["page"].reload(wait_until="commit")
             last["page"].wait_for_function("window.__ls && window.__ls.paretoDrawnAt",
                                            timeout=120_000, polling=20)
             result["warm_reload_time_to_plot_ms"] = last["page"].evaluate(
                 "window.__ls.paretoDrawnAt")
-            del warm_t0
             result["live"] = live_delays(last["page"], job, all_recs[args.trials:],
                                          args.interval)
             browser.close()
         times = [o["time_to_plot_ms"] for o in opens]
         result["open"] = {
             "runs": [{k: o[k] for k in ("time_to_plot_ms", "marks_ms", "bytes", "bytes_by_kind",
-                                        "plot", "longest_task_ms")} for o in opens],
+                                        "plot", "overview_server_ms", "longest_task_ms")}
+                     for o in opens],
             "time_to_plot_ms_median": statistics.median(times),
             "bytes_median": statistics.median(o["bytes"] for o in opens),
         }
         job.sink.on_end("succeeded")
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     rows = [("time to drawn Pareto plot (cold cache, median)",
              f"{result['open']['time_to_plot_ms_median']:.0f} ms",
@@ -272,9 +294,12 @@ def main() -> int:
     print(f"{'bytes by kind (run 1)':<50} " + ", ".join(
         f"{k} {v / 1e3:.0f} kB" for k, v in first["bytes_by_kind"].items()))
     marks = first["marks_ms"]
-    print(f"{'run 1: Plotly.js in / data in / Plotly.js ready / drawn':<50} "
-          f"{marks.get('plotly-downloaded', 0)} / {marks.get('data-ready', 0)} / "
-          f"{marks.get('plotly-ready', 0)} / {marks.get('pareto-drawn', 0)} ms")
+    print(f"{'run 1: scripts in / data in / data ready / drawn':<50} "
+          f"{marks.get('scripts-downloaded', 0)} / {marks.get('data-downloaded', 0)} / "
+          f"{marks.get('data-ready', 0)} / {marks.get('pareto-drawn', 0)} ms")
+    print(f"{'overview request, server time (runs)':<50} " + " / ".join(
+        f"{o['overview_server_ms']} ms" for o in result["open"]["runs"]))
+    print(f"{'painted pixels in the plot area (run 1)':<50} {first['plot']['painted_px']:,}")
     print(f"{'JavaScript speed (1e8-step loop; desktop ~150 ms)':<50} "
           f"{result['machine']['js_loop_1e8_ms']:.0f} ms")
     print(f"{'warm reload: time to drawn plot':<50} "

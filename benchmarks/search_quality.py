@@ -243,7 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", action="store_true",
                     help="keep the other suites already in --out (run suites in parts)")
+    ap.add_argument("--show", metavar="JSON", help="print a saved report; run nothing")
     args = ap.parse_args(argv)
+    if args.show:
+        print_report(json.loads(Path(args.show).read_text()))
+        return 0
 
     agents = [a for a in args.agents.split(",") if a]
     suites = [SUITES[s] for s in args.suites.split(",") if s]
@@ -354,8 +358,13 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{k} {v}" for k, v in report["paper"].items()))
             print("orientation (val_acc, 100 / 200 queries, repeats counted): " + ", ".join(
                 f"{k} {a:.2f} / {b:.2f}" for k, (a, b) in report["orientation"].items()))
-        elif entry["device"] == "pixel3":
-            print("orientation: nsga2 0.991 / 0.996 at 200 / 500")
+        else:
+            if entry["device"] == "pixel3":
+                print("orientation: nsga2 0.991 / 0.996 at 200 / 500")
+            if "mnas" in agents and "nsga2" in agents:
+                print("gap (1 - ratio), mnas vs nsga2: " + ", ".join(
+                    f"{b}: {1 - agents['mnas'][b]['mean']:.4f} vs "
+                    f"{1 - agents['nsga2'][b]['mean']:.4f}" for b in budgets))
     print("\n## agent overhead")
     print("| agent | ms per ask+tell | Python peak (MB) | RSS growth (MB) |")
     print("|---|---|---|---|")

@@ -2,15 +2,15 @@
 
 Scripts are ES modules loaded through an import map that ``index.html`` gets at request time,
 mapping each module to ``?v=<content hash>``; so every asset is cached for a year and a new
-release is still picked up at once. Plotly.js is the copy that ships inside the Python
-``plotly`` package (works on a cluster without internet). Files are gzipped once, in memory.
+release is still picked up at once. The charts are the page's own (``js/plot.js``), so the job
+page needs no chart library: all of it is about 40 kB gzipped and works on a cluster without
+internet. Files are gzipped once, in memory.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 import mimetypes
 import threading
@@ -22,23 +22,10 @@ from fastapi import APIRouter, Request, Response
 from service.dashboard.responses import accepts_gzip
 
 STATIC = Path(__file__).parent / "static"
-PLOTLY_URL = "/static/vendor/plotly.min.js"
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_POINTS = 2000  # scatter points the job page asks for (job.js has the same number)
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
-
-
-def plotly_file() -> Path | None:
-    """``plotly/package_data/plotly.min.js`` of the installed plotly (not imported)."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "package_data" / "plotly.min.js"
-        if path.is_file():
-            return path
-    return None
 
 
 @dataclass(frozen=True)
@@ -58,8 +45,6 @@ class Assets:
         self._lock = threading.Lock()
 
     def _source(self, url: str) -> Path | None:
-        if url == PLOTLY_URL:
-            return plotly_file()
         rel = url.removeprefix("/static/")
         if rel == url or "\x00" in rel:
             return None
@@ -91,8 +76,8 @@ class Assets:
                       for p in self.root.rglob("*.js"))
 
     def warm(self) -> None:
-        """Compress everything now (Plotly.js takes a moment) so the first visit does not."""
-        for url in [PLOTLY_URL, "/static/app.css", *self.modules()]:
+        """Compress everything now so the first visit does not wait for it."""
+        for url in ["/static/app.css", *self.modules()]:
             self.get(url)
 
     def versioned(self, url: str) -> str:
@@ -108,7 +93,6 @@ class Assets:
                 .replace("{{modulepreload}}", preload)
                 .replace("{{css}}", self.versioned("/static/app.css"))
                 .replace("{{app}}", self.versioned("/static/js/app.js"))
-                .replace("{{plotly}}", self.versioned(PLOTLY_URL))
                 .replace("{{max_points}}", str(MAX_POINTS)))
         return page.encode()
 
@@ -141,9 +125,7 @@ def index(request: Request) -> Response:
 def static(path: str, request: Request) -> Response:
     asset = ASSETS.get(f"/static/{path}")
     if asset is None:
-        hint = " (pip install plotly: the page draws with its Plotly.js)" \
-            if f"/static/{path}" == PLOTLY_URL else ""
-        return Response(json.dumps({"detail": f"no such file: {path[:200]}{hint}",
+        return Response(json.dumps({"detail": f"no such file: {path[:200]}",
                                     "errors": []}), status_code=404,
                         media_type="application/json")
     versioned = "v" in request.query_params

@@ -197,21 +197,25 @@ def scatter(session: Session, job: Job, x: Axis, y: Axis, color: Axis | None,
     rows = session.execute(
         select(*load).where(Trial.job_id == job.id, Trial.state == "complete",
                             Trial.cached.is_(False)).order_by(Trial.trial_id)).all()
-    points = []
+    # One pass: each row's two coordinates are read once (this loop is most of the time).
+    points, xs, ys = [], [], []
     for row in rows:
         xv, yv = axis_value(x, row), axis_value(y, row)
         if xv is not None and yv is not None:
             points.append(row)
+            xs.append(xv)
+            ys.append(yv)
     total = len(points)
-    if total:
-        xs = np.array([axis_value(x, r) for r in points])
-        ys = np.array([axis_value(y, r) for r in points])
-        keep = np.array([bool(r.on_front) or r.trial_id == job.best_trial_id for r in points])
-        idx = _downsample(xs, ys, keep, max_points) if total > max_points else \
-            np.arange(total)
-        chosen = [points[i] for i in idx]
+    if total > max_points:
+        best = job.best_trial_id
+        keep = np.fromiter((bool(r.on_front) or r.trial_id == best for r in points), bool, total)
+        idx = _downsample(np.array(xs), np.array(ys), keep, max_points).tolist()
     else:
-        chosen = []
+        idx = list(range(total))
+    chosen = [points[i] for i in idx]
+    known = {x.key: xs, y.key: ys}
+    cols = {a.key: [known[a.key][i] for i in idx] if a.key in known else
+            [axis_value(a, r) for r in chosen] for a in shown_axes}
     ids = [r.trial_id for r in chosen]
     keys = dict(session.execute(
         select(Trial.trial_id, Trial.arch_key).where(Trial.job_id == job.id,
@@ -224,7 +228,7 @@ def scatter(session: Session, job: Job, x: Axis, y: Axis, color: Axis | None,
         "total": total, "shown": len(chosen), "sampled": len(chosen) < total,
         "t": ids, "f": [int(bool(r.on_front)) for r in chosen],
         "k": [(keys.get(t) or "")[:ARCH_KEY_CHARS] for t in ids],
-        "cols": {a.key: [axis_value(a, r) for r in chosen] for a in shown_axes},
+        "cols": cols,
         "front": list(front), "best": job.best_trial_id, "cursor": str(cursor),
     }
 

@@ -57,7 +57,7 @@ class Page:
         self.service = service
         self.context = browser.new_context(viewport={"width": 1440, "height": 1000},
                                            accept_downloads=True)
-        # Generous: on a shared 2-core machine Plotly.js alone can take 10 s to evaluate.
+        # Generous: a shared 2-core machine can be very busy.
         self.context.set_default_timeout(90_000)
         self.external: list[str] = []
         self.errors: list[str] = []

@@ -41,6 +41,31 @@ def api(service: Service, token: str, path: str, **params: Any) -> Any:
         return r.json()
 
 
+def front_ids(service: Service, token: str, job_id: str) -> list[int]:
+    return [t["trial_id"] for t in api(service, token, f"/jobs/{job_id}/pareto")["data"]]
+
+
+def painted_pixels(page: Any) -> int:
+    """Non-white pixels of the Pareto canvas inside its plot area (grid lines are lighter)."""
+    return page.evaluate("""() => { const el = document.querySelector('#pareto-plot');
+        const c = el.querySelector('canvas'), g = el.chart.geom, k = c.width / c.clientWidth;
+        const d = c.getContext('2d').getImageData(Math.ceil((g.left + 1) * k),
+            Math.ceil((g.top + 1) * k), Math.floor((g.w - 2) * k), Math.floor((g.h - 2) * k)).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4)
+          if (d[i + 3] && (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235)) n++;
+        return n; }""")
+
+
+def pixel_is_painted(page: Any, x: float, y: float) -> bool:
+    """The canvas pixel at page position (x, y) is not background."""
+    return page.evaluate("""([x, y]) => { const c = document.querySelector('#pareto-plot canvas');
+        const b = c.getBoundingClientRect(), k = c.width / c.clientWidth;
+        const d = c.getContext('2d').getImageData(Math.round((x - b.left) * k),
+            Math.round((y - b.top) * k), 1, 1).data;
+        return d[3] > 0 && (d[0] < 235 || d[1] < 235 || d[2] < 235); }""", [x, y])
+
+
 # ---- sign-in and isolation -------------------------------------------------------------------
 def test_sign_in_and_a_user_sees_only_their_jobs(open_page: Any, quiet_service: Service) -> None:
     alice, bob = quiet_service.token("alice-e2e"), quiet_service.token("bob-e2e")
@@ -253,15 +278,35 @@ def test_trials_table_pages_sorts_filters_and_opens_trials(open_page: Any,
     page.keyboard.press("Escape")
     page.wait_for_selector("#trial-drawer", state="detached")
 
-    # a click on a Pareto point of the plot opens that trial
-    front = {t["trial_id"] for t in api(quiet_service, token, f"/jobs/{job_id}/pareto")["data"]}
-    point = page.locator("#pareto-plot .scatterlayer .trace.tracefront path.point").first
-    point.scroll_into_view_if_needed()
-    box = point.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # the Pareto plot painted its points: every drawn point is inside the plot, and the
+    # canvas under a Pareto point is not background
+    page.wait_for_selector("#pareto-plot[data-drawn]")
+    plot = page.evaluate("""() => { const d = document.querySelector('#pareto-plot').dataset;
+        return {points: +d.points, painted: +d.painted, front: +d.front}; }""")
+    shown = api(quiet_service, token, f"/dashboard/jobs/{job_id}/scatter")["shown"]
+    assert plot["points"] == shown > 200
+    assert plot["front"] == len(front_ids(quiet_service, token, job_id))
+    assert plot["painted"] >= plot["points"]  # (+1: the best trial's star)
+    assert painted_pixels(page) > 2_000
+
+    # hovering a Pareto point shows its trial, metrics and architecture; a click opens it
+    front = set(front_ids(quiet_service, token, job_id))
+    page.locator("#pareto-plot").scroll_into_view_if_needed()
+    at = page.evaluate("document.querySelector('#pareto-plot').chart"
+                       ".locate((p, layer) => layer === 'front')")
+    assert at is not None and at["layer"] == "front"
+    assert pixel_is_painted(page, at["x"], at["y"])
+    page.mouse.move(at["x"], at["y"])
+    tip = page.wait_for_selector("#pareto-plot .chart-tip:has-text('Trial #')")
+    text = tip.inner_text()
+    shown = int(page.get_attribute("#pareto-plot", "data-hover-point"))
+    assert shown in front and f"Trial #{shown}" in text and "Pareto" in text
+    assert "val_acc" in text and "pixel3_latency" in text
+    arch = api(quiet_service, token, f"/dashboard/jobs/{job_id}/trials/{shown}")["arch_key"]
+    assert arch.split("+")[0][:20] in text
+    page.mouse.click(at["x"], at["y"])
     drawer = page.wait_for_selector("#trial-drawer")
-    assert int(drawer.get_attribute("data-trial")) in front
+    assert int(drawer.get_attribute("data-trial")) == shown
     page.wait_for_selector("#trial-drawer .badge.front")
     page.wait_for_selector("#trial-layers")
     p.shot("trial-pareto-point", full_page=False)
@@ -288,10 +333,17 @@ def test_policy_chart_shows_the_best_trials_per_layer_decisions(open_page: Any,
     p = sign_in_page(open_page, quiet_service, token, f"#/jobs/{job_id}")
     page = p.page
     page.wait_for_selector("#policy-plot[data-trial='0']")
-    bars = page.evaluate("""() => document.querySelector('#policy-plot').data
-        .map(t => ({name: t.name, x: t.x, y: t.y}))""")
-    assert [b["name"] for b in bars] == ["prune", "bits"]
-    assert bars[0]["x"] == layers and bars[1]["x"] == layers
-    assert bars[0]["y"] == [records[0].arch[f"prune:{x}"] for x in layers]
-    assert bars[1]["y"] == [records[0].arch[f"bits:{x}"] for x in layers]
+    bars = page.evaluate("""() => [...document.querySelectorAll('#policy-plot rect.bar')]
+        .map(r => ({group: r.dataset.group, x: r.dataset.label, y: +r.dataset.value,
+                    h: r.getBoundingClientRect().height}))""")
+    for control, values in (("prune", [records[0].arch[f"prune:{x}"] for x in layers]),
+                            ("bits", [records[0].arch[f"bits:{x}"] for x in layers])):
+        drawn = [b for b in bars if b["group"] == control]
+        assert [b["x"] for b in drawn] == layers
+        assert [b["y"] for b in drawn] == values
+        # taller bars for larger values (a bar for 0 is a hairline)
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        heights = [drawn[i]["h"] for i in order]
+        assert heights == sorted(heights) and heights[-1] > 20
+    assert [b["group"] for b in bars][:1] == ["prune"] and len(bars) == 2 * len(layers)
     p.shot("policy")

@@ -1,9 +1,10 @@
 // The job page: header and progress, the live Pareto view, hypervolume and best reward, the
 // best trial (with its per-layer policy for compression jobs), downloads and the trials table.
 import { api, prefetched, query } from "./api.js";
-import { CONFIG, paretoFigure, plotlyReady, policyFigure, stepFigure } from "./charts.js";
+import { paretoFigure, policyFigure, stepFigure } from "./charts.js";
 import { Live } from "./live.js";
 import { ParetoModel } from "./pareto.js";
+import { barPanels, Chart } from "./plot.js";
 import { policyGroups, TrialDrawer } from "./trial.js";
 import { TrialsTable } from "./trials.js";
 import { badge, clear, downloadLink, elapsed, fmt, fmtDuration, fmtInt, h, icon, progressBar, toast } from "./util.js";
@@ -82,7 +83,7 @@ export class JobView {
     clearTimeout(this.bestTimer);
     clearTimeout(this.confirmTimer);
     this.drawer?.close();
-    for (const el of [this.paretoEl, this.hvEl, this.bestEl, this.policyEl]) if (el && window.Plotly) window.Plotly.purge(el);
+    for (const c of [this.paretoChart, this.hvChart, this.bestChart]) c?.destroy();
   }
 
   // ---- layout ------------------------------------------------------------------------------
@@ -126,7 +127,10 @@ export class JobView {
           h("div", { class: "card-body" }, this.bestEl))),
       h("div", { style: { marginBottom: "18px" } }, this.policyCard),
       this.tableSlot);
-    this.paretoEl.addEventListener("click", () => {}, { passive: true });
+    this.paretoChart = new Chart(this.paretoEl, { download: `pareto-${this.id.slice(0, 12)}`,
+      onClick: (p) => this.openTrial(p.t) });
+    this.hvChart = new Chart(this.hvEl, { legend: false });
+    this.bestChart = new Chart(this.bestEl, { legend: false });
   }
 
   /** Built once, then updated in place: a button that is re-created while the stream
@@ -267,16 +271,8 @@ export class JobView {
     const dirty = this.dirty;
     this.dirty = new Set();
     if (dirty.has("header")) this.renderHeader();
-    let Plotly;
-    try {
-      Plotly = await plotlyReady;
-    } catch (err) {
-      clear(this.paretoEl, h("div", { class: "empty" }, err.message));
-      return;
-    }
-    if (!this.alive) return;
     if (dirty.has("pareto")) {
-      await this.drawPareto(Plotly);
+      this.drawPareto();
       await afterPaint(); // the Pareto plot reaches the screen before the smaller charts
     }
     if (dirty.has("series") && this.alive) {
@@ -288,24 +284,17 @@ export class JobView {
         this.seriesTimer = setTimeout(() => this.schedule(), wait);
       } else {
         this.seriesDrawn = performance.now();
-        await this.drawSeries(Plotly);
+        this.drawSeries();
       }
     }
   }
 
-  async drawPareto(Plotly) {
+  drawPareto() {
     const fig = paretoFigure(this.model);
     const fresh = this.newLive;
     this.newLive = [];
-    await Plotly.react(this.paretoEl, fig.traces, fig.layout, CONFIG);
+    const painted = this.paretoChart.draw(fig.spec);
     this.paretoEl.querySelector(".plot-overlay")?.remove();
-    if (!this.paretoEl.dataset.bound) {
-      this.paretoEl.dataset.bound = "1";
-      this.paretoEl.on("plotly_click", (ev) => {
-        const t = ev.points?.[0]?.customdata;
-        if (t !== undefined && t !== null) this.openTrial(t);
-      });
-    }
     Object.assign(this.paretoEl.dataset, { points: String(fig.counts.points), front: String(fig.counts.front),
       total: String(this.model.total), x: this.model.selection.x, y: this.model.selection.y });
     const m = this.model;
@@ -314,6 +303,7 @@ export class JobView {
       : `${fmtInt(fig.counts.points)} points · ${fmtInt(fig.counts.front)} on the front`;
     this.statEls?.front.set(fmtInt(m.front.size), "");
     // After the next paint: the moment a point is on screen (the benchmark reads these).
+    // Only a draw that painted points counts as the plot being drawn.
     afterPaint().then(() => {
       const now = Date.now();
       const ls = window.__ls;
@@ -321,7 +311,7 @@ export class JobView {
       for (const t of fresh) {
         if (!(t in ls.drawnAt)) { ls.drawnAt[t] = now; ls.drawnCount = (ls.drawnCount || 0) + 1; }
       }
-      if (!window.__ls.paretoDrawnAt) {
+      if (!window.__ls.paretoDrawnAt && painted > 0) {
         window.__ls.paretoDrawnAt = performance.now();
         performance.mark("pareto-drawn");
       }
@@ -329,10 +319,11 @@ export class JobView {
     });
   }
 
-  async drawSeries(Plotly) {
+  drawSeries() {
     const hv = stepFigure(this.hv, this.lastTrial, { name: "hypervolume", color: "#4f46e5", ytitle: "hypervolume" });
     const best = stepFigure(this.best, this.lastTrial, { name: "best reward", color: "#059669", ytitle: "best reward" });
-    await Promise.all([Plotly.react(this.hvEl, hv.traces, hv.layout, CONFIG), Plotly.react(this.bestEl, best.traces, best.layout, CONFIG)]);
+    this.hvChart.draw(hv.spec);
+    this.bestChart.draw(best.spec);
     this.hvEl.dataset.points = String(this.hv.length);
     this.hvEl.dataset.last = String(this.hv.length ? this.hv[this.hv.length - 1][1] : "");
     this.bestEl.dataset.points = String(this.best.length);
@@ -402,7 +393,7 @@ export class JobView {
     this.renderFiles();
   }
 
-  async drawPolicy(t) {
+  drawPolicy(t) {
     const groups = policyGroups(t.arch);
     if (!groups) {
       this.policyCard.style.display = "none";
@@ -410,10 +401,8 @@ export class JobView {
     }
     this.policyCard.style.display = "";
     document.getElementById("policy-note").textContent = `trial #${t.trial_id} · ${Object.keys(groups).join(", ")}`;
-    const Plotly = await plotlyReady;
-    const fig = policyFigure(groups);
     this.policyEl.style.height = `${Math.max(260, 170 * Object.keys(groups).length + 60)}px`;
-    await Plotly.react(this.policyEl, fig.traces, fig.layout, CONFIG);
+    barPanels(this.policyEl, policyFigure(groups), { valueText: (v) => fmt(v, 4) });
     this.policyEl.dataset.trial = String(t.trial_id);
   }
 
