@@ -111,7 +111,7 @@ class _ControllerAgent(Agent):
         pareto: Literal["auto", "off", "on"] = "auto",
         pareto_alpha: float = -0.07,
         pareto_beta: float = -1.0,
-        pareto_reach: float = 0.5,
+        pareto_reach: float = 0.1,
     ) -> None:
         super().__init__(space, objectives=objectives, seed=seed)
         for d in space.decisions:

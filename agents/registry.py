@@ -78,7 +78,7 @@ class ControllerOptions(NoOptions):
         description="Pareto mode: exponent w when LAT > T (MnasNet hard constraint: -1).",
     )
     pareto_reach: float = Field(
-        0.5, ge=0.0, le=2.0,
+        0.1, ge=0.0, le=2.0,
         description="Pareto mode: how far below the fastest useful latency seen the targets "
         "reach, as a fraction of the log-latency range seen.",
     )

@@ -74,7 +74,8 @@ ORIENTATION = {"tpe": (94.18, 94.25), "evolution": (94.08, 94.23),
 ORIENTATION_MO = {"nsga2": {"pixel3": {200: 0.991, 500: 0.996}}}
 
 
-def job_spec(suite: Suite, agent: str, seed: int, budget: int, cap: int) -> dict[str, Any]:
+def job_spec(suite: Suite, agent: str, seed: int, budget: int, cap: int,
+             options: dict[str, Any] | None = None) -> dict[str, Any]:
     objectives = [{"metric": suite.signal, "direction": "max"}]
     profilers = []
     if suite.device:
@@ -83,7 +84,7 @@ def job_spec(suite: Suite, agent: str, seed: int, budget: int, cap: int) -> dict
     return {
         "name": f"bench-{suite.name}-{agent}-{seed}",
         "space": {"name": "nb201"},
-        "agent": {"name": agent},
+        "agent": {"name": agent, "options": options or {}},
         "evaluator": {"name": "tabular",
                       "options": {"signal": suite.signal, "record": ["test_acc"]}},
         "profilers": profilers,
@@ -102,14 +103,14 @@ def _init_worker() -> None:
 
 
 def run_one(suite_name: str, agent: str, seed: int, budget: int,
-            cap: int = 10) -> dict[str, Any]:
+            cap: int = 10, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One job through ``search.loop``; returns per-trial data small enough to ship back."""
     from search.loop import SearchLoop
     from search.sinks import MemorySink
     from search.spec import parse_spec
 
     suite = SUITES[suite_name]
-    spec = parse_spec(job_spec(suite, agent, seed, budget, cap))
+    spec = parse_spec(job_spec(suite, agent, seed, budget, cap, options))
     sink = MemorySink()
     loop = SearchLoop(spec, sink)
     spent = [0.0]
@@ -243,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", action="store_true",
                     help="keep the other suites already in --out (run suites in parts)")
+    ap.add_argument("--options", default="{}",
+                    help="JSON agent options for every agent run (e.g. to tune mnas)")
     ap.add_argument("--show", metavar="JSON", help="print a saved report; run nothing")
     args = ap.parse_args(argv)
     if args.show:
@@ -258,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets = {s.name: (tuple(int(b) for b in args.budgets.split(",")) if args.budgets
                         else (MO_BUDGETS if s.device else SO_BUDGETS)) for s in suites}
 
-    tasks = [(s.name, a, seed, max(budgets[s.name]), args.cap) for s in suites for a in agents
-             for seed in seeds]
+    options = json.loads(args.options)
+    tasks = [(s.name, a, seed, max(budgets[s.name]), args.cap, options) for s in suites
+             for a in agents for seed in seeds]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # leave through Pool's cleanup
     started = time.time()
     ctx = mp.get_context("spawn")
@@ -278,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 memory[a] = res
 
     report = build_report(runs, suites, agents, seeds, budgets, memory, args.cap)
+    report["config"]["agent_options"] = options
     report["elapsed_s"] = round(time.time() - started, 1)
     print_report(report)
     out = Path(args.out)
@@ -291,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _run_task(task: tuple[str, str, int, int, int]) -> dict[str, Any]:
+def _run_task(task: tuple[str, str, int, int, int, dict[str, Any]]) -> dict[str, Any]:
     return run_one(*task)
 
 

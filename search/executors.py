@@ -38,6 +38,8 @@ class EvalOutcome:
     duration_s: float = 0.0
     node: str | None = None
     cancelled: bool = False
+    #: Artifact files read on a node other than the driver's: name -> (path there, bytes).
+    shipped: dict[str, tuple[str, bytes]] | None = None
 
 
 def _error_text(err: BaseException) -> str:
@@ -99,12 +101,51 @@ class LocalExecutor(Executor):
         return outcomes
 
 
-def _ray_evaluate_chunk(evaluator: Evaluator, space: Space,
-                        tasks: list[EvalTask]) -> list[EvalOutcome]:
+def _ray_evaluate_chunk(evaluator: Evaluator, space: Space, tasks: list[EvalTask],
+                        driver_node: str | None = None) -> list[EvalOutcome]:
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    return evaluate_tasks(evaluator, space, tasks, node=node)
+    outcomes = evaluate_tasks(evaluator, space, tasks, node=node)
+    if node != driver_node:  # the driver cannot read this node's disk: send the files along
+        for outcome in outcomes:
+            pack_artifacts(outcome)
+    return outcomes
+
+
+def pack_artifacts(outcome: EvalOutcome) -> None:
+    """Read an outcome's artifact files into it, so they travel with the result."""
+    if outcome.evaluation is None or not outcome.evaluation.artifacts:
+        return
+    shipped = {}
+    for name, path in outcome.evaluation.artifacts.items():
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                shipped[name] = (path, fh.read())
+    outcome.shipped = shipped or None
+
+
+def unpack_artifacts(outcome: EvalOutcome, fallback_dir: str) -> None:
+    """Write shipped artifact files on this node: at the same path when its folder can be
+    made (an ``export_dir`` shared by the job's nodes keeps its meaning), else under
+    ``fallback_dir``; the outcome's paths then point at files this process can read."""
+    if not outcome.shipped or outcome.evaluation is None:
+        return
+    for name, (path, data) in outcome.shipped.items():
+        target = path
+        if not os.path.isfile(path):
+            try:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                with open(path, "wb") as fh:
+                    fh.write(data)
+            except OSError:
+                folder = os.path.join(fallback_dir, f"trial-{outcome.trial_id}")
+                os.makedirs(folder, exist_ok=True)
+                target = os.path.join(folder, os.path.basename(path))
+                with open(target, "wb") as fh:
+                    fh.write(data)
+        outcome.evaluation.artifacts[name] = target
+    outcome.shipped = None
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -126,7 +167,8 @@ class RayExecutor(Executor):
 
     Chunks amortize Ray's per-task cost for cheap evaluations (table look-ups); with
     ``chunk_size=0`` a batch is spread evenly over the cluster's CPUs. The evaluator and space
-    are put in the object store once per executor.
+    are put in the object store once per executor. Artifact files written on another node
+    come back with the result (``pack_artifacts``), so sinks on the driver can store them.
     """
 
     name = "ray"
@@ -139,6 +181,16 @@ class RayExecutor(Executor):
         self.poll_s = poll_s
         self._remote: Any = None
         self._refs: dict[int, Any] = {}
+        self._fallback_dir: str | None = None
+        self._driver_node: str | None = None  # tests set another id to force shipping
+        self.files_shipped = 0  # artifact files that came back from other nodes
+
+    def _artifact_dir(self) -> str:
+        if self._fallback_dir is None:
+            import tempfile
+
+            self._fallback_dir = tempfile.mkdtemp(prefix="lightsearch-artifacts-")
+        return self._fallback_dir
 
     def _setup(self, evaluator: Evaluator, space: Space) -> tuple[Any, Any]:
         import ray
@@ -169,7 +221,8 @@ class RayExecutor(Executor):
             return []
         evaluator_ref, space_ref = self._setup(evaluator, space)
         chunks = self._chunks(tasks)
-        pending = {self._remote.remote(evaluator_ref, space_ref, chunk): chunk
+        driver_node = self._driver_node or ray.get_runtime_context().get_node_id()
+        pending = {self._remote.remote(evaluator_ref, space_ref, chunk, driver_node): chunk
                    for chunk in chunks}
         results: dict[int, EvalOutcome] = {}
         while pending:
@@ -185,6 +238,9 @@ class RayExecutor(Executor):
                 chunk = pending.pop(ref)
                 try:
                     for outcome in ray.get(ref):
+                        if outcome.shipped:
+                            self.files_shipped += len(outcome.shipped)
+                            unpack_artifacts(outcome, self._artifact_dir())
                         results[outcome.trial_id] = outcome
                 except Exception as err:  # noqa: BLE001 - a dead worker fails its trials
                     text = _error_text(err)
