@@ -1,6 +1,6 @@
-"""Service commands: ``serve``, ``worker``, ``token create``, ``submit``, ``jobs``, ``watch``,
-``cancel`` and ``download``. ``add_service_commands`` plugs them into ``lightsearch``'s parser;
-``python -m service.cli`` runs them alone.
+"""Service commands: ``serve``, ``worker``, ``token create|list|revoke``, ``submit``,
+``jobs``, ``watch``, ``cancel`` and ``download``. ``add_service_commands`` plugs them into
+``lightsearch``'s parser; ``python -m service.cli`` runs them alone.
 
 The client commands talk to ``--server`` (or ``LIGHTSEARCH_SERVER``, default
 http://127.0.0.1:8000) with ``--token`` (or ``LIGHTSEARCH_TOKEN``, else the admin token that
@@ -96,6 +96,19 @@ def _add_token(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--label", default="", help="a note stored with the token")
     _server_options(c)
     c.set_defaults(func=cmd_token_create)
+    ls = tsub.add_parser("list", help="list tokens (ids, users, labels, dates; never the token)")
+    ls.add_argument("--user", help="only this user's tokens")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    _server_options(ls)
+    ls.set_defaults(func=cmd_token_list)
+    r = tsub.add_parser("revoke", help="revoke tokens: they get 401 from now on",
+                        description="Revoke by id (see 'token list') or by the token itself. "
+                        "The API process that serves the token re-reads it on every request, "
+                        "so it fails at once (with LIGHTSEARCH_AUTH_CACHE_S set, within that "
+                        "many seconds).")
+    r.add_argument("tokens", nargs="+", metavar="TOKEN", help="a token id, or a token (ls_...)")
+    _server_options(r)
+    r.set_defaults(func=cmd_token_revoke)
 
 
 def _open_db() -> Any:
@@ -128,6 +141,67 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     print(f"token for user {user.name!r}{' (admin)' if user.is_admin else ''}; it is shown "
           "only now", file=sys.stderr)
     return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from service import crud
+
+    _apply_server_env(args)
+    _settings, db = _open_db()
+    try:
+        with db.reading() as session:
+            rows = crud.token_rows(session)
+    finally:
+        db.dispose()
+    if args.user:
+        rows = [r for r in rows if r.user == args.user]
+    records = [{"id": r.id, "user": r.user, "label": r.label,
+                "created_at": r.created_at.isoformat(),
+                "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}
+               for r in rows]
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return 0
+    print(f"{'id':>5}  {'user':16}  {'created':19}  {'revoked':19}  label")
+    for r in records:
+        print(f"{r['id']:>5}  {r['user']:16}  {r['created_at'][:19]:19}  "
+              f"{(r['revoked_at'] or '')[:19]:19}  {r['label']}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from service import crud
+    from service.core.errors import ServiceError
+    from service.core.security import TOKEN_PREFIX, hash_token
+
+    _apply_server_env(args)
+    _settings, db = _open_db()
+    code = 0
+    try:
+        for given in args.tokens:
+            shown = given if not given.startswith(TOKEN_PREFIX) else f"{given[:7]}..."
+            if given.startswith(TOKEN_PREFIX):
+                lookup: dict[str, Any] = {"token_hash": hash_token(given)}
+            elif given.isdigit():
+                lookup = {"token_id": int(given)}
+            else:
+                print(f"error: {given!r} is neither a token id nor a token (ls_...)",
+                      file=sys.stderr)
+                code = 2
+                continue
+            try:
+                with db.write_session() as session:
+                    token = crud.find_token(session, None, **lookup)
+                    already = token.revoked_at is not None
+                    crud.revoke_token(session, token)
+                    print(f"token {token.id} {'was already' if already else ''} revoked"
+                          .replace("  ", " "))
+            except ServiceError as err:
+                print(f"error: {shown}: {err.message}", file=sys.stderr)
+                code = 1
+    finally:
+        db.dispose()
+    return code
 
 
 def _logging(level: str = "info") -> None:

@@ -156,7 +156,9 @@ class Trial(Base):
     __tablename__ = "trials"
     __table_args__ = (
         UniqueConstraint("job_id", "trial_id", name="uq_trials_job_trial"),
-        Index("ix_trials_job_reward", "job_id", "reward"),
+        # Pages read their ids from these alone (crud.list_trials); migration 0002.
+        Index("ix_trials_job_reward", "job_id", "reward", "trial_id"),
+        Index("ix_trials_job_state", "job_id", "state", "trial_id"),
         Index("ix_trials_job_front", "job_id", "on_front", "trial_id"),
     )
 

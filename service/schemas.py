@@ -224,9 +224,26 @@ class TokenCreate(BaseModel):
 
 
 class TokenCreated(BaseModel):
+    id: int = Field(..., description="The token's id, to list or revoke it later.")
     user: str
     is_admin: bool
     token: str = Field(..., description="Shown once; only its SHA-256 digest is stored.")
+
+
+class TokenPublic(BaseModel):
+    """A token's record; the token itself is never shown again."""
+
+    id: int
+    user: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None = Field(..., description="Set once revoked: it then gets 401.")
+    current: bool = Field(..., description="The token this request was made with.")
+
+
+class TokensPublic(BaseModel):
+    data: list[TokenPublic]
+    count: int
 
 
 class Health(BaseModel):

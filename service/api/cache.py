@@ -2,9 +2,15 @@
 
 Every write that changes what these routes show (a stored trial, its front flags and
 hypervolume point, a checkpoint, the end of the job, a cancel) also sets ``jobs.updated_at``
-in the same transaction, so ``(route, job id, updated_at, query)`` names one answer exactly.
-A request still reads the job row (access check, current version); a hit skips reading and
-serializing trials. Finished jobs, the ones dashboards and scripts poll most, always hit.
+in the same transaction, so ``(route, job id, updated_at, query)`` names one answer exactly:
+a new trial changes the key and the very next request builds a fresh answer (there is no
+window in which a stale one is served). A request still reads the job row first
+(``HotReads``: the access check and the current version), so one entry serves every user who
+may see the job and never one who may not. Finished jobs, the ones dashboards and scripts
+poll most, always hit.
+
+Misses build on the event loop: moving them to the thread pool was measured slower (the
+builds then contend with the loop for the GIL; p99 up from 88 to 165 ms on SQLite).
 """
 
 from __future__ import annotations

@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         "per API process, reused while the job is unchanged (0: off).",
     )
     auth_cache_s: float = Field(
-        5.0, ge=0, description="Seconds a verified token is trusted without a database look-up."
+        0.0, ge=0, le=300, description="Seconds a verified token is trusted without a database "
+        "look-up (0: every request checks it, one indexed read). When on, a token revoked by "
+        "the CLI or another API process still works in this one for up to this long.",
     )
 
     @model_validator(mode="after")

@@ -20,6 +20,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.core.hotreads import HotReads
+
 
 def finite_json(value: Any) -> Any:
     """A copy with NaN and infinities replaced by None (strict JSON has neither)."""
@@ -50,8 +52,17 @@ try:  # several times faster, and writes NaN and infinities as null by itself
             return orjson.dumps(value, default=str, option=_ORJSON_OPTS).decode()
         except TypeError:  # e.g. integers beyond 64 bits
             return _std_dumps(value)
+
+    def json_loads(text: str | bytes) -> Any:
+        """JSON from the database, several times faster than ``json.loads`` (trial pages
+        decode five JSON columns a row); rows an old writer stored with NaN still load."""
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
 except ImportError:  # pragma: no cover - orjson is optional
     json_dumps = _std_dumps
+    json_loads = json.loads
 
 
 def normalize_url(url: str) -> str:
@@ -76,13 +87,14 @@ def make_engine(url: str, *, pool_size: int = 20, busy_timeout_ms: int = 30_000)
                              f"got {url!r}")
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, json_serializer=json_dumps, pool_size=pool_size, max_overflow=pool_size,
+            url, json_serializer=json_dumps, json_deserializer=json_loads,
+            pool_size=pool_size, max_overflow=pool_size,
             connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         )
         _sqlite_events(engine, busy_timeout_ms)
         return engine
-    return create_engine(url, json_serializer=json_dumps, pool_size=pool_size,
-                         max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, json_serializer=json_dumps, json_deserializer=json_loads,
+                         pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
@@ -113,6 +125,7 @@ class Database:
         self.writer = engine.execution_options(sqlite_immediate=True)
         self.read_session = sessionmaker(engine, expire_on_commit=False)
         self.write_session = sessionmaker(self.writer, expire_on_commit=False)
+        self.hot = HotReads(engine)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
@@ -144,4 +157,5 @@ class Database:
         return int(row[0]), int(row[1]), int(row[2])
 
     def dispose(self) -> None:
+        self.hot.close()
         self.engine.dispose()

@@ -28,7 +28,7 @@ def _routes(app):
 def _fill(path: str, job_id: str) -> str:
     return (path.replace("{job_id}", job_id).replace("{path:path}", "results.json")
             .replace("{path}", "results.json").replace("{kind}", "agents")
-            .replace("{trial_id}", "0"))
+            .replace("{trial_id}", "0").replace("{token_id}", "1"))
 
 
 def _body(method: str, path: str):

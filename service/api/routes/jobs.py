@@ -6,10 +6,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, status
 from fastapi.responses import FileResponse, Response
+from sqlalchemy.orm import Session
 
 from search.spec import ObjectiveSpec
 from service import crud
-from service.api.deps import CurrentUser, SessionDep, SettingsDep, StateDep, WriteSessionDep
+from service.api.deps import (
+    CurrentUser,
+    JobReadDep,
+    SessionDep,
+    SettingsDep,
+    StateDep,
+    WriteSessionDep,
+)
 from service.artifacts import list_artifacts, resolve_artifact
 from service.core.errors import Forbidden, JobNotFound
 from service.models import Job
@@ -71,7 +79,7 @@ def _summary_fields(job: Job, owner: str) -> dict[str, Any]:
     )
 
 
-def _load(session: SessionDep, job_id: str) -> Job:
+def _load(session: Session, job_id: str) -> Job:
     """The job whose version was just checked (it may have been deleted since)."""
     job = session.get(Job, job_id)
     if job is None:
@@ -79,7 +87,7 @@ def _load(session: SessionDep, job_id: str) -> Job:
     return job
 
 
-def _public(session: SessionDep, job: Job) -> JobPublic:
+def _public(session: Session, job: Job) -> JobPublic:
     owner = crud.owner_names(session, [job]).get(job.owner_id, "?")
     best = crud.get_trial(session, job.id, job.best_trial_id)
     return JobPublic(**_summary_fields(job, owner), spec=job.spec,
@@ -118,11 +126,14 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def get_job(job_id: JobId, user: CurrentUser, session: SessionDep,
-                  state: StateDep) -> Response:
+async def get_job(job_id: JobId, read: JobReadDep, state: StateDep) -> Response:
     """Status, progress, the best trial so far and the spec."""
-    key = ("job", *crud.job_version(session, user, job_id))
-    return state.responses.respond(key, lambda: _public(session, _load(session, key[1])))
+    key = ("job", read.job_id, read.updated_at)
+
+    def build() -> JobPublic:
+        with state.db.reading() as session:
+            return _public(session, _load(session, key[1]))
+    return state.responses.respond(key, build)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic,
@@ -143,22 +154,21 @@ def delete_job(job_id: JobId, user: CurrentUser, session: WriteSessionDep,
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic)
 async def list_trials(
-    job_id: JobId, user: CurrentUser, session: SessionDep, app: StateDep,
+    job_id: JobId, read: JobReadDep, app: StateDep,
     offset: Offset = 0, limit: Limit = 50, sort: SortKey = "trial_id",
     order: Literal["asc", "desc"] = "asc",
     state: Annotated[TrialStateName | None, Query(description="Only trials in this state.")]
     = None,
 ) -> Response:
     """A page of the job's trials, sorted by a column or any metric."""
-    version = crud.job_version(session, user, job_id)
-
     def build() -> TrialsPublic:
-        job = crud.get_job(session, user, job_id)
-        rows, count = crud.list_trials(session, job, offset=offset, limit=limit, sort=sort,
-                                       order=order, state=state)
+        with app.db.reading() as session:
+            job = _load(session, read.job_id)
+            rows, count = crud.list_trials(session, job, offset=offset, limit=limit,
+                                           sort=sort, order=order, state=state)
         return TrialsPublic(data=_trials(rows), count=count)
 
-    key = ("trials", *version, offset, limit, sort, order, state)
+    key = ("trials", read.job_id, read.updated_at, offset, limit, sort, order, state)
     return app.responses.respond(key, build)
 
 
@@ -171,14 +181,17 @@ def _objectives(job: Job) -> list[ObjectiveSpec]:
 
 
 @router.get("/{job_id}/pareto", response_model=ParetoPublic)
-async def pareto_front(job_id: JobId, user: CurrentUser, session: SessionDep,
-                       state: StateDep) -> Response:
+async def pareto_front(job_id: JobId, read: JobReadDep, state: StateDep) -> Response:
     """The current Pareto front under the job's objectives."""
-    key = ("pareto", *crud.job_version(session, user, job_id))
-    return state.responses.respond(key, lambda: _pareto(session, _load(session, key[1])))
+    key = ("pareto", read.job_id, read.updated_at)
+
+    def build() -> ParetoPublic:
+        with state.db.reading() as session:
+            return _pareto(session, _load(session, key[1]))
+    return state.responses.respond(key, build)
 
 
-def _pareto(session: SessionDep, job: Job) -> ParetoPublic:
+def _pareto(session: Session, job: Job) -> ParetoPublic:
     rows = _trials(crud.pareto_trials(session, job))
     objectives = _objectives(job)
     first = objectives[0]
@@ -189,20 +202,19 @@ def _pareto(session: SessionDep, job: Job) -> ParetoPublic:
 
 
 @router.get("/{job_id}/hypervolume", response_model=HypervolumePublic)
-async def hypervolume(job_id: JobId, user: CurrentUser, session: SessionDep,
-                      state: StateDep) -> Response:
+async def hypervolume(job_id: JobId, read: JobReadDep, state: StateDep) -> Response:
     """The hypervolume after each trial that changed it."""
-    key = ("hypervolume", *crud.job_version(session, user, job_id))
-    return state.responses.respond(key,
-                                   lambda: _hypervolume(session, _load(session, key[1])))
+    key = ("hypervolume", read.job_id, read.updated_at)
+
+    def build() -> HypervolumePublic:
+        with state.db.reading() as session:
+            return _hypervolume(session, _load(session, key[1]))
+    return state.responses.respond(key, build)
 
 
-def _hypervolume(session: SessionDep, job: Job) -> HypervolumePublic:
-    points = crud.hypervolume_history(session, job)
-    return HypervolumePublic(objectives=_objectives(job),
-                             reference=job.hv_reference,
-                             data=[{"trial_id": p.trial_id, "evaluations": p.evaluations,
-                                    "value": p.value} for p in points])
+def _hypervolume(session: Session, job: Job) -> HypervolumePublic:
+    return HypervolumePublic(objectives=_objectives(job), reference=job.hv_reference,
+                             data=crud.hypervolume_history(session, job))
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
