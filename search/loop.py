@@ -5,6 +5,9 @@ One batch at a time (``executor.batch_size`` proposals in flight)::
     ask -> validate -> cache? -> profilers -> constraints -> evaluator (executor) -> reward
         -> tell (in trial order) -> sink.on_trial per trial -> sink.on_checkpoint
 
+An evaluation that says ``recorded["pruned"] = True`` (stopped early by ASHA) is a PRUNED
+trial: its metrics are kept, it gets no reward.
+
 Budgets count distinct architectures: a repeat is answered from the job's cache and costs
 nothing. Keeping batches synchronous makes a job deterministic for a seed on any executor,
 and gives checkpoints with nothing in flight, so a resumed job continues exactly.
@@ -75,6 +78,11 @@ def _field(name: str) -> Iterator[None]:
         raise
     except (ValueError, OSError, InvalidArchitecture) as err:
         raise SpecError(name, str(err)) from err
+
+
+def _pruned_reason(recorded: Mapping[str, Any]) -> str:
+    epochs = recorded.get("epochs_run")
+    return "stopped early by the scheduler" + (f" after epoch {epochs}" if epochs else "")
 
 
 def evaluation_seed(job_seed: int, arch_key: str) -> int:
@@ -326,9 +334,14 @@ class SearchLoop:
             metrics = dict(profiled[key])
             if out.evaluation is not None:
                 metrics.update(out.evaluation.metrics)
-                outcome = _Outcome(TrialState.COMPLETE, None, metrics,
-                                   dict(out.evaluation.recorded), None,
-                                   dict(out.evaluation.artifacts), out.duration_s, out.node)
+                recorded = dict(out.evaluation.recorded)
+                # An evaluator that stopped the candidate early (ASHA) says so in
+                # ``recorded["pruned"]``: a partial score is no reward, the trial is PRUNED.
+                pruned = recorded.get("pruned") is True
+                outcome = _Outcome(
+                    TrialState.PRUNED if pruned else TrialState.COMPLETE, None, metrics,
+                    recorded, _pruned_reason(recorded) if pruned else None,
+                    dict(out.evaluation.artifacts), out.duration_s, out.node)
                 outcome = self._finish(metrics, outcome)
                 self.cache[key] = outcome
             else:

@@ -109,6 +109,11 @@ class PredictorOptions(MeasuredOptions):
     """Per-layer latency table of this device + linear calibration (profile once)."""
 
     warmup: int = Field(3, ge=0, le=1000)
+    rounds: int = Field(20, ge=5, le=1000)
+    repeats: int = Field(5, ge=1, le=10000)
+    statistic: Literal["min_of_medians", "median", "min"] = Field(
+        "min", description="As for measured latency; the fastest call repeats best between "
+                           "passes on a shared machine (benchmarks/latency_predictor.py).")
     table: str | None = Field(None, description="Table JSON path (default: a per-device file "
                                                 "under ~/.cache/lightsearch/latency).")
     calibration_archs: int = Field(30, ge=0, le=10000,

@@ -9,7 +9,8 @@ every candidate, so their accuracies are comparable.
 The evaluator is shipped to Ray workers: it holds only options, and loads the data on first
 use (once per process). With ``asha`` set, each epoch's validation accuracy goes to Ray Tune's
 ASHA scheduler shared by the job (``search.evaluators.asha``); a stopped candidate is returned
-with the accuracy it reached and ``recorded["pruned"] = True``.
+with the accuracy it reached and ``recorded["pruned"] = True``, which the search loop records
+as a PRUNED trial (no reward: a partial training is not a score to rank against full ones).
 """
 
 from __future__ import annotations

@@ -76,3 +76,28 @@ def test_demo_job_runs_two_evaluations_locally():
     summary = run_search(parse_spec(data), sink)
     assert summary.status == "succeeded"
     assert all(t.metrics["val_acc"] > 30 for t in sink.trials)  # 1 epoch: far above chance
+
+
+def test_asha_stopped_trials_are_recorded_pruned_without_reward():
+    evaluator = {"name": "train", "options": {
+        "dataset": {"source": "digits", "max_samples": 300}, "epochs": 3, "batch_size": 32,
+        "lr": 0.1, "asha": {"grace_period": 1, "reduction_factor": 2}}}
+    sink = MemorySink()
+    summary = run_search(_job(evaluator=evaluator, budget={"evaluations": 6},
+                              profilers=[{"name": "torch-analytical",
+                                          "options": {"input_shape": [1, 8, 8]}}],
+                              objectives=[{"metric": "val_acc", "direction": "max"}],
+                              reward={"kind": "objective"}), sink)
+    assert summary.status == "succeeded"
+    trials = [t for t in sink.trials if not t.cached]
+    stopped = [t for t in trials if t.recorded.get("pruned")]
+    assert stopped, "ASHA stopped no trial: the test no longer exercises pruning"
+    for t in trials:
+        if t.recorded.get("pruned"):
+            assert t.state is TrialState.PRUNED and t.reward is None
+            assert t.recorded["epochs_run"] < 3 and "stopped early" in (t.error or "")
+            assert "val_acc" in t.metrics  # the partial score stays on the record
+        else:
+            assert t.state is TrialState.COMPLETE and t.reward is not None
+            assert t.recorded["epochs_run"] == 3
+    assert summary.best is not None and summary.best.state is TrialState.COMPLETE

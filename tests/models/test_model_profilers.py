@@ -160,11 +160,12 @@ def test_fits_recover_lines():
 @pytest.mark.parametrize("backend", ["torch", pytest.param("onnxruntime",
                                                              marks=pytest.mark.slow)])
 def test_predictor_small_case_and_table_reuse(tiny_space, tmp_path, backend):
-    """Stated error for this small case on a shared, loaded 2-core machine (PyTorch): median
-    relative error under 35% on held-out architectures. Both backends: the cheapest and
-    dearest networks of the space ordered right, and the table reused. ONNX Runtime runs these
-    networks in 0.04-0.1 ms, where per-layer effects a table misses dominate: no error bound
-    is claimed for it here (the benchmark reports its figures on the default space)."""
+    """Stated error for this small case on a shared, loaded 2-core machine: median relative
+    error on held-out architectures under 20% (PyTorch; ~5% seen at load 5) and under 35%
+    (ONNX Runtime, whose 0.04-0.1 ms networks are dominated by per-call effects a table
+    misses; ~3-10% median seen, single networks up to 90% off). Both backends: the cheapest
+    and dearest networks of the space ordered right, and the table reused. The benchmark
+    reports the figures on the default space."""
     table = tmp_path / "lut.json"
     opts = dict(input_shape=(1, 16, 16), table=str(table), calibration_archs=8, repeats=4)
     pred = LatencyPredictor(backend, **opts)
@@ -178,8 +179,7 @@ def test_predictor_small_case_and_table_reuse(tiny_space, tmp_path, backend):
     predicted = [pred.profile(a, tiny_space)[pred.metric] for a in held_out]
     measured = pred.measure_archs(held_out, tiny_space)
     err = np.abs(np.asarray(predicted) / np.asarray(measured) - 1)
-    if backend == "torch":
-        assert np.median(err) < 0.35, (predicted, measured)
+    assert np.median(err) < (0.2 if backend == "torch" else 0.35), (predicted, measured)
     assert predicted[1] > predicted[0] and measured[1] > measured[0]
     data = json.loads(table.read_text())
     assert data["units"] and len(data["calibrations"]) == 1
