@@ -30,6 +30,70 @@ def add_search_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=cmd_search)
 
+    e = sub.add_parser("export", help="export models of a finished job (weights, TorchScript, "
+                       "ONNX, model card)",
+                       description="Rebuild chosen trials of a job that used the 'train' "
+                       "evaluator (trained again with the search's seed: training is "
+                       "deterministic) and export each: weights, TorchScript, ONNX checked "
+                       "against PyTorch, a model card, and the exported file's latency.")
+    e.add_argument("results", help="results JSON written by 'lightsearch search' (or "
+                   "downloaded with 'lightsearch download')")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, action="append", metavar="ID",
+                       help="a trial id (repeatable); default: the best trial")
+    which.add_argument("--pareto", action="store_true", help="every Pareto-front trial")
+    e.add_argument("--out", required=True, help="folder; each trial goes to OUT/trial<ID>")
+    e.add_argument("--no-latency", action="store_true",
+                   help="skip measuring the exported files' latency")
+    e.set_defaults(func=cmd_export)
+
+
+def load_results(path: str | Path) -> tuple[JobSpec, list[Any], dict[str, Any]]:
+    """A results document back as its job spec and trial records."""
+    from agents.base import TrialState
+    from search.sinks import TrialRecord
+    from search.spec import parse_spec
+
+    doc = json.loads(Path(path).read_text())
+    names = set(TrialRecord.__dataclass_fields__)
+    trials = [TrialRecord(**{**{k: v for k, v in t.items() if k in names},
+                             "state": TrialState(t["state"])}) for t in doc["trials"]]
+    return parse_spec(doc["spec"]), trials, doc
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from search.export import export_trial
+
+    try:
+        spec, trials, doc = load_results(args.results)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"error: {args.results}: not a LightSearch results file ({err})", file=sys.stderr)
+        return 2
+    by_id = {t.trial_id: t for t in trials}
+    if args.pareto:
+        ids = [t["trial_id"] for t in doc.get("pareto_front") or []]
+    elif args.trial:
+        ids = args.trial
+    else:
+        ids = [doc["best"]["trial_id"]] if doc.get("best") else []
+    missing = [i for i in ids if i not in by_id]
+    if missing or not ids:
+        print(f"error: no such trial in {args.results}: {missing or 'no best trial'}; "
+              f"trial ids run from 0 to {len(trials) - 1}", file=sys.stderr)
+        return 2
+    if spec.evaluator.name != "train":
+        print(f"error: export needs a job with the 'train' evaluator; this job used "
+              f"{spec.evaluator.name!r}", file=sys.stderr)
+        return 2
+    for trial_id in ids:
+        folder = Path(args.out) / f"trial{trial_id}"
+        result = export_trial(spec, by_id[trial_id], folder,
+                              measure_latency=not args.no_latency)
+        extra = result.card.get("extra", {})
+        print(f"trial {trial_id}: {folder} (val_acc searched "
+              f"{extra.get('searched_val_acc')}, reproduced {extra.get('reproduced_val_acc')})")
+    return 0
+
 
 def _apply_overrides(spec: JobSpec, args: argparse.Namespace) -> JobSpec:
     data: dict[str, Any] = spec.model_dump(mode="json")

@@ -131,3 +131,25 @@ def test_retrain_needs_the_train_evaluator():
     spec = parse_spec({})
     with pytest.raises(ValueError, match="'train' evaluator"):
         retrain_top_k(spec, [], {"top_k": 1})
+
+
+def test_cli_exports_the_chosen_trials_of_a_results_file(tmp_path, capsys):
+    import json
+
+    from search.cli import main
+    from search.results import build_results
+
+    spec = _spec()
+    trials = _trials(spec, n=2)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(build_results(spec, trials, status="succeeded")))
+    assert main(["export", str(results), "--out", str(tmp_path / "out"), "--no-latency"]) == 0
+    best = tmp_path / "out" / "trial1"  # the higher reward
+    card = json.loads((best / next(p.name for p in best.iterdir()
+                                   if p.name.endswith(".json"))).read_text())
+    assert card["extra"]["reproduced_val_acc"] == trials[1].metrics["val_acc"]
+    assert any(p.suffix == ".onnx" for p in best.iterdir())
+    assert not (tmp_path / "out" / "trial0").exists()
+
+    assert main(["export", str(results), "--trial", "7", "--out", str(tmp_path / "x")]) == 2
+    assert "no such trial" in capsys.readouterr().err
