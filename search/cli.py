@@ -154,6 +154,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(results)
     print(f"results: {out}")
+    if summary.status == "succeeded" and spec.evaluator.name == "train" and (
+            spec.export.best or spec.export.pareto):
+        from search.export import export_job_models
+
+        models = out.with_name(f"{out.stem}-models")
+        exported = export_job_models(spec, sink.trials, models)
+        print(f"models: {models} (trials {', '.join(map(str, exported))})")
     return 0 if summary.status == "succeeded" else 1
 
 

@@ -278,3 +278,22 @@ def export_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Path, *,
         profilers=profilers, seed=seed, name=name or f"trial{trial.trial_id}",
         measure_latency=measure_latency, extra=extra,
     )
+
+
+def export_job_models(spec: JobSpec, trials: Sequence[TrialRecord],
+                      out_dir: str | Path) -> dict[int, ExportResult]:
+    """The files ``spec.export`` asks for (best trial, Pareto front), one folder each:
+    ``out_dir/trial<ID>``. Only ``train`` jobs have models to export; others give nothing."""
+    from search.results import best_trial, pareto_trials
+
+    if spec.evaluator.name != "train":
+        return {}
+    chosen: dict[int, TrialRecord] = {}
+    best = best_trial(trials) if spec.export.best else None
+    if best is not None:
+        chosen[best.trial_id] = best
+    if spec.export.pareto and len(spec.objectives) >= 2:
+        chosen.update((t.trial_id, t) for t in pareto_trials(trials, spec))
+    return {tid: export_trial(spec, t, Path(out_dir) / f"trial{tid}",
+                              measure_latency=spec.export.measure_latency)
+            for tid, t in sorted(chosen.items())}

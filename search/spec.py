@@ -122,6 +122,16 @@ class ExecutorSpec(_Strict):
     address: str | None = Field(None, description="Ray address; default RAY_ADDRESS or local.")
 
 
+class ExportSpec(_Strict):
+    """Deployable files made when a ``train`` job succeeds (the service's job folder)."""
+
+    best: bool = Field(True, description="Export the best trial: weights, TorchScript, "
+                       "ONNX (checked against PyTorch), a model card.")
+    pareto: bool = Field(False, description="Also export every Pareto-front trial.")
+    measure_latency: bool = Field(True, description="Measure the exported files' latency "
+                                  "again and record it in the model card.")
+
+
 class JobSpec(_Strict):
     """A whole search job."""
 
@@ -145,6 +155,9 @@ class JobSpec(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    export: ExportSpec = Field(
+        default_factory=ExportSpec,
+        description="'train' jobs: which trials get deployable files when the job succeeds.")
 
     @model_validator(mode="before")
     @classmethod

@@ -238,11 +238,32 @@ class SqlSink(ResultSink):
             text = self.results_writer(list(self.records.values()), status, reason,
                                        self.elapsed_s)
             write_job_file(self.artifact_root, self.claim.job_id, "results.json", text)
+        if status == "succeeded":
+            reason = self._export_models(reason)
         history = self.frontier.finalize()
         with self.db.writer.begin() as conn:
             self._fence(conn, **{**self._job_values(), "status": status, "reason": reason,
                                  "finished_at": utcnow()})
             self._write_history(conn, history)
+
+    def _export_models(self, reason: str | None) -> str | None:
+        """Deployable files for a ``train`` job (``spec.export``), under ``models/`` in the
+        job folder, before the job reads succeeded. An export that fails is reported in the
+        job's reason and in ``models/export-error.txt``; the search results stand."""
+        if self.spec.evaluator.name != "train" or not (self.spec.export.best
+                                                         or self.spec.export.pareto):
+            return reason
+        from search.export import export_job_models
+
+        folder = job_dir(self.artifact_root, self.claim.job_id) / "models"
+        try:
+            export_job_models(self.spec, list(self.records.values()), folder)
+        except Exception as err:  # noqa: BLE001 - the search's results must not be lost
+            log.exception("job %s: export failed", self.claim.job_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "export-error.txt").write_text(f"{type(err).__name__}: {err}\n")
+            return f"{reason or 'done'}; model export failed: {type(err).__name__}: {err}"
+        return reason
 
     def should_stop(self) -> bool:
         """Cancel flag, re-read at most every ``cancel_poll_s`` (the loop polls often)."""

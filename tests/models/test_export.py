@@ -153,3 +153,23 @@ def test_cli_exports_the_chosen_trials_of_a_results_file(tmp_path, capsys):
 
     assert main(["export", str(results), "--trial", "7", "--out", str(tmp_path / "x")]) == 2
     assert "no such trial" in capsys.readouterr().err
+
+
+def test_search_cli_exports_the_best_model_of_a_train_job(tmp_path, capsys):
+    import json
+
+    from search.cli import main
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({
+        "name": "tiny", "space": {"name": "mnasnet", "options": tiny_space_options()},
+        "evaluator": {"name": "train", "options": {"dataset": DIGITS, "epochs": 1,
+                                                   "batch_size": 32, "lr": 0.1}},
+        "budget": {"evaluations": 2}, "seed": 1,
+        "export": {"best": True, "measure_latency": False}}))
+    out = tmp_path / "res.json"
+    assert main(["search", str(job), "--out", str(out), "--quiet"]) == 0
+    best = json.loads(out.read_text())["best"]["trial_id"]
+    folder = tmp_path / "res-models" / f"trial{best}"
+    assert any(p.suffix == ".onnx" for p in folder.iterdir())
+    assert [p.name for p in (tmp_path / "res-models").iterdir()] == [f"trial{best}"]

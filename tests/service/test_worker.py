@@ -218,3 +218,33 @@ def test_cancel_stops_in_flight_ray_tasks(client, tokens, start_worker, ray_sess
     job = wait_for(lambda: _finished(client, tok, job_id), 30)
     assert job["status"] == "cancelled"
     assert time.monotonic() - start < 3.0  # 5-second trials were in flight
+
+
+def test_train_job_exports_its_best_and_pareto_models(client, tokens, start_worker):
+    from tests.models.conftest import tiny_space_options
+
+    tok = tokens["alice"]
+    job_id = _submit(
+        client, tok, name="svc-train",
+        space={"name": "mnasnet", "options": tiny_space_options()},
+        evaluator={"name": "train", "options": {
+            "dataset": {"source": "digits", "max_samples": 250}, "epochs": 1,
+            "batch_size": 32, "lr": 0.1}},
+        profilers=[{"name": "torch-analytical"}],
+        objectives=[{"metric": "val_acc", "direction": "max"},
+                    {"metric": "flops", "direction": "min"}],
+        budget={"evaluations": 3}, executor={"name": "local", "batch_size": 3},
+        export={"best": True, "pareto": True, "measure_latency": False})
+    start_worker()
+    job = wait_for(lambda: _finished(client, tok, job_id), 240)
+    assert job["status"] == "succeeded" and "export failed" not in (job["reason"] or "")
+    files = {a["path"] for a in client.get(f"{API}/jobs/{job_id}/artifacts",
+                                           headers=auth(tok)).json()["data"]}
+    front = client.get(f"{API}/jobs/{job_id}/pareto", headers=auth(tok)).json()["data"]
+    exported = {p.split("/")[1] for p in files if p.startswith("models/")}
+    assert exported == {f"trial{t['trial_id']}" for t in front} | {
+        f"trial{job['best']['trial_id']}"}
+    onnx = next(p for p in files if p.startswith(f"models/trial{job['best']['trial_id']}/")
+                and p.endswith(".onnx"))
+    r = client.get(f"{API}/jobs/{job_id}/artifacts/{onnx}", headers=auth(tok))
+    assert r.status_code == 200 and len(r.content) > 1000
