@@ -6,7 +6,9 @@ far, FLOPs of later layers and the previous action; static features min-max norm
 layers), and emits an action in [0, 1] per control (0 = keep all, 1 = compress the most).
 In resource-constrained mode each action is limited as it is taken so that the target stays
 reachable whatever the later layers do (AMC's ``_action_wall``, computed by the space's cost
-model), so every episode meets the target and the reward can be plain ``-error``.
+model), so every episode meets the target and the reward can be plain ``-error``. Prune
+actions are bounded (``lbound``: AMC keeps at least 20% of a layer's channels) and, as in AMC,
+recorded as the ratio their whole-channel count really removes.
 
 Learning follows AMC's code: ``warmup`` episodes of uniform random actions fill the replay
 buffer; afterwards actions are the actor's output plus truncated-normal noise whose sigma
@@ -53,6 +55,10 @@ class AMCConfig:
     delta_decay: float = 0.95  # sigma decay per episode after warm-up (AMC: 0.95)
     moving_alpha: float = 0.5  # step of the moving-average reward baseline (AMC: 0.5)
     constrain: bool = True  # limit actions so the space's resource target is always met
+    # AMC's lbound: the least fraction of a group's channels a prune action keeps (AMC: 0.2).
+    # None keeps the space's own bound (1 - max_prune). Where the target is out of reach
+    # under this bound, the space's bound is used instead (``bound_relaxed``).
+    lbound: float | None = 0.2
 
     def __post_init__(self) -> None:
         for name in ("hidden1", "hidden2", "batch_size", "replay_per_layer"):
@@ -61,6 +67,8 @@ class AMCConfig:
         for name in ("lr_actor", "lr_critic", "init_delta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lbound is not None and not 0 <= self.lbound < 1:
+            raise ValueError(f"lbound must be in [0, 1), got {self.lbound}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         for name in ("discount", "tau", "delta_decay", "moving_alpha"):
@@ -132,8 +140,10 @@ class _Episode:
                 continue
             d = self._by_name[name]
             value = action_to_value(d, float(action[k]))
-            if constrain and isinstance(self.space, CompressionSpace):
-                value = self.space.constrain(partial, name, value)
+            if isinstance(self.space, CompressionSpace):
+                if constrain:
+                    value = self.space.constrain(partial, name, value)
+                value = self.space.snap(name, value)  # AMC rounds to whole channels
             partial[name] = value
             taken[k] = value_to_action(d, value)
         return taken
@@ -149,7 +159,13 @@ class AMCAgent(Agent):
                  **options: Any) -> None:
         super().__init__(space, objectives=objectives, seed=seed)
         self.config = AMCConfig(**options)
-        self.episode = _Episode(space)
+        walk, self.bound_relaxed = space, False
+        if isinstance(space, CompressionSpace) and self.config.lbound is not None:
+            try:
+                walk = space.bounded(1.0 - self.config.lbound)
+            except ValueError:  # the target needs more than lbound allows
+                self.bound_relaxed = True
+        self.episode = _Episode(walk)
         c, ep = self.config, self.episode
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)

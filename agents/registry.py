@@ -139,6 +139,10 @@ class AMCOptions(NoOptions):
     delta_decay: float = Field(0.95, ge=0, le=1.0, description="Sigma decay per episode.")
     moving_alpha: float = Field(0.5, ge=0, le=1.0, description="Reward-baseline step.")
     constrain: bool = Field(True, description="Limit actions so the space's target is met.")
+    lbound: float | None = Field(
+        0.2, ge=0, lt=1.0,
+        description="Least fraction of a layer's channels a prune action keeps (AMC: 0.2); "
+        "null: the space's own bound.")
 
 
 AGENTS = Registry(

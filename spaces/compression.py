@@ -282,6 +282,25 @@ class CompressionSpace(Space):
         return {d.name: (d.high if isinstance(d, Continuous) else d.choices[-1])
                 for d in self._decisions}
 
+    def bounded(self, max_prune: float) -> CompressionSpace:
+        """The same space with a tighter prune bound (an agent's action bound, e.g. AMC's
+        least preserve ratio); raises ``ValueError`` when the target is out of its reach."""
+        return CompressionSpace(
+            self.table, controls=self.controls, target=self.target,
+            max_prune=min(self.max_prune, max_prune), max_sparsity=self.max_sparsity,
+            bit_choices=self.bit_choices, share_choices=self.share_choices,
+            latency_model=self.latency_model, config=self._config)
+
+    def snap(self, name: str, value: Any) -> Any:
+        """A ``prune:`` value moved onto the channel grid: the ratio its rounded channel count
+        really removes (AMC records the preserve ratio after rounding), kept within the
+        decision's bound; other decisions are returned unchanged."""
+        if name not in self._decision_group:
+            return value
+        g = self._decision_group[name]
+        exact = 1.0 - self.keep(g, value) / self._groups[g].channels
+        return min(exact, self._by_name[name].high)  # type: ignore[union-attr]
+
     def group_of(self, name: str) -> int:
         """The channel group a ``prune:`` decision controls."""
         return self._decision_group[name]

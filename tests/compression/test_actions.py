@@ -169,6 +169,29 @@ def test_least_squares_refit_brings_outputs_closer_to_the_original(resnet, digit
     assert output_error(plain.model) < 0.8 * before
 
 
+def test_least_squares_refit_follows_changes_of_the_original(resnet, digits) -> None:
+    """The original's layer outputs are cached between refits; a changed original (even
+    through ``.data``, which keeps tensor versions) must not be fitted to stale outputs."""
+    import copy
+
+    space = space_of(resnet, controls=["prune"])
+    arch = {n: 0.5 for n in space.identity()}
+    x = digits.train.x[:64]
+    original = copy.deepcopy(resnet)
+
+    def refit_weights(reference: torch.nn.Module) -> torch.Tensor:
+        comp = apply_policy(resnet, space, arch, recalibrate=False)
+        reconstruct(comp.model, reference, space.table, comp.kept_indices, x)
+        return dict(comp.model.named_modules())["layers.1.conv2"].weight.detach().clone()
+
+    first = refit_weights(original)
+    assert torch.equal(refit_weights(original), first)  # cached: the very same fit
+    dict(original.named_modules())["layers.1.conv2"].weight.data.mul_(2.0)
+    changed = refit_weights(original)
+    assert not torch.allclose(changed, first)
+    assert torch.allclose(changed, refit_weights(copy.deepcopy(original)))  # fresh, uncached
+
+
 def test_distillation_fine_tunes_towards_the_teacher(resnet, digits) -> None:
     space = space_of(resnet, controls=["prune"])
     arch = {n: 0.7 for n in space.identity()}

@@ -75,6 +75,50 @@ def test_every_amc_episode_meets_the_target(space: CompressionSpace) -> None:
     assert agent.sigma(30) < agent.sigma(5) == AMCConfig().init_delta
 
 
+def test_lbound_keeps_a_least_fraction_of_every_group_on_whole_channels() -> None:
+    table = analyze(build_reference("mobilenetv2_small", width=0.5), (1, 8, 8)).table
+    space = CompressionSpace(table, controls=["prune"], target={"metric": "flops", "ratio": 0.25})
+    names = [s.decisions["prune"] for s in space.steps]
+
+    def least_kept_fraction(agent: AMCAgent) -> float:
+        fractions = []
+        for _ in range(30):
+            arch = agent.ask().arch
+            assert space.fits(arch)
+            fractions += [space.keep(space.group_of(n), arch[n]) /
+                          table.groups[space.group_of(n)].channels for n in names]
+        return min(fractions)
+
+    # without AMC's bound, constrained random episodes drive some group down to the space's
+    # own limit (the failure seen on MobileNetV2: late residual streams left with 1-3 channels)
+    assert least_kept_fraction(AMCAgent(space, seed=3, warmup=100, lbound=None, **FAST)) < 0.2
+    agent = AMCAgent(space, seed=3, warmup=100, lbound=0.3, **FAST)
+    assert not agent.bound_relaxed
+    for _ in range(30):
+        arch = agent.ask().arch
+        assert space.fits(arch)
+        for n in names:
+            g = space.group_of(n)
+            channels = table.groups[g].channels
+            kept = space.keep(g, arch[n])
+            assert kept >= round(0.3 * channels), (n, kept, channels)
+            # snapped onto whole channels (within the bound, which may round to the same)
+            assert arch[n] == pytest.approx(min(1 - kept / channels, 0.7))
+
+
+def test_lbound_gives_way_to_a_target_that_needs_more() -> None:
+    table = analyze(build_reference("resnet_small", width=0.5), (1, 8, 8)).table
+    space = CompressionSpace(table, controls=["prune"], target={"metric": "flops", "ratio": 0.03})
+    with pytest.raises(ValueError):
+        space.bounded(0.8)  # 3% of the FLOPs is out of reach when 20% of channels stay
+    agent = AMCAgent(space, seed=0, warmup=5, **FAST)
+    assert agent.bound_relaxed
+    for _ in range(8):
+        p = agent.ask()
+        assert space.fits(p.arch)
+        agent.tell(p.trial_id, _complete(0.5))
+
+
 def test_unconstrained_mode_can_miss_the_target(space: CompressionSpace) -> None:
     agent = AMCAgent(space, seed=1, warmup=50, constrain=False, **FAST)
     costs = [space.cost(agent.ask().arch, "flops") for _ in range(10)]
