@@ -213,6 +213,25 @@ def model_runner(backend: str, model: nn.Module, input_shape: Sequence[int], bat
     raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
 
 
+def check_measurement(backend: str, input_shape: Sequence[int], threads: int, rounds: int,
+                      clock: str | None, statistic: str) -> str:
+    """Validate the options every latency measurement shares; returns the clock to use."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
+    clock = clock or default_clock(threads)
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (channels, height, width), got "
+                         f"{list(input_shape)}")
+    if rounds < 5:
+        raise ValueError(f"rounds must be >= 5 (the minimum over rounds is the figure), "
+                         f"got {rounds}")
+    return clock
+
+
 class MeasuredLatencyProfiler(Profiler):
     """``<prefix>_latency_ms`` (+ median, spread) of the built model on this machine's CPU."""
 
@@ -220,19 +239,7 @@ class MeasuredLatencyProfiler(Profiler):
                  num_classes: int = 10, batch_size: int = 1, threads: int = 1, warmup: int = 5,
                  rounds: int = 5, repeats: int = 10, clock: str | None = None,
                  statistic: str = "min_of_medians") -> None:
-        if statistic not in STATISTICS:
-            raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
-        clock = clock or default_clock(threads)
-        if clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-        if len(input_shape) != 3 or min(input_shape) < 1:
-            raise ValueError(f"input_shape must be (channels, height, width), got "
-                             f"{list(input_shape)}")
-        if rounds < 5:
-            raise ValueError(f"rounds must be >= 5 (the minimum over rounds is the figure), "
-                             f"got {rounds}")
+        clock = check_measurement(backend, input_shape, threads, rounds, clock, statistic)
         for name, v in (("num_classes", num_classes - 1), ("batch_size", batch_size),
                         ("threads", threads), ("repeats", repeats), ("warmup", warmup + 1)):
             if v < 1:

@@ -48,9 +48,7 @@ import numpy as np
 from search.base import Profiler
 from search.profilers.measured import (
     BACKENDS,
-    CLOCKS,
-    STATISTICS,
-    default_clock,
+    check_measurement,
     device_info,
     measure_interleaved,
     model_runner,
@@ -84,21 +82,10 @@ class LatencyPredictor(Profiler):
                  table: str | None = None, calibration_archs: int = 30, warmup: int = 3,
                  rounds: int = 20, repeats: int = 5, seed: int = 0,
                  clock: str | None = None, statistic: str = "min") -> None:
-        if statistic not in STATISTICS:
-            raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
-        clock = clock or default_clock(threads)
-        if clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-        if len(input_shape) != 3 or min(input_shape) < 1:
-            raise ValueError(f"input_shape must be (channels, height, width), got "
-                             f"{list(input_shape)}")
+        clock = check_measurement(backend, input_shape, threads, rounds, clock, statistic)
         if calibration_archs != 0 and calibration_archs < 3:
             raise ValueError(f"calibration_archs must be 0 (no calibration) or >= 3, got "
                              f"{calibration_archs}")
-        if rounds < 5:
-            raise ValueError(f"rounds must be >= 5, got {rounds}")
         self.backend, self.prefix = backend, BACKENDS[backend]
         self.name = f"predictor:{'torch-cpu' if backend == 'torch' else 'onnxruntime'}"
         self.input_shape = tuple(int(v) for v in input_shape)

@@ -134,8 +134,6 @@ def test_retrain_needs_the_train_evaluator():
 
 
 def test_cli_exports_the_chosen_trials_of_a_results_file(tmp_path, capsys):
-    import json
-
     from search.cli import main
     from search.results import build_results
 
@@ -156,8 +154,6 @@ def test_cli_exports_the_chosen_trials_of_a_results_file(tmp_path, capsys):
 
 
 def test_search_cli_exports_the_best_model_of_a_train_job(tmp_path, capsys):
-    import json
-
     from search.cli import main
 
     job = tmp_path / "job.json"
