@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -197,7 +197,16 @@ def _rows(session: Session, stmt: Any) -> list[TrialRow]:
     return [dict(zip(keys, row, strict=True)) for row in result]  # 3x cheaper than mappings()
 
 
-def list_trials(session: Session, job: Job, *, offset: int = 0, limit: int = 50,
+class JobCounts(Protocol):
+    """What a trials page needs of its job: a ``Job`` row, or the API's checked version."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def n_trials(self) -> int: ...
+
+
+def list_trials(session: Session, job: JobCounts, *, offset: int = 0, limit: int = 50,
                 sort: str = "trial_id", order: Literal["asc", "desc"] = "asc",
                 state: str | None = None) -> tuple[list[TrialRow], int]:
     """A page of trials sorted by a column or by any metric (trials without it come last).

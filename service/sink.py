@@ -241,10 +241,20 @@ class SqlSink(ResultSink):
         if status == "succeeded":
             reason = self._export_models(reason)
         history = self.frontier.finalize()
+        self._refresh_statistics()
         with self.db.writer.begin() as conn:
             self._fence(conn, **{**self._job_values(), "status": status, "reason": reason,
                                  "finished_at": utcnow()})
             self._write_history(conn, history)
+
+    def _refresh_statistics(self) -> None:
+        """Tune PostgreSQL's planner for the rows this job stored before the job reads
+        finished: readers arrive the moment it does, and autovacuum may be a minute away."""
+        try:
+            self.db.refresh_statistics(vacuum=True)
+        except Exception:  # noqa: BLE001 - only speed depends on it
+            log.warning("job %s: refreshing planner statistics failed", self.claim.job_id,
+                        exc_info=True)
 
     def _export_models(self, reason: str | None) -> str | None:
         """Deployable files for a ``train`` job (``spec.export``), under ``models/`` in the

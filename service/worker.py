@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 import uuid
 from pathlib import Path
@@ -35,6 +36,10 @@ from service.queue import Claim, claim_job, heartbeat, release
 from service.sink import ResultsWriter, SqlSink, TrackedExecutor, WorkerShutdown, load_resume
 
 log = logging.getLogger(__name__)
+
+# PostgreSQL: how often planner statistics are refreshed while jobs run (``ANALYZE`` samples a
+# fixed number of rows, tens of milliseconds); finished jobs are vacuumed by their sink.
+STATISTICS_INTERVAL_S = 60.0
 _ray_lock = threading.Lock()
 
 
@@ -124,6 +129,7 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_s / 4
+        analyzed = time.monotonic()
         while not self.stop.wait(interval):
             with self._lock:
                 claims = [c for t, c in self._threads.values() if t.is_alive()]
@@ -131,6 +137,9 @@ class Worker:
                 heartbeat(self.db, claims)
                 if claims and self.db.sqlite:
                     self.db.checkpoint_wal()  # job threads leave it to us (fastpath)
+                if claims and time.monotonic() - analyzed >= STATISTICS_INTERVAL_S:
+                    analyzed = time.monotonic()
+                    self.db.refresh_statistics()  # PostgreSQL: live jobs' pages stay fast
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the heartbeat
                 log.exception("heartbeat failed; retrying in %.1f s", interval)
 

@@ -9,8 +9,11 @@ window in which a stale one is served). A request still reads the job row first
 may see the job and never one who may not. Finished jobs, the ones dashboards and scripts
 poll most, always hit.
 
-Misses build on the event loop: moving them to the thread pool was measured slower (the
-builds then contend with the loop for the GIL; p99 up from 88 to 165 ms on SQLite).
+Misses build on the event loop. In the thread pool they were measured slower on both
+databases: the builds then contend with the loop for the GIL (SQLite: p99 up from 88 to 165
+ms), and on PostgreSQL a burst of cold requests built in parallel all finish late together
+(p99 of a 50-request cold burst up from 168 to 208 ms), although half of a build there waits
+on the network.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ class ResponseCache:
         self.size = 0
         self._items: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.builds = 0
 
-    def respond(self, key: Hashable, build: Callable[[], BaseModel]) -> Response:
+    def respond(self, key: Hashable, build: Callable[[], BaseModel | bytes]) -> Response:
+        """The cached body for ``key``, else ``build()``'s (a model, or JSON bytes), stored."""
         body = self._get(key)
         if body is None:
-            body = build().model_dump_json().encode()
+            self.builds += 1
+            answer = build()
+            body = answer if isinstance(answer, bytes) else answer.model_dump_json().encode()
             self._put(key, body)
         return Response(content=body, media_type="application/json")
 

@@ -127,6 +127,11 @@ class JobRead:
     user: Principal
     job_id: str
     updated_at: Any
+    n_trials: int
+
+    @property
+    def id(self) -> str:  # stands in for the job row where only id and n_trials are read
+        return self.job_id
 
 
 async def job_read(
@@ -148,7 +153,7 @@ async def job_read(
         job = state.db.hot.job_version(job_id)
     if job is None or not (principal.is_admin or job.owner_id == principal.id):
         raise JobNotFound(job_id)
-    return JobRead(principal, job.id, job.updated_at)
+    return JobRead(principal, job.id, job.updated_at, job.n_trials)
 
 
 async def token_digest(

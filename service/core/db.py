@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.hotreads import HotReads
+
+T = TypeVar("T")
 
 
 def finite_json(value: Any) -> Any:
@@ -117,6 +121,10 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# The tables a job writes as it runs (see ``refresh_statistics``).
+STATISTICS_TABLES = ("jobs", "trials", "trial_metrics", "hypervolume_points")
+
+
 class Database:
     """An engine with a read and a write session factory."""
 
@@ -126,6 +134,9 @@ class Database:
         self.read_session = sessionmaker(engine, expire_on_commit=False)
         self.write_session = sessionmaker(self.writer, expire_on_commit=False)
         self.hot = HotReads(engine)
+        self._local = threading.local()
+        self._held: list[Connection] = []
+        self._held_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
@@ -156,6 +167,78 @@ class Database:
             raw.close()
         return int(row[0]), int(row[1]), int(row[2])
 
+    def read(self, fn: Callable[[Session], T]) -> T:
+        """``fn(session)`` on a read-only session: the API's cached read routes.
+
+        On PostgreSQL the session runs on a connection the calling thread keeps, in autocommit
+        mode. A pooled session costs four round trips besides the queries (pre-ping, BEGIN,
+        and ROLLBACK; 3-5 ms per cold answer of a 10,000-trial job), here there are none. Each
+        statement then sees its own snapshot, which those routes allow: their answers are
+        never older than the job version checked before. A connection that fails is dropped
+        and ``fn`` retried once on a new one. On SQLite: an ordinary read session (its
+        connections are in-process, and it has no such round trips)."""
+        if self.sqlite:
+            with self.reading() as session:
+                return fn(session)
+        for attempt in (0, 1):
+            conn = self._thread_connection()
+            try:
+                with Session(bind=conn, expire_on_commit=False) as session:
+                    return fn(session)
+            except DBAPIError:
+                self._drop_thread_connection(conn)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _thread_connection(self) -> Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._local.conn = conn
+            with self._held_lock:
+                self._held.append(conn)
+        return conn
+
+    def _drop_thread_connection(self, conn: Connection) -> None:
+        self._local.conn = None
+        with self._held_lock:
+            if conn in self._held:
+                self._held.remove(conn)
+        try:
+            conn.invalidate()
+        except Exception:  # noqa: BLE001, S110 - already broken
+            pass
+
+    def refresh_statistics(self, *, vacuum: bool = False) -> None:
+        """Bring PostgreSQL's planner statistics (and, with ``vacuum``, its visibility map) up
+        to date for the tables a job writes; a no-op on SQLite.
+
+        Right after a job stores thousands of trials, autovacuum has not run yet: the planner
+        still thinks the job has a few dozen rows and sorts a heap scan for a trials page
+        (10.7 ms for a page of a 10,000-trial job) instead of walking the index (2.0 ms after
+        ``ANALYZE``, 0.6 ms after ``VACUUM``, when the index alone answers). ``ANALYZE`` reads a
+        fixed-size sample; ``VACUUM`` skips pages already marked all-visible, so both stay
+        cheap as the tables grow."""
+        if self.sqlite:
+            return
+        command = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+        raw = self.engine.raw_connection()
+        try:
+            conn = raw.driver_connection
+            conn.autocommit = True  # VACUUM cannot run inside a transaction
+            for table in STATISTICS_TABLES:
+                conn.execute(f"{command} {table}")
+        finally:
+            raw.invalidate()  # never back to the pool in autocommit mode
+
     def dispose(self) -> None:
         self.hot.close()
+        with self._held_lock:
+            held, self._held = self._held, []
+        for conn in held:
+            try:
+                conn.invalidate()  # autocommit connections never go back to the pool
+            except Exception:  # noqa: BLE001, S110 - closing anyway
+                pass
         self.engine.dispose()

@@ -26,6 +26,7 @@ class JobVersion(NamedTuple):
     id: str
     owner_id: int
     updated_at: Any  # opaque: compared for equality only
+    n_trials: int  # read with the version: a trials page needs no second read of the job
 
 
 class HotReads:
@@ -37,10 +38,11 @@ class HotReads:
             "SELECT users.id, users.name, users.is_admin FROM api_tokens "
             "JOIN users ON users.id = api_tokens.user_id "
             f"WHERE api_tokens.token_hash = {ph} AND api_tokens.revoked_at IS NULL")
-        self._job_sql = f"SELECT id, owner_id, updated_at FROM jobs WHERE id = {ph}"
+        self._job_sql = f"SELECT id, owner_id, updated_at, n_trials FROM jobs WHERE id = {ph}"
         self._both_sql = (
             "SELECT users.id, users.name, users.is_admin, jobs.id, jobs.owner_id, "
-            "jobs.updated_at FROM api_tokens JOIN users ON users.id = api_tokens.user_id "
+            "jobs.updated_at, jobs.n_trials "
+            "FROM api_tokens JOIN users ON users.id = api_tokens.user_id "
             f"LEFT JOIN jobs ON jobs.id = {ph} "
             f"WHERE api_tokens.token_hash = {ph} AND api_tokens.revoked_at IS NULL")
         self._local = threading.local()
@@ -57,7 +59,7 @@ class HotReads:
         if len(job_id) > 32:  # longer than any id (and than the column on PostgreSQL)
             return None
         row = self._one(self._job_sql, (job_id,))
-        return JobVersion(row[0], int(row[1]), row[2]) if row is not None else None
+        return JobVersion(row[0], int(row[1]), row[2], int(row[3])) if row is not None else None
 
     def principal_and_job(self, token_hash: str,
                           job_id: str) -> tuple[Principal | None, JobVersion | None]:
@@ -67,7 +69,7 @@ class HotReads:
         row = self._one(self._both_sql, (job_id, token_hash))
         if row is None:
             return None, None
-        job = JobVersion(row[3], int(row[4]), row[5]) if row[3] is not None else None
+        job = JobVersion(row[3], int(row[4]), row[5], int(row[6])) if row[3] is not None else None
         return Principal(int(row[0]), row[1], bool(row[2])), job
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:

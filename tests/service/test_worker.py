@@ -248,3 +248,29 @@ def test_train_job_exports_its_best_and_pareto_models(client, tokens, start_work
                 and p.endswith(".onnx"))
     r = client.get(f"{API}/jobs/{job_id}/artifacts/{onnx}", headers=auth(tok))
     assert r.status_code == 200 and len(r.content) > 1000
+
+
+def test_a_finished_job_leaves_the_planner_statistics_fresh(client, tokens, start_worker, db):
+    """PostgreSQL: the sink vacuums and analyzes the job's tables before the job reads
+    finished, so its first readers get index plans (autovacuum may be a minute away).
+    SQLite: a no-op."""
+    from sqlalchemy import text
+
+    job_id = _submit(client, tokens["alice"], budget={"evaluations": 30})
+    start_worker()
+    wait_for(lambda: client.get(f"{API}/jobs/{job_id}", headers=auth(tokens["alice"]))
+             .json()["status"] == "succeeded", 120)
+    if db.sqlite:
+        db.refresh_statistics(vacuum=True)  # nothing to do, and no error
+        return
+
+    def stats() -> dict[str, tuple]:
+        with db.engine.connect() as conn:
+            return {r[0]: (r[1], r[2]) for r in conn.execute(text(
+                "SELECT relname, last_vacuum, last_analyze FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema()"))}
+
+    done = wait_for(lambda: (s := stats()) and all(
+        s.get(t, (None, None))[0] is not None and s[t][1] is not None
+        for t in ("jobs", "trials", "trial_metrics", "hypervolume_points")) and s, 20)
+    assert done["trials"][0] is not None

@@ -19,6 +19,7 @@ from service.api.deps import (
     WriteSessionDep,
 )
 from service.artifacts import list_artifacts, resolve_artifact
+from service.core.db import json_dumps
 from service.core.errors import Forbidden, JobNotFound
 from service.models import Job
 from service.policy import check_spec
@@ -131,8 +132,7 @@ async def get_job(job_id: JobId, read: JobReadDep, state: StateDep) -> Response:
     key = ("job", read.job_id, read.updated_at)
 
     def build() -> JobPublic:
-        with state.db.reading() as session:
-            return _public(session, _load(session, key[1]))
+        return state.db.read(lambda session: _public(session, _load(session, key[1])))
     return state.responses.respond(key, build)
 
 
@@ -161,12 +161,10 @@ async def list_trials(
     = None,
 ) -> Response:
     """A page of the job's trials, sorted by a column or any metric."""
-    def build() -> TrialsPublic:
-        with app.db.reading() as session:
-            job = _load(session, read.job_id)
-            rows, count = crud.list_trials(session, job, offset=offset, limit=limit,
-                                           sort=sort, order=order, state=state)
-        return TrialsPublic(data=_trials(rows), count=count)
+    def build() -> bytes:
+        rows, count = app.db.read(lambda session: crud.list_trials(
+            session, read, offset=offset, limit=limit, sort=sort, order=order, state=state))
+        return trials_json(rows, count)
 
     key = ("trials", read.job_id, read.updated_at, offset, limit, sort, order, state)
     return app.responses.respond(key, build)
@@ -174,6 +172,17 @@ async def list_trials(
 
 def _trials(rows: list[dict[str, Any]]) -> list[TrialPublic]:
     return [TrialPublic.model_validate(r) for r in rows]
+
+
+_TRIAL_FIELDS = tuple(TrialPublic.model_fields)
+
+
+def trials_json(rows: list[dict[str, Any]], count: int) -> bytes:
+    """``TrialsPublic`` as JSON without validating each row into a model first: the rows
+    come from our own typed columns, and validation was most of a cold page's cost (a test
+    checks that both give the same document)."""
+    return json_dumps({"data": [{f: r[f] for f in _TRIAL_FIELDS} for r in rows],
+                       "count": count}).encode()
 
 
 def _objectives(job: Job) -> list[ObjectiveSpec]:
@@ -186,8 +195,7 @@ async def pareto_front(job_id: JobId, read: JobReadDep, state: StateDep) -> Resp
     key = ("pareto", read.job_id, read.updated_at)
 
     def build() -> ParetoPublic:
-        with state.db.reading() as session:
-            return _pareto(session, _load(session, key[1]))
+        return state.db.read(lambda session: _pareto(session, _load(session, key[1])))
     return state.responses.respond(key, build)
 
 
@@ -207,8 +215,7 @@ async def hypervolume(job_id: JobId, read: JobReadDep, state: StateDep) -> Respo
     key = ("hypervolume", read.job_id, read.updated_at)
 
     def build() -> HypervolumePublic:
-        with state.db.reading() as session:
-            return _hypervolume(session, _load(session, key[1]))
+        return state.db.read(lambda session: _hypervolume(session, _load(session, key[1])))
     return state.responses.respond(key, build)
 
 
