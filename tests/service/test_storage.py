@@ -4,6 +4,7 @@ busy timeout, and API and worker writes interleave without 'database is locked'.
 from __future__ import annotations
 
 import threading
+import time
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -101,3 +102,25 @@ def test_hot_path_leaves_wal_checkpoints_to_the_worker(tmp_path):
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
     db.dispose()
+
+
+def test_reads_survive_a_dropped_postgresql_connection(pg_url, pg_admin):
+    """The API's cached reads keep a connection per thread; when PostgreSQL drops it (a
+    restart, a network cut) the next read reconnects instead of failing."""
+    db = Database.from_url(pg_url)
+    upgrade(db.engine)
+    try:
+        pid = db.read(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar())
+        assert db.read(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar()) == pid
+        with pg_admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        time.sleep(0.2)
+        again = db.read(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar())
+        assert again != pid
+        # autocommit: nothing is left open between reads (no idle-in-transaction backend)
+        with pg_admin.connect() as conn:
+            state = conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :p"),
+                                 {"p": again}).scalar()
+        assert state == "idle"
+    finally:
+        db.dispose()
