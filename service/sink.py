@@ -241,17 +241,19 @@ class SqlSink(ResultSink):
         if status == "succeeded":
             reason = self._export_models(reason)
         history = self.frontier.finalize()
-        self._refresh_statistics()
+        self._refresh_statistics(vacuum=False)  # sampled: cheap at any table size
         with self.db.writer.begin() as conn:
             self._fence(conn, **{**self._job_values(), "status": status, "reason": reason,
                                  "finished_at": utcnow()})
             self._write_history(conn, history)
+        self._refresh_statistics(vacuum=True)  # after: its cost grows with the tables
 
-    def _refresh_statistics(self) -> None:
-        """Tune PostgreSQL's planner for the rows this job stored before the job reads
-        finished: readers arrive the moment it does, and autovacuum may be a minute away."""
+    def _refresh_statistics(self, *, vacuum: bool) -> None:
+        """PostgreSQL: the planner learns of the rows this job stored before the job reads
+        finished (readers arrive the moment it does, autovacuum may be a minute away); the
+        vacuum that lets trial pages come from the index alone follows."""
         try:
-            self.db.refresh_statistics(vacuum=True)
+            self.db.refresh_statistics(vacuum=vacuum)
         except Exception:  # noqa: BLE001 - only speed depends on it
             log.warning("job %s: refreshing planner statistics failed", self.claim.job_id,
                         exc_info=True)

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # PostgreSQL: how often planner statistics are refreshed while jobs run (``ANALYZE`` samples a
 # fixed number of rows, tens of milliseconds); finished jobs are vacuumed by their sink.
 STATISTICS_INTERVAL_S = 60.0
+
 _ray_lock = threading.Lock()
 
 
