@@ -171,12 +171,11 @@ class Database:
         """``fn(session)`` on a read-only session: the API's cached read routes.
 
         On PostgreSQL the session runs on a connection the calling thread keeps, in autocommit
-        mode. A pooled session costs four round trips besides the queries (pre-ping, BEGIN,
-        and ROLLBACK; 3-5 ms per cold answer of a 10,000-trial job), here there are none. Each
-        statement then sees its own snapshot, which those routes allow: their answers are
-        never older than the job version checked before. A connection that fails is dropped
-        and ``fn`` retried once on a new one. On SQLite: an ordinary read session (its
-        connections are in-process, and it has no such round trips)."""
+        mode. A pooled session costs three round trips besides the queries (pre-ping, BEGIN
+        and ROLLBACK); here there are none. Each statement then sees its own snapshot, which
+        those routes allow: their answers are never older than the job version checked
+        before. A connection that fails is dropped and ``fn`` retried once on a new one.
+        On SQLite: an ordinary read session (in-process, without such round trips)."""
         if self.sqlite:
             with self.reading() as session:
                 return fn(session)
