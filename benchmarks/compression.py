@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--targets", default="", help="e.g. flops:0.1,latency:0.5 (all models)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds first-seed .. first-seed+seeds-1 (to split a run over processes)")
     ap.add_argument("--episodes", type=int, default=80, help="AMC search episodes")
     ap.add_argument("--warmup", type=int, default=25, help="AMC warm-up episodes")
     ap.add_argument("--lbound", type=float, default=0.2,
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 lm = cached_latency_model(model, plain, "cpu", data.input_shape)
             space = CompressionSpace(table, controls=["prune"], latency_model=lm,
                                      target={"metric": metric, "ratio": ratio})
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for method in methods:
                     arch, info = find_policy(method, model, space, data, seed, args)
                     res = final_numbers(model, space, arch, data, seed, epochs, args)

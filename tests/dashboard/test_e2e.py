@@ -347,3 +347,13 @@ def test_policy_chart_shows_the_best_trials_per_layer_decisions(open_page: Any,
         assert heights == sorted(heights) and heights[-1] > 20
     assert [b["group"] for b in bars][:1] == ["prune"] and len(bars) == 2 * len(layers)
     p.shot("policy")
+    # the bars follow the card's width when the window is resized
+    width = lambda: page.evaluate(  # noqa: E731
+        "() => document.querySelector('#policy-plot svg.bars').getAttribute('width')")
+    before = float(width())
+    viewport = page.viewport_size
+    page.set_viewport_size({"width": int(viewport["width"] * 0.6), "height": viewport["height"]})
+    page.wait_for_function(
+        f"() => +document.querySelector('#policy-plot svg.bars').getAttribute('width') < {before}",
+        timeout=10_000)
+    assert page.locator("#policy-plot rect.bar").count() == 2 * len(layers)

@@ -504,7 +504,22 @@ function svg(tag, attrs = {}, ...children) {
  * panels = [{name, title, color, rows: [{label, value}]}], categories in the first panel's order.
  * Each bar is a <rect class="bar"> with data-group, data-label and data-value, and a <title>.
  */
-export function barPanels(el, panels, { valueText = (v) => String(v) } = {}) {
+export function barPanels(el, panels, options = {}) {
+  const root = drawBars(el, panels, options);
+  // Redraw at the new width when the card is resized (window, sidebar); one observer per element.
+  el.barsResizer?.disconnect();
+  let drawnWidth = el.clientWidth;
+  el.barsResizer = new ResizeObserver(() => {
+    if (el.isConnected && el.clientWidth && el.clientWidth !== drawnWidth) {
+      drawnWidth = el.clientWidth;
+      drawBars(el, panels, options);
+    }
+  });
+  el.barsResizer.observe(el);
+  return root;
+}
+
+function drawBars(el, panels, { valueText = (v) => String(v) } = {}) {
   const width = Math.max(200, el.clientWidth || 600), height = Math.max(120, el.clientHeight || 300);
   const labels = [];
   for (const p of panels) for (const r of p.rows) if (!labels.includes(r.label)) labels.push(r.label);
