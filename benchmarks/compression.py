@@ -70,11 +70,16 @@ TARGETS = {
 METHODS = ("amc", "uniform", "shallow_first", "deep_first", "netadapt")
 
 
-def score(model, space, arch, data, seed, least_squares: bool) -> float:
+def score(model, space, arch, data, seed, args) -> float:
     """The search signal every method sees: validation accuracy after AMC's least-squares
-    refit (optional) and BN recalibration, without fine-tuning."""
+    refit (optional) and BN recalibration; without fine-tuning (AMC's reward), or after
+    ``--reward-finetune`` epochs of it (the compress evaluator's ``signal: after_finetune``;
+    NetAdapt's short-term fine-tuning)."""
     comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
-                        least_squares=least_squares)
+                        least_squares=args.least_squares)
+    if args.reward_finetune > 0:
+        train_epochs(comp.model, data.train, epochs=args.reward_finetune, lr=args.ft_lr,
+                     seed=seed)
     return evaluate_accuracy(comp.model, data.val)
 
 
@@ -88,9 +93,8 @@ def find_policy(method: str, model, space, data, seed: int, args) -> tuple[dict,
                          lbound=args.lbound)
         for _ in range(args.episodes):
             p = agent.ask()
-            agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE,
-                                               reward=score(model, space, p.arch, data, seed,
-                                                            args.least_squares)))
+            reward = score(model, space, p.arch, data, seed, args)
+            agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=reward))
         assert agent.best is not None
         arch = agent.best[1]
         info["best_val_acc"] = agent.best[0]
@@ -100,7 +104,7 @@ def find_policy(method: str, model, space, data, seed: int, args) -> tuple[dict,
         evaluations = 0
         while not agent.done:
             p = agent.ask()
-            reward = score(model, space, p.arch, data, seed, args.least_squares)
+            reward = score(model, space, p.arch, data, seed, args)
             evaluations += 1
             agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=reward))
         arch = agent.current
@@ -172,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distill", type=float, default=0.0, help="KD weight while fine-tuning")
     ap.add_argument("--least-squares", action=argparse.BooleanOptionalAction, default=True,
                     help="AMC's least-squares refit of the layers after pruned channels")
+    ap.add_argument("--reward-finetune", type=float, default=0.0,
+                    help="epochs of fine-tuning before each searched candidate is scored "
+                    "(0: AMC's reward, accuracy right after pruning)")
     ap.add_argument("--ref-epochs", type=float, default=15)
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--limit", type=int, default=None)
