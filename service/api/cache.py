@@ -35,13 +35,12 @@ class ResponseCache:
         self.size = 0
         self._items: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = self.builds = 0
+        self.hits = self.misses = 0
 
     def respond(self, key: Hashable, build: Callable[[], BaseModel | bytes]) -> Response:
         """The cached body for ``key``, else ``build()``'s (a model, or JSON bytes), stored."""
         body = self._get(key)
         if body is None:
-            self.builds += 1
             answer = build()
             body = answer if isinstance(answer, bytes) else answer.model_dump_json().encode()
             self._put(key, body)

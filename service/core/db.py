@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.hotreads import HotReads
+from service.core.threadconn import PerThreadConnections
 
 T = TypeVar("T")
 
@@ -134,9 +134,7 @@ class Database:
         self.read_session = sessionmaker(engine, expire_on_commit=False)
         self.write_session = sessionmaker(self.writer, expire_on_commit=False)
         self.hot = HotReads(engine)
-        self._local = threading.local()
-        self._held: list[Connection] = []
-        self._held_lock = threading.Lock()
+        self._read_conns = PerThreadConnections(self._open_read_connection)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
@@ -179,35 +177,14 @@ class Database:
         if self.sqlite:
             with self.reading() as session:
                 return fn(session)
-        for attempt in (0, 1):
-            conn = self._thread_connection()
-            try:
-                with Session(bind=conn, expire_on_commit=False) as session:
-                    return fn(session)
-            except DBAPIError:
-                self._drop_thread_connection(conn)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
 
-    def _thread_connection(self) -> Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._local.conn = conn
-            with self._held_lock:
-                self._held.append(conn)
-        return conn
+        def on(conn: Connection) -> T:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                return fn(session)
+        return self._read_conns.run(on, retry_on=(DBAPIError,))
 
-    def _drop_thread_connection(self, conn: Connection) -> None:
-        self._local.conn = None
-        with self._held_lock:
-            if conn in self._held:
-                self._held.remove(conn)
-        try:
-            conn.invalidate()
-        except Exception:  # noqa: BLE001, S110 - already broken
-            pass
+    def _open_read_connection(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     def refresh_statistics(self, *, vacuum: bool = False) -> None:
         """PostgreSQL: ``ANALYZE`` (or, with ``vacuum``, ``VACUUM``) the tables a job writes;
@@ -231,11 +208,5 @@ class Database:
 
     def dispose(self) -> None:
         self.hot.close()
-        with self._held_lock:
-            held, self._held = self._held, []
-        for conn in held:
-            try:
-                conn.invalidate()  # autocommit connections never go back to the pool
-            except Exception:  # noqa: BLE001, S110 - closing anyway
-                pass
+        self._read_conns.close()
         self.engine.dispose()

@@ -9,17 +9,17 @@ snapshot): a few microseconds on SQLite, one round trip on PostgreSQL. So the to
 from the database on every request, and a revoked token fails at once in every process.
 
 A connection that errors (database restarted, network) is thrown away and the statement
-retried once on a new one; a second failure propagates.
+retried once on a new one; a second failure propagates (``threadconn``).
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
 from service.core.security import Principal
+from service.core.threadconn import PerThreadConnections
 
 
 class JobVersion(NamedTuple):
@@ -45,10 +45,7 @@ class HotReads:
             "FROM api_tokens JOIN users ON users.id = api_tokens.user_id "
             f"LEFT JOIN jobs ON jobs.id = {ph} "
             f"WHERE api_tokens.token_hash = {ph} AND api_tokens.revoked_at IS NULL")
-        self._local = threading.local()
-        self._held: list[Any] = []
-        self._lock = threading.Lock()
-        self.closed = False
+        self._conns: PerThreadConnections[Any] = PerThreadConnections(self._open)
 
     def principal(self, token_hash: str) -> Principal | None:
         """The user of a live (not revoked) token, by its SHA-256 digest."""
@@ -73,51 +70,21 @@ class HotReads:
         return Principal(int(row[0]), row[1], bool(row[2])), job
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
-        for attempt in (0, 1):
-            conn = self._connection()
+        def fetch(conn: Any) -> Any:
+            cur = conn.cursor()
             try:
-                cur = conn.cursor()
-                try:
-                    cur.execute(sql, params)
-                    return cur.fetchone()
-                finally:
-                    cur.close()
-            except Exception:
-                self._discard(conn)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+                cur.execute(sql, params)
+                return cur.fetchone()
+            finally:
+                cur.close()
+        return self._conns.run(fetch)
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.closed:
-                raise RuntimeError("the database was closed")
-            conn = self.engine.raw_connection()  # held by this thread until close()
-            if not self.sqlite:  # SQLite connections already run without BEGIN (core.db)
-                conn.driver_connection.autocommit = True
-            self._local.conn = conn
-            with self._lock:
-                self._held.append(conn)
+    def _open(self) -> Any:
+        conn = self.engine.raw_connection()  # held by one thread until close()
+        if not self.sqlite:  # SQLite connections already run without BEGIN (core.db)
+            conn.driver_connection.autocommit = True
         return conn
-
-    def _discard(self, conn: Any) -> None:
-        self._local.conn = None
-        with self._lock:
-            if conn in self._held:
-                self._held.remove(conn)
-        try:
-            conn.invalidate()  # never back to the pool (autocommit was switched on)
-        except Exception:  # noqa: BLE001, S110 - already broken
-            pass
 
     def close(self) -> None:
         """Close every held connection (the app is shutting down)."""
-        self.closed = True
-        with self._lock:
-            held, self._held = self._held, []
-        for conn in held:
-            try:
-                conn.invalidate()
-            except Exception:  # noqa: BLE001, S110 - closing anyway
-                pass
+        self._conns.close()
