@@ -14,22 +14,21 @@ library versions, threads, clock, batch size), so the next job on the same devic
 nothing.
 
 Accuracy and its limits (``benchmarks/latency_predictor.py``, 200 held-out networks, 50 for
-calibration; 2 shared cores at load 3-7; ``benchmarks/results/latency_predictor.json``):
+calibration; ``benchmarks/results/latency_predictor.json``):
 
-- Interleaving is what makes a table add up. Measured in groups of 64 (a round spans ~1 s),
-  layers of different groups saw different machine load and a whole group could come out
-  10-15% off; ONNX Runtime networks were then 14-45% within +/-10% although their end-to-end
-  figures repeat within ~1%. Now up to ``GROUP`` (512) models share every round, with 20
-  rounds of 5 calls (as many calls as 5 x 10, spread over the whole pass), and
-  ``measure_joint`` times layers and networks in the same rounds: ONNX Runtime 99.5% within
-  +/-10% (Kendall tau 0.96).
-- PyTorch eager on a loaded machine is limited by the measurement itself: other processes
-  evict a network's weights from the shared caches, so a network measured twice agrees with
-  itself within +/-10% only 77-82% of the time, and the predictor's error against one pass
-  is nearly uncorrelated with its error against the next. Three full runs at load 3-7 gave
-  71.5-93% within +/-10% (tau 0.80-0.86), 86-95% against the better of two passes. The
-  fastest call (``statistic="min"``, the default here) repeats best between passes (5-6%
-  median change against 6-7% for the minimum of round medians; ONNX Runtime 0.4% vs 1.4%).
+- Interleaving is what makes a table add up. This machine's speed drifts by a few percent
+  over tens of seconds, for every model alike (PyTorch: passes a minute apart differ by up to
+  ~10%). Models timed in different rounds see different speeds, so a layer sum drawn from
+  several groups missed its network by that much: in groups of 64, ONNX Runtime networks were
+  14-45% within +/-10%; in groups of 512 PyTorch was 89-95% (three layer groups, the networks
+  in one of them). Now ``measure_joint`` times the layers and the networks of a profile in the
+  same rounds (``GROUP``: all of them for PyTorch, 512 sessions for ONNX Runtime), 20 rounds
+  of 5 calls, the fastest call kept: PyTorch 95.0-99.5% within +/-10% in four quiet runs,
+  ONNX Runtime 99.0-99.5%.
+- The drift is one factor for all models: a second pass minutes later agreed with the first
+  within +/-10% for only 51.5% of PyTorch networks, and for 99.5% once divided by its median
+  ratio. On a loaded machine (load 5-7) other processes also evict a network's weights from
+  the shared caches and the per-network noise grows (71.5-93% within +/-10%).
 - Per-op-type coefficients, FLOPs or activation-traffic terms did not help on held-out
   networks (fitted on 50 they overfit); the three-term calibration stays.
 """
@@ -61,8 +60,9 @@ TABLE_VERSION = 1
 #: pays and a whole network does not (one framework call, one ONNX session run), a constant
 FEATURES = ("table_sum", "layers", "intercept")
 #: models timed in the same interleaved rounds: every round visits all of them, so machine
-#: load hits them alike (bounds the ONNX Runtime sessions held at once)
-GROUP = 512
+#: load hits them alike. ONNX Runtime: bounds the sessions held at once; PyTorch modules are
+#: small, so a whole pass (a device profile: ~1,300 layers and networks) shares its rounds
+GROUP = {"torch": 4096, "onnxruntime": 512}
 
 
 def default_table_dir() -> Path:
@@ -173,9 +173,10 @@ class LatencyPredictor(Profiler):
     def _timed(self, factories: Sequence[Callable[[], Callable[[], Any]]]) -> list[float]:
         """Time the runners that ``factories`` build, in interleaved groups of ``GROUP``."""
         out: list[float] = []
+        group = GROUP[self.backend]
         with threads_set(self.threads):
-            for start in range(0, len(factories), GROUP):
-                runners = [make() for make in factories[start:start + GROUP]]
+            for start in range(0, len(factories), group):
+                runners = [make() for make in factories[start:start + group]]
                 out.extend(st.value(self.statistic) for st in measure_interleaved(
                     runners, warmup=self.warmup, rounds=self.rounds, repeats=self.repeats,
                     clock=self.clock))

@@ -106,6 +106,37 @@ def test_interleaved_rounds_visit_every_function_each_round():
         stats[0].value("mean")
 
 
+
+@pytest.mark.parametrize("backend,group", [("torch", 4096), ("onnxruntime", 512)])
+def test_predictor_times_a_whole_torch_profile_in_the_same_rounds(tmp_path, backend, group):
+    """The machine's speed drifts for every model alike: layers and networks timed in
+    different rounds would disagree by that drift, so a PyTorch profile shares its rounds
+    (ONNX Runtime groups bound the sessions held at once)."""
+    n = 600
+    built: list[int] = []  # how many runners existed when each group started timing
+    calls_at_build: list[int] = []
+    calls = [0]
+
+    def factory(i: int):
+        def make():
+            calls_at_build.append(calls[0])
+            built.append(i)
+
+            def run() -> None:
+                calls[0] += 1
+            return run
+        return make
+
+    pred = LatencyPredictor(backend, table=str(tmp_path / "t.json"), rounds=5, repeats=1,
+                            warmup=0)
+    values = pred._timed([factory(i) for i in range(n)])
+    assert len(values) == n and built == list(range(n))
+    first_group = min(n, group)
+    # every runner of a group is built before any of that group's calls
+    assert set(calls_at_build[:first_group]) == {0}
+    if n > group:
+        assert calls_at_build[group] == group * 5  # the first group ran its 5 rounds first
+
 def test_wall_and_cpu_clocks_see_work_but_only_wall_sees_sleep():
     import time
 
