@@ -293,7 +293,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _apply_server_env(args)
     _logging(args.log_level)
     settings = Settings()
-    app = create_app(settings)  # runs the migrations before a worker starts
+    app = create_app(settings, freeze_gc=True)  # migrates before a worker starts
     token = bootstrap_admin(app.state.lightsearch.db, settings.admin_token_file)
     if token:
         print(f"created user 'admin'; its token is in {settings.admin_token_file}",

@@ -209,12 +209,22 @@ class JobCounts(Protocol):
 def list_trials(session: Session, job: JobCounts, *, offset: int = 0, limit: int = 50,
                 sort: str = "trial_id", order: Literal["asc", "desc"] = "asc",
                 state: str | None = None) -> tuple[list[TrialRow], int]:
-    """A page of trials sorted by a column or by any metric (trials without it come last).
+    """A page of trials sorted by a column or by any metric (trials without it come last),
+    and the number of trials that match."""
+    ids, count = page_ids(session, job, offset=offset, limit=limit, sort=sort, order=order,
+                          state=state)
+    return trials_by_ids(session, job.id, ids), count
 
-    The page's ids come first, from an index alone (the OFFSET steps over index entries, not
-    over trial rows with their JSON), then the 50 rows by primary key: a page deep in a
-    10,000-trial job costs about what the first one does. Metric sorts walk the
-    ``trial_metrics`` index the same way."""
+
+def page_ids(session: Session, job: JobCounts, *, offset: int = 0, limit: int = 50,
+             sort: str = "trial_id", order: Literal["asc", "desc"] = "asc",
+             state: str | None = None) -> tuple[list[int], int]:
+    """The trial ids of a page, in order, and the number of trials that match.
+
+    The ids come from an index alone (the OFFSET steps over index entries, not over trial
+    rows with their JSON), the rows later by primary key: a page deep in a 10,000-trial job
+    costs about what the first one does. Metric sorts walk the ``trial_metrics`` index the
+    same way."""
     t = _TRIALS
     conds: list[ColumnElement[bool]] = [t.c.job_id == job.id]
     if state is not None:
@@ -226,9 +236,8 @@ def list_trials(session: Session, job: JobCounts, *, offset: int = 0, limit: int
         key = t.c[sort]
         keys = [key.asc().nulls_last(), t.c.trial_id.asc()] if order == "asc" else \
             [key.desc().nulls_last(), t.c.trial_id.desc()]
-        ids = _ids(session, select(t.c.trial_id).where(*conds).order_by(*keys)
-                   .offset(offset).limit(limit))
-        return _by_ids(session, job.id, ids), int(count)
+        return _ids(session, select(t.c.trial_id).where(*conds).order_by(*keys)
+                    .offset(offset).limit(limit)), int(count)
     m = _METRICS
     with_sort = (m.c.job_id == job.id) & (m.c.name == sort)
     keys = [m.c.value.asc(), m.c.trial_id.asc()] if order == "asc" else \
@@ -249,14 +258,14 @@ def list_trials(session: Session, job: JobCounts, *, offset: int = 0, limit: int
         has = select(m.c.trial_id).where(with_sort, m.c.trial_id == t.c.trial_id).exists()
         ids += _ids(session, select(t.c.trial_id).where(*conds, ~has).order_by(t.c.trial_id)
                     .offset(max(0, offset - with_metric)).limit(limit - len(ids)))
-    return _by_ids(session, job.id, ids), int(count)
+    return ids, int(count)
 
 
 def _ids(session: Session, stmt: Any) -> list[int]:
     return list(session.scalars(stmt).all())
 
 
-def _by_ids(session: Session, job_id: str, ids: list[int]) -> list[TrialRow]:
+def trials_by_ids(session: Session, job_id: str, ids: list[int]) -> list[TrialRow]:
     """The trials with these ids, in this order."""
     if not ids:
         return []

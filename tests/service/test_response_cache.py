@@ -8,8 +8,8 @@ import math
 import pytest
 
 from service.api.cache import ResponseCache
-from service.api.routes.jobs import trials_json
 from service.schemas import TrialPublic, TrialsPublic
+from service.trial_pages import trials_json
 
 
 def test_a_miss_builds_once_then_hits():
