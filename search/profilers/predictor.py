@@ -23,7 +23,7 @@ calibration; ``benchmarks/results/latency_predictor.json``):
   14-45% within +/-10%; in groups of 512 PyTorch was 89-95% (three layer groups, the networks
   in one of them). Now ``measure_joint`` times the layers and the networks of a profile in the
   same rounds (``GROUP``: all of them for PyTorch, 512 sessions for ONNX Runtime), 20 rounds
-  of 5 calls, the fastest call kept: PyTorch 95.0-99.5% within +/-10% in four quiet runs,
+  of 5 calls, the fastest call kept: PyTorch 95.0-99.5% within +/-10% in five quiet runs,
   ONNX Runtime 99.0-99.5%.
 - The drift is one factor for all models: a second pass minutes later agreed with the first
   within +/-10% for only 51.5% of PyTorch networks, and for 99.5% once divided by its median
