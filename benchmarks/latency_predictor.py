@@ -112,10 +112,9 @@ def run_backend(backend, space, calib, held, args):
     t_meas = time.perf_counter() - t0
     raw = [pred.raw_sum(x, space) for x in held]
     predicted = [pred.predict(x, space) for x in held]
-    second = pred.measure_archs(held, space)
-    ratio = np.asarray(second) / np.asarray(measured)
+    second = np.asarray(pred.measure_archs(held, space))
+    ratio = second / np.asarray(measured)
     drift = float(np.median(ratio))
-    second = np.asarray(second)
     best_of_two = np.minimum(measured, second)
     # One network measured again and again: how much does the reported figure move?
     with threads_set(1):

@@ -106,15 +106,14 @@ def test_interleaved_rounds_visit_every_function_each_round():
         stats[0].value("mean")
 
 
-
 @pytest.mark.parametrize("backend,group", [("torch", 4096), ("onnxruntime", 512)])
 def test_predictor_times_a_whole_torch_profile_in_the_same_rounds(tmp_path, backend, group):
     """The machine's speed drifts for every model alike: layers and networks timed in
     different rounds would disagree by that drift, so a PyTorch profile shares its rounds
     (ONNX Runtime groups bound the sessions held at once)."""
     n = 600
-    built: list[int] = []  # how many runners existed when each group started timing
-    calls_at_build: list[int] = []
+    built: list[int] = []  # the order runners were built in
+    calls_at_build: list[int] = []  # timed calls made before each runner was built
     calls = [0]
 
     def factory(i: int):
@@ -136,6 +135,7 @@ def test_predictor_times_a_whole_torch_profile_in_the_same_rounds(tmp_path, back
     assert set(calls_at_build[:first_group]) == {0}
     if n > group:
         assert calls_at_build[group] == group * 5  # the first group ran its 5 rounds first
+
 
 def test_wall_and_cpu_clocks_see_work_but_only_wall_sees_sleep():
     import time
