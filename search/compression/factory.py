@@ -27,11 +27,15 @@ def _ref_key(ref: ModelRef) -> str:
 def _resolve(key: str) -> tuple[nn.Module, ImageData, dict[str, float]]:
     ref = ModelRef.model_validate_json(key)
     data = load_dataset(ref.dataset, seed=ref.seed, limit=ref.limit)
-    if ref.reference is not None:
+    if ref.reference is not None and ref.weights is None:
         model, info = trained_reference(ref.reference, data, epochs=ref.epochs, width=ref.width,
                                         seed=ref.seed)
         return model, data, info
-    if ref.artifact is not None:
+    if ref.reference is not None:
+        model = build_reference(ref.reference, num_classes=data.num_classes, width=ref.width,
+                                seed=ref.seed)
+        _load_weights(model, ref.weights)
+    elif ref.artifact is not None:
         model = load_model_file(ref.artifact)
     else:
         model = _from_space(ref)
@@ -51,14 +55,17 @@ def resolve_model(ref: ModelRef | Mapping[str, Any]) -> tuple[nn.Module, ImageDa
 def architecture(ref: ModelRef) -> tuple[nn.Module, tuple[int, ...]]:
     """The model's structure (weights may be untrained) and its input shape, cheaply."""
     shape = (1, 8, 8) if ref.dataset == "digits" else (1, 28, 28)
-    if ref.reference is not None:
+    if ref.reference is not None and ref.weights is None:
         return build_reference(ref.reference, width=ref.width, seed=ref.seed), shape
     return resolve_model(ref)[0], shape
 
 
 def load_model_file(path: str) -> nn.Module:
-    """A LightSearch compressed artifact, or a whole pickled torch module (trusted files)."""
+    """A LightSearch compressed artifact, or a whole torch module of ``torch.nn``'s and
+    LightSearch's layer classes; both read weights-only (``search.weights``), never run."""
     import zipfile
+
+    from search.weights import load_module
 
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
@@ -66,14 +73,19 @@ def load_model_file(path: str) -> nn.Module:
                 from search.compression.export import load_artifact
 
                 return load_artifact(path)[0]
+    return load_module(path, "model.artifact")
+
+
+def _load_weights(model: nn.Module, path: str | None) -> None:
+    """``model.weights``: a state dict (safetensors or weights-only torch file)."""
+    if not path:
+        return
+    from search.weights import load_state_dict
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as err:
-        raise ValueError(f"model.artifact: cannot load {path}: {err}") from None
-    if not isinstance(obj, nn.Module):
-        raise ValueError(f"model.artifact: {path} holds a {type(obj).__name__}, not a torch "
-                         "module (save the whole model, or export it with LightSearch)")
-    return obj
+        model.load_state_dict(load_state_dict(path))
+    except RuntimeError as err:  # shapes or names that do not match the architecture
+        raise ValueError(f"model.weights do not fit the model: {str(err)[:500]}") from None
 
 
 def _from_space(ref: ModelRef) -> nn.Module:
@@ -85,9 +97,7 @@ def _from_space(ref: ModelRef) -> nn.Module:
         raise ValueError(f"model.space: space {ref.space!r} cannot build torch models")
     shape = (1, 8, 8) if ref.dataset == "digits" else (1, 28, 28)
     model = build(space.validate(ref.arch or {}), shape, 10)
-    if ref.weights:
-        state = torch.load(ref.weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+    _load_weights(model, ref.weights)
     return model
 
 

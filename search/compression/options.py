@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from spaces.compression import ModelRef
+from spaces.paths import path_field
 from spaces.registry import NoOptions
 
 
@@ -26,4 +27,5 @@ class CompressEvaluatorOptions(NoOptions):
     signal: Literal["before_finetune", "after_finetune"] = Field(
         "before_finetune", description="Which validation accuracy the agent sees as val_acc.")
     measure_latency: bool = Field(True, description="Time the exported model on this CPU.")
-    export_dir: str | None = Field(None, description="Write each model's artifact here.")
+    export_dir: str | None = path_field("output",
+                                        description="Write each model's artifact here.")
