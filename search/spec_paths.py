@@ -8,13 +8,15 @@ profilers), at any depth. The service checks each one at submit (``service.polic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from agents.registry import AGENTS
 from search.registry import EVALUATORS, PROFILERS
+from search.spec import SpecError
 from spaces.compression import ModelRef
 from spaces.paths import PathRef, walk_paths
 from spaces.registry import SPACES, Registry
@@ -46,3 +48,27 @@ def spec_paths(data: dict[str, Any]) -> Iterator[PathRef]:
         yield from _component(kind, data.get(key), key)
     for i, comp in enumerate(data.get("profilers") or []):
         yield from _component("profiler", comp, f"profilers[{i}]")
+
+
+#: ``(path reference) -> the value to store``; raises ``SpecError`` naming ``ref.field``.
+Resolver = Callable[[PathRef], str]
+
+
+def rewrite_paths(data: dict[str, Any], resolve: Resolver) -> bool:
+    """Pass every declared path of a job document through ``resolve`` and store what it
+    returns in place (the first refusal propagates). True if anything changed."""
+    changed = False
+    for ref in list(spec_paths(data)):
+        value = resolve(ref)
+        if value != ref.value:
+            ref.container[ref.key] = value  # type: ignore[index]
+            changed = True
+    return changed
+
+
+def local_resolver(ref: PathRef) -> str:
+    """``lightsearch search`` (the user's own machine): ``~`` expanded, relative paths made
+    absolute, so the results file says which files were read."""
+    if "\x00" in ref.value:
+        raise SpecError(ref.field, "must not contain NUL characters")
+    return str(Path(ref.value).expanduser().absolute())

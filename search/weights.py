@@ -21,8 +21,8 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-#: Modules whose ``nn.Module`` classes a saved model may contain (besides ``torch.nn``).
-MODEL_MODULES = ("spaces.blocks", "spaces.mnasnet", "search.compression.reference")
+from search.pickle_scan import MODEL_MODULES
+
 SAFETENSORS_MAX_HEADER = 100_000_000
 
 

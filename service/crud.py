@@ -16,7 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from search.spec import JobSpec
-from service.core.errors import Conflict, InvalidTransition, JobNotFound, NotFound
+from service.core.errors import (
+    Conflict,
+    InvalidTransition,
+    JobNotFound,
+    NotFound,
+    UploadNotFound,
+)
 from service.core.security import Principal, hash_token, new_token
 from service.models import (
     ApiToken,
@@ -26,6 +32,7 @@ from service.models import (
     JobStatus,
     Trial,
     TrialMetric,
+    Upload,
     User,
     utcnow,
 )
@@ -103,6 +110,45 @@ def revoke_token(session: Session, token: ApiToken) -> ApiToken:
 
 def count_users(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+# ---- uploads -------------------------------------------------------------------------------
+def create_upload(session: Session, owner: Principal, upload: Upload) -> Upload:
+    upload.owner_id = owner.id
+    session.add(upload)
+    session.commit()
+    return upload
+
+
+def get_upload(session: Session, user: Principal, upload_id: str) -> Upload:
+    """The user's upload; another user's (admins excepted) is ``UploadNotFound`` like a
+    missing one, so ids cannot be probed."""
+    upload = session.get(Upload, upload_id) if len(upload_id) <= 32 else None
+    if upload is None or not (user.is_admin or upload.owner_id == user.id):
+        raise UploadNotFound(upload_id)
+    return upload
+
+
+def list_uploads(session: Session, user: Principal) -> list[Upload]:
+    return list(session.scalars(select(Upload).where(Upload.owner_id == user.id)
+                                .order_by(Upload.created_at.desc(), Upload.id)))
+
+
+def delete_upload(session: Session, user: Principal, upload_id: str, root: Path) -> None:
+    """Delete the row and its files (jobs that named it fail when they next read it)."""
+    upload = get_upload(session, user, upload_id)
+    folder = root / str(upload.owner_id) / upload.id
+    session.delete(upload)
+    session.commit()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def owns_job(session: Session, user: Principal, job_id: str) -> bool:
+    try:
+        get_job(session, user, job_id)
+    except JobNotFound:
+        return False
+    return True
 
 
 # ---- jobs ----------------------------------------------------------------------------------

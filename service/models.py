@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -207,4 +208,22 @@ class HypervolumePoint(Base):
     trial_id: Mapped[int] = mapped_column(Integer)
     evaluations: Mapped[int] = mapped_column(Integer)
     value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Upload(Base):
+    """A user's own file (a table, a dataset, model weights); jobs name it ``upload:<id>``.
+
+    ``entry`` is the file or folder to use, relative to ``<uploads_dir>/<owner>/<id>/``."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    entry: Mapped[str] = mapped_column(String(400))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

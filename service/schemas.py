@@ -191,6 +191,24 @@ class ArtifactsPublic(BaseModel):
     count: int
 
 
+UploadKind = Literal["table", "dataset", "model"]
+
+
+class UploadPublic(_Out):
+    id: str
+    kind: UploadKind
+    name: str = Field(..., description="The file name given at upload.")
+    size: int = Field(..., description="Bytes received.")
+    sha256: str
+    created_at: datetime
+    ref: str = Field(..., description="What a job spec names to use it: 'upload:<id>'.")
+
+
+class UploadsPublic(BaseModel):
+    data: list[UploadPublic]
+    count: int
+
+
 class RegistryEntry(BaseModel):
     name: str
     summary: str

@@ -15,9 +15,13 @@ class BodyLimitMiddleware:
     its length or streams without one is cut off at ``max_bytes`` too.
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int,
+                 streamed: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        #: path -> limit of routes that stream their body themselves (uploads): checked
+        #: against Content-Length here, counted by the route, never buffered.
+        self.streamed = streamed or {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -25,6 +29,15 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
+        streamed = self.streamed.get(scope.get("path", ""))
+        if streamed is not None:
+            if length is not None and (not length.isdigit() or int(length) > streamed):
+                await _error(send, 413 if length.isdigit() else 400,
+                             f"upload larger than {streamed} bytes" if length.isdigit()
+                             else "invalid Content-Length header")
+                return
+            await self.app(scope, receive, send)
+            return
         if length is not None:
             try:
                 declared = int(length)

@@ -24,6 +24,18 @@ class Settings(BaseSettings):
         "postgresql+psycopg://user@host:5432/db",
     )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies get 413.")
+    tables_root: Path | None = Field(
+        None, description="Admin folder of CSV tables jobs may name (default <data_dir>/tables).")
+    datasets_root: Path | None = Field(
+        None, description="Admin folder of datasets jobs may name (default "
+        "<data_dir>/datasets).")
+    models_root: Path | None = Field(
+        None, description="Admin folder of model files jobs may name (default "
+        "<data_dir>/models).")
+    max_upload_bytes: int = Field(200_000_000, ge=1024,
+                                  description="Largest upload (a larger one gets 413).")
+    max_unpacked_bytes: int = Field(
+        2_000_000_000, ge=1024, description="Largest total size of an unpacked dataset archive.")
     max_concurrent_jobs: int = Field(2, ge=1, le=1024, description="Jobs one worker runs at once.")
     executor: Literal["ray", "spec"] = Field(
         "ray",
@@ -82,8 +94,26 @@ class Settings(BaseSettings):
 
     @property
     def tables_dir(self) -> Path:
-        """User tables (CSV look-ups) that jobs may name, relative to this folder."""
-        return self.data_dir / "tables"
+        """Admin tables (CSV look-ups) that jobs may name, relative to this folder."""
+        return self.tables_root or self.data_dir / "tables"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.datasets_root or self.data_dir / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models_root or self.data_dir / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Users' uploads, ``<uploads_dir>/<user id>/<upload id>/``."""
+        return self.data_dir / "uploads"
+
+    @property
+    def work_dir(self) -> Path:
+        """Where jobs write files a spec names (``output`` paths), per user."""
+        return self.data_dir / "work"
 
     @property
     def admin_token_file(self) -> Path:

@@ -37,6 +37,15 @@ class ArtifactNotFound(NotFound):
         super().__init__(f"artifact {path[:200]!r} not found")
 
 
+class UploadNotFound(NotFound):
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id[:100]!r} not found")
+
+
+class TooLarge(ServiceError):
+    status_code = 413
+
+
 class InvalidTransition(ServiceError):
     """A state change the job's current status does not allow (cancel a finished job...)."""
 

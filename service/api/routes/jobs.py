@@ -21,7 +21,7 @@ from service.api.deps import (
 from service.artifacts import list_artifacts, resolve_artifact
 from service.core.errors import Forbidden, JobNotFound
 from service.models import Job
-from service.policy import check_spec
+from service.policy import check_spec, path_roots
 from service.schemas import (
     JOB_EXAMPLES,
     ArtifactPublic,
@@ -102,7 +102,7 @@ def create_job(
     spec: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],
 ) -> JobPublic:
     """Validate a job spec and queue it."""
-    spec = check_spec(spec, settings.tables_dir)
+    spec = check_spec(spec, path_roots(settings, session, user))
     job = crud.create_job(session, user, spec)
     return _public(session, job)
 
