@@ -96,7 +96,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _apply_overrides(spec: JobSpec, args: argparse.Namespace) -> JobSpec:
+    """Command-line overrides, and every declared path through the same walk the service
+    checks them with (``search.spec_paths``): here made absolute, on the user's own disk."""
+    from search.spec_paths import local_resolver, rewrite_paths
+
     data: dict[str, Any] = spec.model_dump(mode="json")
+    rewrite_paths(data, local_resolver)
     if args.executor:
         data["executor"]["name"] = args.executor
     if args.budget is not None:

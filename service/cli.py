@@ -1,6 +1,7 @@
 """Service commands: ``serve``, ``worker``, ``token create|list|revoke``, ``submit``,
-``jobs``, ``watch``, ``cancel`` and ``download``. ``add_service_commands`` plugs them into
-``lightsearch``'s parser; ``python -m service.cli`` runs them alone.
+``jobs``, ``watch``, ``cancel``, ``download``, ``upload`` and ``uploads``.
+``add_service_commands`` plugs them into ``lightsearch``'s parser; ``python -m service.cli``
+runs them alone.
 
 The client commands talk to ``--server`` (or ``LIGHTSEARCH_SERVER``, default
 http://127.0.0.1:8000) with ``--token`` (or ``LIGHTSEARCH_TOKEN``, else the admin token that
@@ -395,6 +396,25 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     _client_options(p)
     p.set_defaults(func=cmd_download)
 
+    p = sub.add_parser("upload", help="upload a table, dataset or model weights; jobs name "
+                       "it upload:<id>",
+                       description="Upload one of your files to the server. table: a CSV; "
+                       "dataset: a zip or tar archive, or a folder (zipped on the way), of an "
+                       "ImageFolder tree (<class>/<image>) or CIFAR-10 binary batches; model: "
+                       "safetensors, a weights-only torch.save file or a LightSearch .lsz "
+                       "artifact. Prints the id; a job spec names it as \"upload:<id>\".")
+    p.add_argument("kind", choices=["table", "dataset", "model"])
+    p.add_argument("file", help="the file (or, for a dataset, a folder)")
+    p.add_argument("--name", help="name kept with it (default: the file's name)")
+    _client_options(p)
+    p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser("uploads", help="list your uploads (or delete some)")
+    p.add_argument("--delete", nargs="+", metavar="ID", help="delete these uploads")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    _client_options(p)
+    p.set_defaults(func=cmd_uploads)
+
 
 def _client(args: argparse.Namespace) -> Any:
     from service.client import Client
@@ -508,6 +528,59 @@ def cmd_download(args: argparse.Namespace) -> int:
         for f in files:
             client.download(args.job_id, f["path"], out / f["path"])
         print(f"{out}: job.json, trials.json ({len(trials)} trials), {len(files)} artifacts")
+        return 0
+    return _run_client(args, go)
+
+
+def _zip_folder(folder: Path, dest: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return dest
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    import tempfile
+
+    path = Path(args.file)
+    if not path.exists():
+        print(f"error: {path}: no such file or folder", file=sys.stderr)
+        return 2
+    if path.is_dir() and args.kind != "dataset":
+        print(f"error: {path} is a folder; only a dataset may be a folder", file=sys.stderr)
+        return 2
+
+    def go(client: Any) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = _zip_folder(path, Path(tmp) / f"{path.name}.zip") if path.is_dir() \
+                else path
+            up = client.upload(args.kind, source, args.name or source.name)
+        print(up["id"])
+        print(f"{up['kind']} {up['name']} ({up['size']} bytes); name it in a job spec as "
+              f"\"{up['ref']}\"", file=sys.stderr)
+        return 0
+    return _run_client(args, go)
+
+
+def cmd_uploads(args: argparse.Namespace) -> int:
+    def go(client: Any) -> int:
+        if args.delete:
+            for upload_id in args.delete:
+                client.delete_upload(upload_id)
+                print(f"upload {upload_id} deleted")
+            return 0
+        body = client.uploads()
+        if args.json:
+            print(json.dumps(body, indent=1))
+            return 0
+        print(f"{'id':32}  {'kind':7}  {'bytes':>11}  {'created':19}  name")
+        for u in body["data"]:
+            print(f"{u['id']:32}  {u['kind']:7}  {u['size']:>11}  {u['created_at'][:19]:19}  "
+                  f"{u['name']}")
+        print(f"{body['count']} uploads")
         return 0
     return _run_client(args, go)
 

@@ -102,6 +102,20 @@ class Client:
     def artifacts(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/jobs/{job_id}/artifacts")
 
+    def upload(self, kind: str, path: Path, name: str | None = None) -> dict[str, Any]:
+        """Send a file as one of your uploads (streamed); returns its record."""
+        with open(path, "rb") as fh:
+            return self.request("POST", "/uploads", params={"kind": kind,
+                                                            "name": name or path.name},
+                                content=fh, headers={"content-type": "application/octet-stream"},
+                                timeout=None)
+
+    def uploads(self) -> dict[str, Any]:
+        return self.request("GET", "/uploads")
+
+    def delete_upload(self, upload_id: str) -> None:
+        self.request("DELETE", f"/uploads/{upload_id}")
+
     def download(self, job_id: str, path: str, dest: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self.http.stream("GET", f"/jobs/{job_id}/artifacts/{path}") as response:

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-import torch
 from torch import nn
 
 from search.compression.data import ImageData, load_dataset
