@@ -134,7 +134,8 @@ def _write_cifar(root, n_train=(40, 40), n_test=30):
         pickle.dump({b"label_names": names}, fh)
 
 
-def test_cifar10_python_batches(tmp_path):
+def test_cifar10_python_batches(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTSEARCH_CIFAR10_DIRS", str(tmp_path))  # pickles: trusted only
     root = tmp_path / "cifar-10-batches-py"
     _write_cifar(root)
     d = load_dataset("cifar10", root=str(root), val_fraction=0.25)
@@ -146,7 +147,8 @@ def test_cifar10_python_batches(tmp_path):
     assert np.allclose(red * 255 / 20, d.y_test, atol=1e-3)
 
 
-def test_cifar10_errors(tmp_path):
+def test_cifar10_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTSEARCH_CIFAR10_DIRS", str(tmp_path))
     tmp_path.joinpath("c").mkdir()
     with pytest.raises(DatasetError, match="no data_batch_"):
         load_dataset("cifar10", root=str(tmp_path / "c"))
