@@ -88,3 +88,40 @@ def test_token_create_command(tmp_path):
         principal = crud.principal_for_token(session, token)
     db.dispose()
     assert principal is not None and principal.name == "dana" and principal.is_admin
+
+
+def test_upload_commands(live, tmp_path, capsys, tokens):
+    from PIL import Image
+
+    url, token = live
+    common = ["--server", url, "--token", token]
+    table = tmp_path / "lat.csv"
+    table.write_text("arch_str,latency\na,1.5\n")
+    assert main(["upload", "table", str(table), *common]) == 0
+    table_id = capsys.readouterr().out.strip()
+    folder = tmp_path / "pets"
+    for cls in ("cat", "dog"):
+        (folder / cls).mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(folder / cls / "1.png")
+    assert main(["upload", "dataset", str(folder), *common]) == 0  # zipped on the way
+    data_id = capsys.readouterr().out.strip()
+    assert main(["upload", "model", str(table), *common]) == 1  # a CSV is no weights file
+    assert "422" in capsys.readouterr().err
+
+    assert main(["uploads", *common]) == 0
+    listing = capsys.readouterr().out
+    assert table_id in listing and data_id in listing and "pets.zip" in listing
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(job_spec(
+        profilers=[{"name": "csv", "options": {"path": f"upload:{table_id}"}}])))
+    assert main(["submit", str(job_file), *common]) == 0
+    capsys.readouterr()
+    bob = ["--server", url, "--token", tokens["bob"]]
+    assert main(["uploads", "--delete", table_id, *bob]) == 1  # not bob's: 404
+    assert "404" in capsys.readouterr().err
+    assert main(["submit", str(job_file), *bob]) == 1
+    assert "422" in capsys.readouterr().err
+    assert main(["uploads", "--delete", table_id, *common]) == 0
+    capsys.readouterr()
+    assert main(["uploads", "--json", *common]) == 0
+    assert [u["id"] for u in json.loads(capsys.readouterr().out)["data"]] == [data_id]
