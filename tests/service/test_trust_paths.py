@@ -253,6 +253,7 @@ def test_real_models_load_weights_only(tmp_path):
 
     from search.compression.factory import load_model_file
     from search.compression.reference import build_reference
+    from search.weights import load_module as load_model_file_like
     from search.weights import load_state_dict
 
     model = build_reference("mobilenetv2_small", width=0.5)
@@ -260,11 +261,39 @@ def test_real_models_load_weights_only(tmp_path):
     loaded = load_model_file(str(tmp_path / "whole.pt"))
     x = torch.zeros(2, 1, 8, 8)
     assert torch.equal(loaded.eval()(x), model.eval()(x))
+    from spaces.registry import SPACES
+
+    ops = ["conv", "sep", "mbconv6", "fire", "shuffle", "resnet", "bottleneck", "dense"]
+    space = SPACES.create("mnasnet", options={"ops": ops, "se_ratios": [0.25]})
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # every block type of the MnasNet space, SE included
+        net = space.build_model(space.sample(rng), (1, 28, 28), 10).eval()
+        buf = io.BytesIO()
+        torch.save(net, buf)
+        buf.seek(0)
+        x = torch.randn(2, 1, 28, 28)
+        assert torch.equal(load_model_file_like(buf)(x), net(x))
     save_file(model.state_dict(), tmp_path / "w.safetensors")
     torch.save(model.state_dict(), tmp_path / "w.pt")
     for name in ("w.safetensors", "w.pt"):
         state = load_state_dict(tmp_path / name)
         assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_local_search_walks_the_same_fields(tmp_path, monkeypatch):
+    """``lightsearch search``: the same declared fields, made absolute on the user's disk."""
+    from search.spec import SpecError
+    from search.spec_paths import local_resolver, rewrite_paths
+
+    monkeypatch.chdir(tmp_path)
+    data = _train({"source": "imagefolder", "root": "pets"})
+    data["profilers"] = [{"name": "csv", "options": {"path": "~/lat.csv"}}]
+    assert rewrite_paths(data, local_resolver)
+    assert data["evaluator"]["options"]["dataset"]["root"] == str(tmp_path / "pets")
+    assert data["profilers"][0]["options"]["path"] == str(Path("~/lat.csv").expanduser())
+    data["profilers"][0]["options"]["path"] = "a\x00b"
+    with pytest.raises(SpecError, match="profilers\\[0\\].options.path"):
+        rewrite_paths(data, local_resolver)
 
 
 # ---- uploads -------------------------------------------------------------------------------
