@@ -31,8 +31,9 @@ class UnsafePickle(ValueError):
 def _allowed(name: str, modules: bool) -> bool:
     if name in TENSOR_GLOBALS:
         return True
-    module = name.split(" ", 1)[0]
-    return modules and (module.startswith("torch.nn.modules.") or module in MODEL_MODULES)
+    module, _, attr = name.partition(" ")
+    return modules and attr[:1].isupper() and (  # classes (CapWords), never functions
+        module.startswith("torch.nn.modules.") or module in MODEL_MODULES)
 
 
 def check_pickle(data: bytes, *, modules: bool = False) -> None:

@@ -4,8 +4,9 @@ Each upload lives in ``<uploads_dir>/<user id>/<upload id>/`` and jobs name it
 ``upload:<id>``. What is kept is a format the loaders parse, never a pickle: a table is a
 UTF-8 CSV with a header; a dataset is a zip or tar archive of an ImageFolder tree
 (``<class>/<image>``) or CIFAR-10's binary batches, unpacked without links, absolute names
-or ``..``; model weights are safetensors, a weights-only ``torch.save`` file, or a LightSearch
-compressed artifact, whose pickles are scanned (never loaded: the API does not import torch).
+or ``..``; a model is safetensors, a weights-only ``torch.save`` file (a state dict, or a whole
+module of ``torch.nn``'s and LightSearch's layers) or a LightSearch compressed artifact, whose
+pickles are scanned (never loaded: the API does not import torch).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def check_model(path: Path) -> None:
                 if "manifest.json" in zf.namelist():
                     _check_artifact(zf)
                     return
-            check_torch_zip(path)
+            check_torch_zip(path, modules=True)  # a state dict, or a whole model's layers
             return
     except UnsafePickle as err:
         raise BadUpload(f"model files must hold tensors only, not code: {err}") from None

@@ -296,6 +296,27 @@ def test_local_search_walks_the_same_fields(tmp_path, monkeypatch):
         rewrite_paths(data, local_resolver)
 
 
+def test_pickle_scan(tmp_path):
+    """The upload check reads opcodes only: globals outside the tensor (and layer class)
+    allowlist are refused, however they are named."""
+    from search.pickle_scan import UnsafePickle, check_pickle
+
+    marker = tmp_path / "m"
+    for protocol in (2, 4):  # GLOBAL and STACK_GLOBAL
+        with pytest.raises(UnsafePickle):
+            check_pickle(pickle.dumps(Payload(marker), protocol=protocol), modules=True)
+    hook = b"\x80\x02ctorch.nn.modules.module\nregister_module_forward_hook\nq\x00."
+    with pytest.raises(UnsafePickle, match="register_module_forward_hook"):
+        check_pickle(hook, modules=True)
+    layer = b"\x80\x02ctorch.nn.modules.conv\nConv2d\nq\x00."
+    check_pickle(layer, modules=True)
+    with pytest.raises(UnsafePickle):
+        check_pickle(layer, modules=False)  # a state dict holds no layers
+    with pytest.raises(UnsafePickle, match="not a readable pickle"):
+        check_pickle(b"\x80\x02garbage")
+    assert not marker.exists()
+
+
 # ---- uploads -------------------------------------------------------------------------------
 def _upload(client, token, kind, data, name="f"):
     return client.post(f"{API}/uploads", params={"kind": kind, "name": name}, content=data,
@@ -415,7 +436,10 @@ def test_uploads_are_checked(client, tokens, server, tmp_path):
     state = {"w": torch.ones(3, 2)}
     save_file(state, tmp_path / "w.safetensors")
     torch.save(state, tmp_path / "w.pt")
-    for name in ("w.safetensors", "w.pt"):
+    from search.compression.reference import build_reference
+
+    torch.save(build_reference("resnet_small", width=0.5), tmp_path / "whole.pt")
+    for name in ("w.safetensors", "w.pt", "whole.pt"):
         r = _upload(client, tok, "model", (tmp_path / name).read_bytes(), name)
         assert r.status_code == 201, r.text
     r = _upload(client, tok, "dataset", _zip({"pets/cat/1.png": _png(),
