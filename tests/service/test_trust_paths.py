@@ -474,7 +474,6 @@ def test_job_reads_an_uploaded_table(client, tokens, start_worker):
     assert values and values <= {float(v) for v in range(1, 8)}
 
 
-@pytest.mark.slow
 def test_compress_job_uses_uploaded_weights(client, tokens, start_worker, tmp_path):
     """Weights that predict class 3 for every image: the job's base accuracy is the share
     of 3s in the validation split, so the uploaded weights (not a trained model) were used."""
