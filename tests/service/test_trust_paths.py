@@ -155,6 +155,16 @@ def test_symlinks_out_of_roots_are_422(client, tokens, server, settings):
     assert not server["marker"].exists()
 
 
+def test_odd_path_values_never_500(client, tokens):
+    for value in ("x" * 5000, "a/" * 3000, "/" + "b" * 300 + "/c", "upload:", "job:",
+                  "job:" + "f" * 32, "job:../../etc/passwd", "upload:" + "9" * 100, "\\..\\x",
+                  "\u00e9/\U0001f600.csv", "."):
+        r = _post(client, tokens["alice"], _compress({"artifact": value}))
+        assert r.status_code in (201, 422), (value[:50], r.text)
+        if r.status_code == 422:
+            assert r.json()["errors"][0]["field"] == "model.artifact"
+
+
 def test_paths_inside_admin_roots_are_stored_absolute(client, tokens, settings):
     r = _post(client, tokens["alice"], _train({"source": "imagefolder", "root": "pets"}))
     assert r.status_code == 201, r.text
