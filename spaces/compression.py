@@ -123,7 +123,7 @@ class ModelRef(_Strict):
         "space", "space", default_factory=dict,
         description="Options of 'space' (its registry entry).")
     weights: str | None = path_field("model", min_length=1)
-    dataset: Literal["digits", "mnist5k"] = "digits"
+    dataset: Literal["digits", "mnist5k", "fashion_mnist"] = "digits"
     epochs: float = Field(10, ge=0, le=1000, description="Training epochs of a reference model.")
     width: float = Field(1.0, gt=0, le=8, description="Width multiplier of a reference model.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of data split and training.")

