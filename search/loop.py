@@ -165,12 +165,19 @@ class SearchLoop:
                 tables.append(known)
         return partial_reference(self.spec.objectives, tables)
 
+    def reference_for(self, batch: list[TrialRecord]) -> HvReference | None:
+        """The reference point as this job fixes it: the spec's and the tables' values,
+        completed from ``batch`` (the first batch with a counting trial), widened."""
+        if len(self.spec.objectives) < 2:
+            return None
+        point, source, true_front = self._reference_parts
+        return complete_reference(self.spec.objectives, point, source, batch, true_front)
+
     def _fix_reference(self, batch: list[TrialRecord]) -> None:
         """Fix the reference point once: now if it is known, else from ``batch``."""
-        if self.standing.reference is not None or len(self.spec.objectives) < 2:
+        if self.standing.reference is not None:
             return
-        reference = complete_reference(self.spec.objectives, *self._reference_parts[:2], batch,
-                                       self._reference_parts[2])
+        reference = self.reference_for(batch)
         if reference is not None:
             self.standing.set_reference(reference)
             self.sink.on_reference(reference)

@@ -73,6 +73,17 @@ def load_resume(db: Database, job_id: str,
         return state, [record_from_row(r, artifact_root) for r in rows]
 
 
+def stored_reference(db: Database, job_id: str) -> HvReference | None:
+    """The hypervolume reference point the job row holds (None before it was fixed)."""
+    with db.reading() as session:
+        row = session.execute(select(JOBS.c.hv_reference, JOBS.c.hv_reference_source,
+                                     JOBS.c.hv_true_front).where(JOBS.c.id == job_id)).first()
+    if row is None or row.hv_reference is None:
+        return None
+    return HvReference(tuple(row.hv_reference), row.hv_reference_source or "",
+                       row.hv_true_front)
+
+
 class SqlSink(ResultSink):
     """Stores one job's trials, checkpoints and end state; built per attempt."""
 
@@ -88,7 +99,8 @@ class SqlSink(ResultSink):
         self.shutdown = shutdown or threading.Event()
         self.results_writer = results_writer
         self.records: dict[int, TrialRecord] = {r.trial_id: r for r in stored}
-        self.reference: HvReference | None = None  # the loop announces it (on_reference)
+        # Announced by the loop (on_reference); until then, the one stored with the job.
+        self.reference = stored_reference(db, claim.job_id)
         self._cancel = False
         self._lease_lost = False
         self._last_poll = 0.0
