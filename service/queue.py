@@ -10,6 +10,7 @@ A running job belongs to the worker whose id is in ``worker_id`` for as long as 
 heartbeats; once ``heartbeat_at`` is older than the lease, any worker may claim it again (the
 old worker is taken for dead). Each claim bumps ``attempts``, which fences the old owner: its
 writes check ``(worker_id, attempts)`` and stop with ``LeaseLost`` when they no longer match.
+The status changes themselves (claim, hand-back) are made by ``service.jobstate``.
 """
 
 from __future__ import annotations
