@@ -29,7 +29,7 @@ from search.trials import HvReference
 from service import jobstate
 from service.core.config import Settings
 from service.core.db import Database
-from service.core.errors import LeaseLost
+from service.core.errors import InvalidTransition, LeaseLost
 from service.migrations import upgrade
 from service.models import Job, JobStatus, utcnow
 from service.queue import Claim, claim_job, heartbeat, release
@@ -209,11 +209,12 @@ class Worker:
             jobstate.update_owned(session, claim, **values)
 
     def _finish(self, claim: Claim, status: JobStatus, reason: str) -> bool:
-        """End the job; False (logged) when another worker holds it now: it is theirs."""
+        """End the job; False (logged) when another worker holds it now (it is theirs) or
+        it has already ended (its first end stands)."""
         try:
             with self.db.writing() as session:
                 jobstate.finish(session, claim, status, reason)
-        except LeaseLost as err:
+        except (LeaseLost, InvalidTransition) as err:
             log.warning("job %s not marked %s: %s", claim.job_id, status.value, err)
             return False
         return True
