@@ -38,6 +38,7 @@ from torch import nn
 from agents.base import Agent, Objective, Proposal, TrialResult
 from spaces.base import Architecture, Categorical, Continuous, Space
 from spaces.compression import CompressionSpace, action_to_value, value_to_action
+from spaces.isolation import seeded
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,7 @@ class AMCAgent(Agent):
                 self.bound_relaxed = True
         self.episode = _Episode(walk)
         c, ep = self.config, self.episode
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
+        with seeded(self.seed):  # per job: other jobs' draws are not disturbed
             self.actor = Actor(ep.n_state, ep.n_action, c.hidden1, c.hidden2)
             self.critic = Critic(ep.n_state, ep.n_action, c.hidden1, c.hidden2)
         self.actor_target = copy.deepcopy(self.actor)

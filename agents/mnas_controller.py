@@ -44,6 +44,7 @@ import torch
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
 from agents.controller import LSTMController
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
+from spaces.isolation import seeded
 
 AdvantageKind = Literal["baseline", "normalized", "rank"]
 _Elites = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # actions, cond, weights
@@ -147,8 +148,7 @@ class _ControllerAgent(Agent):
                    "needs one objective to maximize (accuracy) and one to minimize "
                    f"(latency), got {[(o.metric, o.direction) for o in self.objectives]}")
             self.accuracy_metric, self.latency_metric = maxs[0], mins[0]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with seeded(self.seed):  # per job: other jobs' draws are not disturbed
             self.net = LSTMController(
                 [d.size for d in space.decisions], hidden_size,
                 cond_dim=1 if self.pareto else 0,

@@ -12,9 +12,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spaces.base import Architecture, Space
+
+if TYPE_CHECKING:
+    from search.trials import KnownValues
 
 
 class MetricNotMeasured(LookupError):
@@ -51,6 +54,11 @@ class Profiler(ABC):
         """Provenance recorded with results and model cards (device, units, version)."""
         return {"name": self.name, "metrics": self.metrics()}
 
+    def known_values(self, space: Space) -> KnownValues | None:
+        """Every value of its metrics over the whole space, when a table holds them (fixes a
+        job's hypervolume reference point and its true front); None otherwise."""
+        return None
+
 
 class Evaluator(ABC):
     """Scores an architecture on the task (table look-up, proxy training, fine-tuning)."""
@@ -64,6 +72,11 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, arch: Architecture, space: Space, *, seed: int) -> Evaluation:
         """Evaluate one architecture; raise to mark the trial failed (the job goes on)."""
+
+    def known_values(self, space: Space) -> KnownValues | None:
+        """Every value of its signal metrics over the whole space, when a table holds them;
+        None otherwise (see ``Profiler.known_values``)."""
+        return None
 
     def close(self) -> None:
         """Release what the job held (e.g. a shared early-stopping actor) when it ends."""

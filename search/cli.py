@@ -152,7 +152,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     results = build_results(spec, sink.trials, status=summary.status, reason=summary.reason,
-                            space=loop.space, elapsed_s=summary.elapsed_s)
+                            space=loop.space, elapsed_s=summary.elapsed_s,
+                            reference=summary.reference)
     out = Path(args.out or Path("results") / f"{spec.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str))
@@ -206,8 +207,10 @@ def print_summary(results: dict[str, Any], max_rows: int = 20) -> None:
                       f"reward={best['reward']:.4g} {extra}")
     if results.get("hypervolume"):
         hv = results["hypervolume"]
-        console.print(f"hypervolume {hv['value']:.4g} (reference {hv['reference']}, "
-                      "the worst observed values)")
+        ratio = (f", {hv['normalized']:.4f} of the table's true front"
+                 if hv.get("normalized") is not None else "")
+        console.print(f"hypervolume {hv['value']:.4g}{ratio} (reference {hv['reference']}, "
+                      f"from: {hv['source']})")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ from search.objectives import constraint_violations, make_reward
 from search.registry import EVALUATORS, PROFILERS
 from search.sinks import ResultSink, TrialRecord
 from search.spec import JobSpec, SpecError
+from search.trials import HvReference, Standing, complete_reference, partial_reference
 from spaces.base import InvalidArchitecture, Space
 from spaces.registry import SPACES
 
@@ -53,6 +54,9 @@ class SearchSummary:
     proposals: int
     elapsed_s: float
     best: TrialRecord | None = None
+    front: list[int] = field(default_factory=list)  # trial ids on the Pareto front
+    hypervolume: float | None = None  # None: one objective, or no reference point yet
+    reference: HvReference | None = None
 
 
 @dataclass
@@ -138,10 +142,45 @@ class SearchLoop:
         self.consecutive_failures = 0
         self.completed = 0
         self.elapsed_before = 0.0
-        self.best: TrialRecord | None = None
+        # Best trial, front and hypervolume, by the one definition in ``search.trials``.
+        self.standing = Standing(spec.objectives)
+        self._reference_parts = self._known_reference()
         self._replay: dict[int, TrialRecord] = {}
         if resume is not None:
             self._restore(resume)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return self.standing.best
+
+    def _known_reference(self) -> tuple[list[float | None], list[str], float | None]:
+        """The reference point's coordinates known before any trial: the spec's, else the
+        worst values of the tables the objectives come from."""
+        if len(self.spec.objectives) < 2:
+            return [], [], None
+        tables = []
+        for part in (self.evaluator, *self.profilers):
+            known = part.known_values(self.space)
+            if known is not None:
+                tables.append(known)
+        return partial_reference(self.spec.objectives, tables)
+
+    def reference_for(self, batch: list[TrialRecord]) -> HvReference | None:
+        """The reference point as this job fixes it: the spec's and the tables' values,
+        completed from ``batch`` (the first batch with a counting trial), widened."""
+        if len(self.spec.objectives) < 2:
+            return None
+        point, source, true_front = self._reference_parts
+        return complete_reference(self.spec.objectives, point, source, batch, true_front)
+
+    def _fix_reference(self, batch: list[TrialRecord]) -> None:
+        """Fix the reference point once: now if it is known, else from ``batch``."""
+        if self.standing.reference is not None:
+            return
+        reference = self.reference_for(batch)
+        if reference is not None:
+            self.standing.set_reference(reference)
+            self.sink.on_reference(reference)
 
     # ---- checkpoints --------------------------------------------------------------------
     def checkpoint(self, elapsed_s: float) -> dict[str, Any]:
@@ -154,6 +193,8 @@ class SearchLoop:
             "consecutive_failures": self.consecutive_failures,
             "completed": self.completed,
             "elapsed_s": elapsed_s,
+            "hv_reference": (self.standing.reference.to_json()
+                             if self.standing.reference else None),
         }
 
     def _restore(self, resume: ResumeState) -> None:
@@ -167,6 +208,9 @@ class SearchLoop:
         self.consecutive_failures = int(ck["consecutive_failures"])
         self.completed = int(ck["completed"])
         self.elapsed_before = float(ck["elapsed_s"])
+        reference = HvReference.from_json(ck.get("hv_reference"))
+        if reference is not None:
+            self.standing.set_reference(reference)
         for rec in sorted(resume.trials, key=lambda r: r.trial_id):
             if rec.trial_id > self.last_trial_id:
                 # Stored after the checkpoint: answer the agent's re-proposal from it.
@@ -180,13 +224,7 @@ class SearchLoop:
                 rec.state, rec.reward, dict(rec.metrics), dict(rec.recorded), rec.error,
                 dict(rec.artifacts), rec.duration_s, rec.node,
             )
-        self._track_best(rec)
-
-    def _track_best(self, rec: TrialRecord) -> None:
-        if rec.state is TrialState.COMPLETE and rec.reward is not None and (
-            self.best is None or rec.reward > (self.best.reward or float("-inf"))
-        ):
-            self.best = rec
+        self.standing.add(rec)
 
     # ---- one proposal, before evaluation --------------------------------------------------
     def _profile(self, arch: dict[str, Any]) -> tuple[dict[str, float], _Outcome | None]:
@@ -247,6 +285,10 @@ class SearchLoop:
     def run(self) -> SearchSummary:
         start = time.monotonic()
         self.sink.on_start(self.spec.model_dump(mode="json"))
+        if self.standing.reference is not None:  # resumed: the sink rebuilds its history
+            self.sink.on_reference(self.standing.reference)
+        else:
+            self._fix_reference([])
         bar = self._progress_bar()
         last_error: str | None = None
         try:
@@ -276,7 +318,8 @@ class SearchLoop:
                 f"; last error: {last_error.strip().splitlines()[-1]}" if last_error else "")
         self.sink.on_end(status, reason)
         return SearchSummary(status, reason, self.evaluations, self.proposals,
-                             self._elapsed(start), self.best)
+                             self._elapsed(start), self.best, self.standing.front_ids(),
+                             self.standing.hypervolume, self.standing.reference)
 
     def _progress_bar(self) -> Callable[[int, int], None] | None:
         if callable(self.progress):
@@ -360,6 +403,7 @@ class SearchLoop:
             return [], True
 
         ordered = [records[p.trial_id] for p in proposals if p.trial_id in records]
+        self._fix_reference(ordered)
         for rec in ordered:
             # rec.metrics holds only the signal and profiler outputs; rec.recorded
             # (test accuracy and the like) never reaches the agent.
@@ -372,7 +416,7 @@ class SearchLoop:
                 self.consecutive_failures = 0
             if rec.state is TrialState.COMPLETE and not rec.cached:
                 self.completed += 1
-            self._track_best(rec)
+            self.standing.add(rec)
             if rec.trial_id not in replayed:
                 self.sink.on_trial(rec)
         return ordered, False

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agents.base import TrialState
+from search.trials import HvReference
 from spaces.base import Architecture
 
 
@@ -51,6 +52,10 @@ class ResultSink:
     def on_trial(self, record: TrialRecord) -> None:
         """A trial ended (complete, failed, invalid, pruned, or answered from cache)."""
 
+    def on_reference(self, reference: HvReference) -> None:
+        """The job's hypervolume reference point is fixed (at the start, or after the first
+        batch with a counting trial); on a resume it is announced again before any trial."""
+
     def on_checkpoint(self, state: dict[str, Any]) -> None:
         """The loop state after an agent update, in step with the trials told so far."""
 
@@ -71,9 +76,13 @@ class MemorySink(ResultSink):
         self.last_checkpoint: dict[str, Any] | None = None
         self.status: str | None = None
         self.reason: str | None = None
+        self.reference: HvReference | None = None
 
     def on_trial(self, record: TrialRecord) -> None:
         self.trials.append(record)
+
+    def on_reference(self, reference: HvReference) -> None:
+        self.reference = reference
 
     def on_checkpoint(self, state: dict[str, Any]) -> None:
         self.checkpoints += 1
@@ -96,6 +105,10 @@ class FanOutSink(ResultSink):
     def on_trial(self, record: TrialRecord) -> None:
         for s in self.sinks:
             s.on_trial(record)
+
+    def on_reference(self, reference: HvReference) -> None:
+        for s in self.sinks:
+            s.on_reference(reference)
 
     def on_checkpoint(self, state: dict[str, Any]) -> None:
         for s in self.sinks:

@@ -50,6 +50,11 @@ def _check_component(registry: Registry, comp: Component) -> Component:
 class ObjectiveSpec(_Strict):
     metric: str = Field(..., min_length=1, max_length=200)
     direction: Literal["max", "min"] = "max"
+    reference: float | None = Field(
+        None, allow_inf_nan=False,
+        description="This objective's value in the hypervolume's reference point (the worst "
+        "value that still counts). Default: the worst value of the table the metric comes "
+        "from, else the first batch's worst, widened by 10%; fixed once per job.")
 
 
 class ConstraintSpec(_Strict):
@@ -218,6 +223,9 @@ class JobSpec(_Strict):
         names = [o.metric for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives repeat a metric: {names}")
+        if len(names) == 1 and self.objectives[0].reference is not None:
+            raise ValueError("objectives[0].reference: a hypervolume reference needs two or "
+                             "more objectives")
         return self
 
     @property

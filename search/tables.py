@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from search.base import MetricNotMeasured, is_measured
 from search.registry import NB201_DEVICES
 from spaces.base import Architecture, Space
 from spaces.nb201 import DATA_DIR
+
+if TYPE_CHECKING:
+    from search.trials import KnownValues
 
 #: Identifier columns: never metrics, never rewritten from -1 to NaN.
 ID_COLUMNS: tuple[str, ...] = ("arch_index", "arch_str")
@@ -123,6 +126,22 @@ class Table:
         """Values of ``columns`` for ``key`` as Python scalars; not measured stays NaN."""
         pos = self.position(key)
         return {col: _scalar(self._data[col][pos]) for col in columns}
+
+    def keys(self, column: str | None = None) -> list[Any]:
+        """Each row's architecture name: the key column, or ``column`` (e.g. ``arch_str``
+        in a table keyed by ``arch_index``) so tables can be matched row by row."""
+        if column is None or column == self.key_column or column not in self._data:
+            return list(self._pos)
+        return [str(v).strip() if v is not None else None for v in self._data[column]]
+
+    def known(self, columns: Iterable[str]) -> KnownValues:
+        """Whole numeric columns with their rows' architecture names (``arch_str`` when the
+        table has it), for ``known_values`` of the plugins that read tables."""
+        from search.trials import KnownValues
+
+        return KnownValues(self.keys("arch_str"),
+                           {c: np.asarray(self._data[c], dtype=float) for c in columns
+                            if c in self.numeric})
 
     def column(self, name: str) -> np.ndarray:
         """A whole column (read-only view), e.g. to rank every architecture in a benchmark."""

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from search.spec import JobSpec
+from service import jobstate
 from service.core.errors import (
     Conflict,
     InvalidTransition,
@@ -197,17 +198,9 @@ def list_jobs(session: Session, user: Principal, *, status: str | None = None, o
 def cancel_job(session: Session, user: Principal, job_id: str) -> Job:
     """Queued jobs end at once; a running job is flagged and its worker stops it."""
     job = get_job(session, user, job_id)
-    now = utcnow()
-    if job.status == JobStatus.QUEUED:
-        job.status, job.reason, job.finished_at = JobStatus.CANCELLED.value, \
-            "cancelled by request before it started", now
-    elif job.status == JobStatus.RUNNING:
-        job.cancel_requested = True
-    else:
-        raise InvalidTransition(f"job {job_id!r} is {job.status}; only queued or running "
-                                "jobs can be cancelled")
-    job.updated_at = now
+    jobstate.cancel(session, job)  # InvalidTransition (409) for a finished job
     session.commit()
+    session.refresh(job)
     return job
 
 

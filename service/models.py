@@ -69,10 +69,12 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXHAUSTED = "exhausted"
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED,
+                        JobStatus.EXHAUSTED)
 
 
 
@@ -133,7 +135,11 @@ class Job(Base):
     best_trial_id: Mapped[int | None] = mapped_column(Integer, default=None)
     best_reward: Mapped[float | None] = mapped_column(Float, default=None)
     hypervolume: Mapped[float | None] = mapped_column(Float, default=None)
+    # The hypervolume's reference point, fixed once per job (``search.trials.HvReference``):
+    # the point, where it came from, the true front's hypervolume against it (migration 0004).
     hv_reference: Mapped[list[float] | None] = mapped_column(JSONType, default=None)
+    hv_reference_source: Mapped[str | None] = mapped_column(String(64), default=None)
+    hv_true_front: Mapped[float | None] = mapped_column(Float, default=None)
     checkpoint_trial_id: Mapped[int | None] = mapped_column(Integer, default=None)
     resumed: Mapped[int] = mapped_column(Integer, default=0)
     # Evaluations handed to an executor over all attempts: minus stored ones = re-runs.

@@ -10,16 +10,18 @@ A running job belongs to the worker whose id is in ``worker_id`` for as long as 
 heartbeats; once ``heartbeat_at`` is older than the lease, any worker may claim it again (the
 old worker is taken for dead). Each claim bumps ``attempts``, which fences the old owner: its
 writes check ``(worker_id, attempts)`` and stop with ``LeaseLost`` when they no longer match.
+The status changes themselves (claim, hand-back) are made by ``service.jobstate``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import update
 
+from service import jobstate
 from service.core.db import Database
+from service.core.errors import InvalidTransition, LeaseLost
 from service.models import Job, JobStatus, utcnow
 
 
@@ -38,31 +40,12 @@ def claim_job(db: Database, worker_id: str, lease_s: float) -> Claim | None:
 
     A worker never re-claims its own running jobs: a late heartbeat of a live worker must
     not make it run a job twice (another worker may take it over, and fences it off)."""
-    now = utcnow()
-    stale = now - timedelta(seconds=lease_s)
-    claimable = or_(
-        Job.status == JobStatus.QUEUED.value,
-        and_(Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < stale,
-             or_(Job.worker_id.is_(None), Job.worker_id != worker_id)),
-    )
-    inner = select(Job.id).where(claimable).order_by(Job.created_at, Job.id).limit(1)
-    if not db.sqlite:
-        inner = inner.with_for_update(skip_locked=True)
-    stmt = (
-        update(Job)
-        .where(Job.id == inner.scalar_subquery(), claimable)
-        .values(status=JobStatus.RUNNING.value, worker_id=worker_id, heartbeat_at=now,
-                updated_at=now, attempts=Job.attempts + 1)
-        .returning(Job.id, Job.attempts, Job.started_at)
-    )
     with db.writing() as session:
-        row = session.execute(stmt).first()
-        if row is None:
-            return None
-        job_id, attempts, started_at = row
-        if started_at is None:
-            session.execute(update(Job).where(Job.id == job_id).values(started_at=now))
-    return Claim(job_id, int(attempts), worker_id, resumed=started_at is not None)
+        row = jobstate.claim_next(session, worker_id, lease_s, skip_locked=not db.sqlite)
+    if row is None:
+        return None
+    job_id, attempts, started_at = row
+    return Claim(job_id, attempts, worker_id, resumed=started_at is not None)
 
 
 def heartbeat(db: Database, claims: list[Claim]) -> set[str]:
@@ -85,13 +68,11 @@ def heartbeat(db: Database, claims: list[Claim]) -> set[str]:
 
 
 def release(db: Database, claim: Claim) -> bool:
-    """Give a running job back to the queue (the worker shuts down cleanly)."""
-    with db.writing() as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == claim.job_id, Job.worker_id == claim.worker_id,
-                   Job.attempts == claim.attempt, Job.status == JobStatus.RUNNING.value)
-            .values(status=JobStatus.QUEUED.value, worker_id=None, heartbeat_at=None,
-                    updated_at=utcnow())
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    """Give a running job back to the queue (the worker shuts down cleanly); False if the
+    worker no longer owned it."""
+    try:
+        with db.writing() as session:
+            jobstate.release(session, claim)
+    except (LeaseLost, InvalidTransition):
+        return False
+    return True

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from search.spec import JobSpec, ObjectiveSpec
 
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "exhausted"]
 TrialStateName = Literal["running", "complete", "failed", "invalid", "pruned"]
 
 
@@ -117,6 +117,18 @@ class JobProgress(BaseModel):
                                "attempts; more than the stored ones means trials re-ran.")
 
 
+class HypervolumeReference(BaseModel):
+    """The fixed point a job's hypervolume is measured from (once per job)."""
+
+    point: list[float] = Field(..., description="One value per objective, in its units.")
+    source: str = Field(..., description="Per objective, comma-separated: 'spec' (the job's "
+                        "objectives[].reference), 'table' (the worst value of the table the "
+                        "metric comes from) or 'first batch' (its worst value, widened 10%).")
+    true_front: float | None = Field(..., description="The hypervolume of the tables' true "
+                                     "Pareto front from this point, when tables hold every "
+                                     "objective.")
+
+
 class JobSummary(BaseModel):
     id: str
     name: str
@@ -133,7 +145,11 @@ class JobSummary(BaseModel):
     resumed: int = Field(..., description="Times the job resumed from a checkpoint.")
     progress: JobProgress
     best_reward: float | None
-    hypervolume: float | None
+    hypervolume: float | None = Field(..., description="Of the Pareto front, from "
+                                      "hypervolume_reference; null for one objective.")
+    hypervolume_reference: HypervolumeReference | None
+    hypervolume_normalized: float | None = Field(..., description="hypervolume / the true "
+                                                 "front's (1 = the best the tables allow).")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "3f2c9a7d1b8e4f60a1c2d3e4f5a6b7c8", "name": "nb201-random", "owner": "alice",
@@ -143,7 +159,10 @@ class JobSummary(BaseModel):
         "resumed": 0, "progress": {"evaluations": 40, "budget": 200, "fraction": 0.2,
                                    "trials": 41, "complete": 40, "failed": 0, "cached": 1,
                                    "tasks_started": 48},
-        "best_reward": 91.6, "hypervolume": 12.4,
+        "best_reward": 91.6, "hypervolume": 2512.3,
+        "hypervolume_reference": {"point": [9.712, 36.7665], "source": "table,table",
+                                  "true_front": 2897.68},
+        "hypervolume_normalized": 0.867,
     }]})
 
 
@@ -167,16 +186,18 @@ class ParetoPublic(BaseModel):
 
 class HypervolumePoint(_Out):
     trial_id: int = Field(..., description="The trial after which the volume took this value.")
-    evaluations: int
+    evaluations: int = Field(..., description="Distinct evaluations so far (repeats are free).")
     value: float
 
 
 class HypervolumePublic(BaseModel):
-    """The hypervolume after each trial that changed it. The reference point is the worst
-    value observed so far per objective; when it moves, the history is recomputed."""
+    """The hypervolume after each evaluation that changed it, from a reference point fixed
+    once per job (so it never falls while nothing improves); empty for one objective."""
 
     objectives: list[ObjectiveSpec]
     reference: list[float] | None
+    reference_source: str | None
+    true_front: float | None
     data: list[HypervolumePoint]
 
 

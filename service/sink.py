@@ -3,8 +3,10 @@
 Each trial is one transaction: the trial row, the job's progress counters, the front flags
 it changed and a new hypervolume point commit together, so a crash never leaves counters and
 rows out of step (written through ``service.fastpath``: it is the hot path). Every write is
-fenced by the job's ``(worker_id, attempts)``: a worker
-whose lease was taken over gets ``LeaseLost`` and writes nothing more (no duplicate trials).
+fenced by the job's ``(worker_id, attempts)``: a worker whose lease was taken over gets
+``LeaseLost`` and writes nothing more (no duplicate trials). Best trial, front flags and
+hypervolume come from ``search.trials.Standing`` (the loop's own definition); the job's end
+status is written by ``service.jobstate``, the one owner of status changes.
 Checkpoints are pickled into their own table after each batch; trials committed after the
 last checkpoint are handed back to the loop on resume, which replays them.
 """
@@ -19,31 +21,30 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from agents.base import TrialState
 from search.executors import EvalOutcome, EvalTask, Executor
 from search.sinks import ResultSink, TrialRecord
 from search.spec import JobSpec
+from search.trials import Change, HvReference, Standing
+from service import jobstate
 from service.artifacts import job_dir, store_trial_artifacts, write_job_file
 from service.core.db import Database
 from service.core.errors import LeaseLost
 from service.fastpath import RawWriter
-from service.frontier import Change, Frontier
-from service.models import Checkpoint, HypervolumePoint, Job, Trial, utcnow
+from service.models import Checkpoint, Job, Trial, utcnow
 from service.queue import Claim
 
 log = logging.getLogger(__name__)
 
-JOBS, TRIALS, POINTS, CHECKPOINTS = (Job.__table__, Trial.__table__,
-                                     HypervolumePoint.__table__, Checkpoint.__table__)
-_OWNED = and_(JOBS.c.id == bindparam("_job"), JOBS.c.worker_id == bindparam("_worker"),
-              JOBS.c.attempts == bindparam("_attempt"))
+JOBS, CHECKPOINTS = Job.__table__, Checkpoint.__table__
 CANCEL_SELECT = select(JOBS.c.cancel_requested, JOBS.c.worker_id, JOBS.c.attempts).where(
     JOBS.c.id == bindparam("_job"))
 
 
-ResultsWriter = Callable[[list[TrialRecord], str, str | None, float], str]
+#: ``(trials, status, reason, elapsed_s, reference=HvReference | None) -> results.json text``
+ResultsWriter = Callable[..., str]
 
 
 class WorkerShutdown(Exception):
@@ -72,6 +73,17 @@ def load_resume(db: Database, job_id: str,
         return state, [record_from_row(r, artifact_root) for r in rows]
 
 
+def stored_reference(db: Database, job_id: str) -> HvReference | None:
+    """The hypervolume reference point the job row holds (None before it was fixed)."""
+    with db.reading() as session:
+        row = session.execute(select(JOBS.c.hv_reference, JOBS.c.hv_reference_source,
+                                     JOBS.c.hv_true_front).where(JOBS.c.id == job_id)).first()
+    if row is None or row.hv_reference is None:
+        return None
+    return HvReference(tuple(row.hv_reference), row.hv_reference_source or "",
+                       row.hv_true_front)
+
+
 class SqlSink(ResultSink):
     """Stores one job's trials, checkpoints and end state; built per attempt."""
 
@@ -87,6 +99,8 @@ class SqlSink(ResultSink):
         self.shutdown = shutdown or threading.Event()
         self.results_writer = results_writer
         self.records: dict[int, TrialRecord] = {r.trial_id: r for r in stored}
+        # Announced by the loop (on_reference); until then, the one stored with the job.
+        self.reference = stored_reference(db, claim.job_id)
         self._cancel = False
         self._lease_lost = False
         self._last_poll = 0.0
@@ -96,16 +110,12 @@ class SqlSink(ResultSink):
 
     # ---- in-memory state, rebuilt from the records when needed -----------------------------
     def _recount(self) -> None:
-        self.frontier = Frontier(self.spec.objectives)
+        self.standing = Standing(self.spec.objectives, self.reference)
         self.front_flags: dict[int, bool] = {}
-        self.best: TrialRecord | None = None
         self.n_complete = self.n_failed = self.n_cached = self.evaluations = 0
         for rec in sorted(self.records.values(), key=lambda r: r.trial_id):
             self._count(rec)
-            change = self._front_add(rec)
-            self.front_flags[rec.trial_id] = change.on_front
-            for t in change.dropped:
-                self.front_flags[t] = False
+            self._flag(rec.trial_id, self.standing.add(rec))
 
     def _count(self, rec: TrialRecord) -> None:
         self.n_complete += rec.state is TrialState.COMPLETE and not rec.cached
@@ -113,40 +123,34 @@ class SqlSink(ResultSink):
         self.n_cached += rec.cached
         if rec.evaluation_index is not None:
             self.evaluations = max(self.evaluations, rec.evaluation_index)
-        if rec.state is TrialState.COMPLETE and rec.reward is not None and (
-            self.best is None or rec.reward > (self.best.reward or float("-inf"))
-        ):
-            self.best = rec
 
-    def _front_add(self, rec: TrialRecord) -> Change:
-        if rec.state is not TrialState.COMPLETE or rec.cached:
-            return Change()
-        return self.frontier.add(rec.trial_id, self.evaluations, rec.metrics)
+    def _flag(self, trial_id: int, change: Change) -> None:
+        self.front_flags[trial_id] = change.on_front
+        for t in change.dropped:
+            self.front_flags[t] = False
 
     def _job_values(self) -> dict[str, Any]:
+        best, ref = self.standing.best, self.standing.reference
         return {
             "n_trials": len(self.records), "n_complete": self.n_complete,
             "n_failed": self.n_failed, "n_cached": self.n_cached,
             "evaluations": self.evaluations,
-            "best_trial_id": self.best.trial_id if self.best else None,
-            "best_reward": self.best.reward if self.best else None,
-            "hypervolume": self.frontier.value,
-            "hv_reference": self.frontier.reference_values,
+            "best_trial_id": best.trial_id if best else None,
+            "best_reward": best.reward if best else None,
+            "hypervolume": self.standing.hypervolume,
+            "hv_reference": list(ref.point) if ref else None,
+            "hv_reference_source": ref.source if ref else None,
+            "hv_true_front": ref.true_front if ref else None,
             "updated_at": utcnow(),
         }
 
-    def _owned(self) -> dict[str, Any]:
-        c = self.claim
-        return {"_job": c.job_id, "_worker": c.worker_id, "_attempt": c.attempt}
-
-    def _check(self, result: Any) -> None:
-        if not result.rowcount:
-            self._lease_lost = True
-            raise LeaseLost(f"job {self.claim.job_id} was claimed by another worker")
-
     def _fence(self, conn: Any, **values: Any) -> None:
         """Update the job row only while this worker still owns it."""
-        self._check(conn.execute(update(JOBS).where(_OWNED).values(**values), self._owned()))
+        try:
+            jobstate.update_owned(conn, self.claim, **values)
+        except LeaseLost:
+            self._lease_lost = True
+            raise
 
     # ---- sink hooks ------------------------------------------------------------------------
     def on_trial(self, record: TrialRecord) -> None:
@@ -159,31 +163,45 @@ class SqlSink(ResultSink):
             change = None
         else:
             self._count(record)
-            change = self._front_add(record)
-            self.front_flags[record.trial_id] = change.on_front
-            for t in change.dropped:
-                self.front_flags[t] = False
+            change = self.standing.add(record)
+            self._flag(record.trial_id, change)
         row = self._row(record, stored_artifacts)
         job_id = self.claim.job_id
-        c = self.claim
         with self.writer.transaction() as tx:
-            if not tx.update_job(c.job_id, c.worker_id, c.attempt, self._job_values()):
-                self._lease_lost = True
-                raise LeaseLost(f"job {c.job_id} was claimed by another worker")
+            self._update_job(tx)
             if replacing:
                 tx.delete_trial(job_id, record.trial_id)
             tx.insert_trial(row)
             if change is None:
-                tx.clear_front(job_id)
-                tx.set_front(job_id, [t for t, on in self.front_flags.items() if on], True)
-                tx.replace_points(job_id, self._points(self.frontier.history))
+                self._rewrite_front(tx)
             else:
                 if change.dropped:
                     tx.set_front(job_id, change.dropped, False)
-                if change.history is not None:
-                    tx.replace_points(job_id, self._points(change.history))
-                elif change.point is not None:
-                    tx.insert_points(self._points([change.point]))
+                if change.hv_point is not None:
+                    tx.insert_points(self._points([change.hv_point]))
+
+    def on_reference(self, reference: HvReference) -> None:
+        """The loop fixed the job's reference point (or announces it again on a resume): the
+        hypervolume history is rebuilt against it if it differs from the one held."""
+        if reference == self.standing.reference:
+            return
+        self.reference = reference
+        self._recount()
+        with self.writer.transaction() as tx:
+            self._update_job(tx)
+            self._rewrite_front(tx)
+
+    def _update_job(self, tx: Any) -> None:
+        c = self.claim
+        if not tx.update_job(c.job_id, c.worker_id, c.attempt, self._job_values()):
+            self._lease_lost = True
+            raise LeaseLost(f"job {c.job_id} was claimed by another worker")
+
+    def _rewrite_front(self, tx: Any) -> None:
+        job_id = self.claim.job_id
+        tx.clear_front(job_id)
+        tx.set_front(job_id, [t for t, on in self.front_flags.items() if on], True)
+        tx.replace_points(job_id, self._points(self.standing.hv_history))
 
     def _points(self, points: list[tuple[int, int, float]]) -> list[dict[str, Any]]:
         now = utcnow()
@@ -213,11 +231,6 @@ class SqlSink(ResultSink):
             "on_front": self.front_flags.get(rec.trial_id, False), "created_at": utcnow(),
         }
 
-    def _write_history(self, conn: Any, history: list[tuple[int, int, float]]) -> None:
-        conn.execute(delete(POINTS).where(POINTS.c.job_id == self.claim.job_id))
-        if history:
-            conn.execute(insert(POINTS), self._points(history))
-
     def on_checkpoint(self, state: dict[str, Any]) -> None:
         blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         last = int(state.get("last_trial_id", -1))
@@ -236,16 +249,17 @@ class SqlSink(ResultSink):
         self.check_owner()  # a shutdown or a lost lease is not the user's 'cancelled'
         if self.results_writer is not None:
             text = self.results_writer(list(self.records.values()), status, reason,
-                                       self.elapsed_s)
+                                       self.elapsed_s, reference=self.standing.reference)
             write_job_file(self.artifact_root, self.claim.job_id, "results.json", text)
         if status == "succeeded":
             reason = self._export_models(reason)
-        history = self.frontier.finalize()
         self._refresh_statistics(vacuum=False)  # sampled: cheap at any table size
         with self.db.writer.begin() as conn:
-            self._fence(conn, **{**self._job_values(), "status": status, "reason": reason,
-                                 "finished_at": utcnow()})
-            self._write_history(conn, history)
+            try:
+                jobstate.finish(conn, self.claim, status, reason, **self._job_values())
+            except LeaseLost:
+                self._lease_lost = True
+                raise
         self._refresh_statistics(vacuum=True)  # after: its cost grows with the tables
 
     def _refresh_statistics(self, *, vacuum: bool) -> None:

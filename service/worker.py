@@ -23,13 +23,13 @@ import traceback
 import uuid
 from pathlib import Path
 
-from sqlalchemy import update
-
 from search.sinks import TrialRecord
 from search.spec import JobSpec, SpecError
+from search.trials import HvReference
+from service import jobstate
 from service.core.config import Settings
 from service.core.db import Database
-from service.core.errors import LeaseLost
+from service.core.errors import InvalidTransition, LeaseLost
 from service.migrations import upgrade
 from service.models import Job, JobStatus, utcnow
 from service.queue import Claim, claim_job, heartbeat, release
@@ -206,26 +206,25 @@ class Worker:
         if resumed:
             values["resumed"] = Job.resumed + 1
         with self.db.writing() as session:
-            result = session.execute(update(Job).where(
-                Job.id == claim.job_id, Job.worker_id == claim.worker_id,
-                Job.attempts == claim.attempt).values(**values))
-            if not result.rowcount:  # type: ignore[attr-defined]
-                raise LeaseLost(f"job {claim.job_id} was claimed by another worker")
+            jobstate.update_owned(session, claim, **values)
 
-    def _finish(self, claim: Claim, status: JobStatus, reason: str) -> None:
-        now = utcnow()
-        with self.db.writing() as session:
-            session.execute(update(Job).where(
-                Job.id == claim.job_id, Job.worker_id == claim.worker_id,
-                Job.attempts == claim.attempt).values(
-                    status=status.value, reason=reason, finished_at=now, updated_at=now))
+    def _finish(self, claim: Claim, status: JobStatus, reason: str) -> bool:
+        """End the job; False (logged) when another worker holds it now (it is theirs) or
+        it has already ended (its first end stands)."""
+        try:
+            with self.db.writing() as session:
+                jobstate.finish(session, claim, status, reason)
+        except (LeaseLost, InvalidTransition) as err:
+            log.warning("job %s not marked %s: %s", claim.job_id, status.value, err)
+            return False
+        return True
 
 
 def _results_writer(spec: JobSpec) -> ResultsWriter:
     """Writes the same results document as ``lightsearch search`` (results.json artifact)."""
 
     def write(trials: list[TrialRecord], status: str, reason: str | None,
-              elapsed_s: float) -> str:
+              elapsed_s: float, reference: HvReference | None = None) -> str:
         from search.results import build_results
         from service.core.db import json_dumps
         from spaces.registry import SPACES
@@ -233,6 +232,7 @@ def _results_writer(spec: JobSpec) -> ResultsWriter:
         space = SPACES.create(spec.space.name, options=spec.space.options)
         ordered = sorted(trials, key=lambda t: t.trial_id)
         return json_dumps(build_results(spec, ordered, status=status, reason=reason,
-                                        space=space, elapsed_s=elapsed_s))
+                                        space=space, elapsed_s=elapsed_s,
+                                        reference=reference))
     return write
 

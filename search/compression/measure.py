@@ -67,9 +67,10 @@ def measure_latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch_
 
     was_training = model.training
     try:
+        x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
         with threads_set(1):
-            stats = measure(torch_runner(model, torch.randn(batch_size, *input_shape)),
-                            warmup=warmup, rounds=rounds, repeats=repeats, clock="cpu")
+            stats = measure(torch_runner(model, x), warmup=warmup, rounds=rounds,
+                            repeats=repeats, clock="cpu")
     finally:
         model.train(was_training)
     return float(stats.min_ms)

@@ -20,6 +20,7 @@ from torch import nn
 
 from search.compression.data import ImageData, load_dataset
 from search.compression.finetune import evaluate_accuracy, train_epochs
+from spaces.isolation import seeded
 
 
 class BasicBlock(nn.Module):
@@ -120,8 +121,8 @@ def build_reference(name: str, *, num_classes: int = 10, width: float = 1.0,
     if name not in REFERENCE_MODELS:
         raise ValueError(f"reference model must be one of {sorted(REFERENCE_MODELS)}, "
                          f"got {name!r}")
-    torch.manual_seed(seed)
-    return REFERENCE_MODELS[name](num_classes, width)
+    with seeded(seed):  # per job: concurrent jobs' draws are not disturbed
+        return REFERENCE_MODELS[name](num_classes, width)
 
 
 def cache_dir() -> Path:

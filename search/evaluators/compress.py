@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from search.base import Evaluation, Evaluator
 from search.compression.apply import apply_policy
 from search.compression.export import export_model, load_artifact
@@ -27,6 +25,7 @@ from search.compression.options import CompressEvaluatorOptions
 from search.compression.report import plot_policy
 from spaces.base import Architecture, Space
 from spaces.compression import CompressionSpace
+from spaces.isolation import seeded
 
 
 class CompressionEvaluator(Evaluator):
@@ -46,13 +45,14 @@ class CompressionEvaluator(Evaluator):
         if not isinstance(space, CompressionSpace):
             raise TypeError(f"the compress evaluator needs the 'compression' space, got "
                             f"{space.name!r}")
-        torch.manual_seed(seed)
         opts = self.options
         base, data, base_info = resolve_model(opts.model)
         shape = data.input_shape
-        comp = apply_policy(base, space, arch, calib=data.train,
-                            recalibrate=opts.recalibrate_bn, least_squares=opts.least_squares,
-                            calib_samples=opts.calib_samples, seed=seed)
+        with seeded(seed):  # layers it builds draw from torch's generator: one job at a time
+            comp = apply_policy(base, space, arch, calib=data.train,
+                                recalibrate=opts.recalibrate_bn,
+                                least_squares=opts.least_squares,
+                                calib_samples=opts.calib_samples, seed=seed)
         model = comp.model
         val_before = evaluate_accuracy(model, data.val)
         recorded: dict[str, Any] = {

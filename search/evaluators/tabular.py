@@ -20,6 +20,7 @@ from search.tables import (
     read_header,
     read_table,
 )
+from search.trials import KnownValues
 from spaces.base import Architecture, Space
 
 
@@ -92,6 +93,9 @@ class TabularEvaluator(Evaluator):
             for c, v in row.items()
         }
         return Evaluation(metrics={self.signal: float(value)}, recorded=recorded)
+
+    def known_values(self, space: Space) -> KnownValues | None:
+        return self._table().known([self.signal])
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "table": self.table, "path": self.path,

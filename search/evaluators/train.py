@@ -2,15 +2,18 @@
 
 The agent sees ``val_acc`` (percent, on the validation split); ``test_acc`` and the training
 curve are recorded only. A training is deterministic for its seed: weights are initialised
-after ``torch.manual_seed(seed)``, batches come from a generator seeded with it, and it runs
-on a fixed number of threads. The data split is the job's (``dataset.seed``), the same for
+from it, batches and dropout masks come from a generator seeded with it, and it runs on a
+fixed number of threads. The data split is the job's (``dataset.seed``), the same for
 every candidate, so their accuracies are comparable.
 
 The evaluator is shipped to Ray workers: it holds only options, and loads the data on first
-use (once per process). With ``asha`` set, each epoch's validation accuracy goes to Ray Tune's
-ASHA scheduler shared by the job (``search.evaluators.asha``); a stopped candidate is returned
-with the accuracy it reached and ``recorded["pruned"] = True``, which the search loop records
-as a PRUNED trial (no reward: a partial training is not a score to rank against full ones).
+use (once per process). Concurrent jobs in one worker keep to themselves: weights are drawn
+in a ``seeded`` scope, masks and batches from the job's generator, and the thread count is
+held in a ``torch_threads`` scope (``spaces.isolation``). With ``asha`` set, each epoch's
+validation accuracy goes to Ray Tune's ASHA scheduler shared by the job
+(``search.evaluators.asha``); a stopped candidate is returned with the accuracy it reached
+and ``recorded["pruned"] = True``, which the search loop records as a PRUNED trial (no
+reward: a partial training is not a score to rank against full ones).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import hashlib
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +31,7 @@ from search.base import Evaluation, Evaluator
 from search.datasets import Dataset, load_dataset
 from search.evaluators.asha import AshaGate
 from spaces.base import Architecture, Space
+from spaces.isolation import seeded, torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -159,14 +164,11 @@ def train_model(
     import torch
     import torch.nn.functional as F
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
-    try:
+    gen = torch.Generator().manual_seed(seed)  # the job's own: batches and dropout masks
+    with torch_threads(cfg.threads), dropout_from(model, gen):
         x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
         x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # dropout draws from the global generator
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
@@ -220,21 +222,53 @@ def train_model(
                             cfg.eval_batch_size)
         return TrainResult(model, curve[-1], test_acc, curve, loss_sum / max(1, loss_count),
                            len(curve), pruned, time.perf_counter() - start)
+
+
+def _generator_dropout(p: float, gen: torch.Generator) -> nn.Module:
+    """``nn.Dropout(p)`` whose masks come from ``gen`` (torch is imported lazily here)."""
+    import torch
+    from torch import nn
+
+    class GeneratorDropout(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.training:
+                return x
+            keep = torch.rand(x.shape, generator=gen, dtype=x.dtype) >= p
+            return x * keep / (1.0 - p)
+
+    return GeneratorDropout()
+
+
+@contextmanager
+def dropout_from(model: nn.Module, gen: torch.Generator) -> Iterator[None]:
+    """While training, the model's dropout layers draw from ``gen`` (the job's generator)
+    instead of torch's process-wide one, which concurrent jobs share; restored after."""
+    from torch import nn
+
+    swapped = []
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout and child.p > 0:
+                swapped.append((parent, name, child))
+    for parent, name, child in swapped:
+        setattr(parent, name, _generator_dropout(child.p, gen))
+    try:
+        yield
     finally:
-        torch.set_num_threads(threads)
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
 
 
 def build_for(space: Space, arch: Architecture, data: Dataset, seed: int) -> nn.Module:
     """The candidate's network with seeded initial weights; a clear error for spaces that
     do not build torch models."""
-    import torch
 
     build = getattr(space, "build_model", None)
     if build is None:
         raise TypeError(f"space {space.name!r} does not build PyTorch models; the 'train' "
                         f"evaluator needs a space such as 'mnasnet'")
-    torch.manual_seed(seed)
-    return build(arch, data.input_shape, data.num_classes)
+    with seeded(seed):
+        return build(arch, data.input_shape, data.num_classes)
 
 
 def get_dataset(options: Mapping[str, Any]) -> Dataset:

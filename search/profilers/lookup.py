@@ -26,6 +26,7 @@ from search.tables import (
     read_header,
     read_table,
 )
+from search.trials import KnownValues
 from spaces.base import Architecture, Space
 
 _UNITS = {"latency": "ms", "energy": "mJ", "arithmetic_intensity": "ops/byte"}
@@ -69,6 +70,9 @@ class NB201DeviceProfiler(Profiler):
                 f"{self.device} has no measurement of {', '.join(self._metrics)} for {key}"
             )
         return values
+
+    def known_values(self, space: Space) -> KnownValues | None:
+        return nb201_device_table().known(self._metrics) if space.name == "nb201" else None
 
     def describe(self) -> dict[str, Any]:
         source = NB201_HELP_FILE if self.device in NB201_HELP_DEVICES else NB201_HWNAS_FILE
@@ -152,6 +156,11 @@ class CsvProfiler(Profiler):
         if not values:
             raise MetricNotMeasured(f"{self.path} has no measurement for {key!r}")
         return values
+
+    def known_values(self, space: Space) -> KnownValues | None:
+        known = self._table().known(self._columns or ())
+        known.columns = {self.prefix + c: v for c, v in known.columns.items()}
+        return known
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,9 @@ machine it stays within ~10-20% where wall-clock figures triple. With several th
 work runs on other threads too, so the wall clock is used. ``clock`` overrides the choice.
 
 Results are cached by architecture key: a profiler measures an architecture once.
+
+Concurrent jobs: every measurement holds the host's measurement slot (``hostlock``), and the
+thread count and model weights are set in per-job scopes (``spaces.isolation``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.base import Profiler
+from search.profilers import hostlock
 from spaces.base import Architecture, Space
+from spaces.isolation import seeded, torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -81,18 +86,19 @@ def measure_interleaved(fns: Sequence[Callable[[], Any]], *, warmup: int = 5, ro
                          f"repeats={repeats}, warmup={warmup}")
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
     samples = [[[0.0] * repeats for _ in range(rounds)] for _ in fns]
     timer = CLOCKS[clock]
-    for r in range(rounds):
-        for i, fn in enumerate(fns):
-            row = samples[i][r]
-            for k in range(repeats):
-                t0 = timer()
+    with hostlock.measurement_slot():  # never at the same time as another measurement
+        for fn in fns:
+            for _ in range(warmup):
                 fn()
-                row[k] = (timer() - t0) * 1e3
+        for r in range(rounds):
+            for i, fn in enumerate(fns):
+                row = samples[i][r]
+                for k in range(repeats):
+                    t0 = timer()
+                    fn()
+                    row[k] = (timer() - t0) * 1e3
     out = []
     for per_fn in samples:
         arr = np.asarray(per_fn)
@@ -158,22 +164,8 @@ def ort_runner(session: Any, x: np.ndarray) -> Callable[[], Any]:
     return run
 
 
-class threads_set:
-    """Set torch's intra-op threads for a block and restore them after."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.saved = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self.saved)
+#: Torch's intra-op threads for a block, scoped to the job (``spaces.isolation``).
+threads_set = torch_threads
 
 
 def cpu_name() -> str:
@@ -269,10 +261,8 @@ class MeasuredLatencyProfiler(Profiler):
             if build is None:
                 raise TypeError(f"profiler {self.name!r} measures PyTorch models; space "
                                 f"{space.name!r} does not build them")
-            import torch
-
-            torch.manual_seed(0)
-            model = build(arch, self.input_shape, self.num_classes)
+            with seeded(0):  # the same weights in any job, other jobs' draws untouched
+                model = build(arch, self.input_shape, self.num_classes)
             self._cache[key] = self.measure_model(model).as_metrics(self.prefix, self.statistic)
         return dict(self._cache[key])
 

@@ -54,6 +54,7 @@ from search.profilers.measured import (
     threads_set,
 )
 from spaces.base import Architecture, Space
+from spaces.isolation import seeded
 
 TABLE_VERSION = 1
 #: what the calibration weighs: the table's sum, the per-layer overhead a stand-alone layer
@@ -185,21 +186,17 @@ class LatencyPredictor(Profiler):
 
     def _unit_factory(self, spec: Any, space: Space) -> Callable[[], Callable[[], Any]]:
         def make() -> Callable[[], Any]:
-            import torch
-
-            torch.manual_seed(0)
-            return model_runner(self.backend, self._unit_module(spec, space),
-                                (spec.cin, spec.height, spec.width), self.batch_size,
-                                self.threads)
+            with seeded(0):
+                module = self._unit_module(spec, space)
+            return model_runner(self.backend, module, (spec.cin, spec.height, spec.width),
+                                self.batch_size, self.threads)
         return make
 
     def _arch_factory(self, arch: Architecture, space: Space) -> Callable[[], Callable[[], Any]]:
         def make() -> Callable[[], Any]:
-            import torch
-
-            torch.manual_seed(0)
-            model = space.build_model(arch, self.input_shape,  # type: ignore[attr-defined]
-                                      self.num_classes)
+            with seeded(0):
+                model = space.build_model(arch, self.input_shape,  # type: ignore[attr-defined]
+                                          self.num_classes)
             return model_runner(self.backend, model, self.input_shape, self.batch_size,
                                 self.threads)
         return make

@@ -136,7 +136,7 @@ def count_model(model: nn.Module, input_shape: Sequence[int], *, batch_size: int
     model.eval()
     params = sum(p.numel() for p in model.parameters())
     exclude = {_storage_key(t) for t in [*model.parameters(), *model.buffers()]}
-    x = torch.randn(batch_size, *input_shape)
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
     counter = _Counter(exclude)
     with torch.no_grad():
         with counter:

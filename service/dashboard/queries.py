@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
+from search.trials import better_best, counts
 from service.artifacts import job_dir
 from service.core.errors import InvalidInput
 from service.models import HypervolumePoint, Job, Trial
@@ -137,8 +138,9 @@ def _signature(points: list[list[float]]) -> str:
 
 
 def hv_history(session: Session, job_id: str) -> list[list[float]]:
-    return [[t, v] for t, v in session.execute(
-        select(HypervolumePoint.trial_id, HypervolumePoint.value)
+    """``[evaluations, value]`` per change: indexed by distinct evaluations, like progress."""
+    return [[e, v] for e, v in session.execute(
+        select(HypervolumePoint.evaluations, HypervolumePoint.value)
         .where(HypervolumePoint.job_id == job_id)
         .order_by(HypervolumePoint.trial_id, HypervolumePoint.id)).all()]
 
@@ -235,22 +237,25 @@ def scatter(session: Session, job: Job, x: Axis, y: Axis, color: Axis | None,
 
 # ---- progress series -----------------------------------------------------------------------
 def series(session: Session, job: Job) -> dict[str, Any]:
-    """Hypervolume after each trial that changed it, and the best reward's improvements."""
+    """Hypervolume and best reward after each evaluation that changed them, as
+    ``[evaluations, value]``; the best is chosen by ``search.trials`` (the job's best trial)."""
     hv = hv_history(session, job.id)
     cursor = current_cursor(session, job.id, hv)
-    rewards = session.execute(
-        select(Trial.trial_id, Trial.reward).where(
-            Trial.job_id == job.id, Trial.state == "complete", Trial.reward.is_not(None))
+    rows = session.execute(
+        select(Trial.trial_id, Trial.evaluation_index, Trial.reward, Trial.state, Trial.cached,
+               Trial.recorded).where(
+            Trial.job_id == job.id, Trial.state == "complete", Trial.cached.is_(False),
+            Trial.reward.is_not(None))
         .order_by(Trial.trial_id)).all()
     best: list[list[float]] = []
-    top = -math.inf
-    for t, r in rewards:
-        if r is not None and math.isfinite(r) and r > top:
-            top = r
-            best.append([t, r])
-    last = session.scalar(select(func.max(Trial.trial_id)).where(Trial.job_id == job.id))
-    return {"hv": hv, "best": best, "last_trial": last,
-            "reference": job.hv_reference, "cursor": str(cursor)}
+    top = None
+    for row in rows:
+        if better_best(row, top):
+            top = row
+            best.append([row.evaluation_index or 0, row.reward])
+    return {"hv": hv, "best": best, "last": job.evaluations,
+            "reference": job.hv_reference, "reference_source": job.hv_reference_source,
+            "true_front": job.hv_true_front, "cursor": str(cursor)}
 
 
 # ---- trials --------------------------------------------------------------------------------
@@ -262,6 +267,7 @@ def compact(row: Trial) -> dict[str, Any]:
         "rc": {k: v for k, v in ((row.recorded or {}).items()) if _number(v) is not None},
         "f": bool(row.on_front), "c": bool(row.cached), "k": row.arch_key[:ARCH_KEY_CHARS],
         "e": row.evaluation_index, "d": row.duration_s,
+        "n": counts(row),  # may be the best trial or on the front (search.trials)
     }
     if row.error:
         out["err"] = row.error[:ERROR_CHARS]

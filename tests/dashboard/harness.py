@@ -201,6 +201,13 @@ def fill_job(service: Service, token: str, records: list[TrialRecord],
     parsed = JobSpec.model_validate(spec)
     sink = SqlSink(service.db, claim, parsed, artifact_root=service.settings.artifact_dir,
                    results_writer=_results_writer(parsed) if results else None)
+    # The reference point the job's own loop would fix (its tables, else the first trials).
+    from search.loop import SearchLoop
+    from search.sinks import MemorySink
+
+    reference = SearchLoop(parsed, MemorySink()).reference_for(records)
+    if reference is not None:
+        sink.on_reference(reference)
     for rec in records:
         sink.on_trial(rec)
     if finish:

@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.base import TrialState
-from search.sinks import TrialRecord
+from search.trials import HvReference
 from service.dashboard import queries
 from service.dashboard.auth import COOKIE
 from service.models import Job, Trial
@@ -113,7 +112,8 @@ def test_overview_is_gzipped_and_consistent(quiet_service: Service, tokens: dict
     assert [o["metric"] for o in ov["objectives"]] == ["val_acc", "pixel3_latency"]
     assert ov["scatter"]["x"] == "metrics.pixel3_latency"
     assert ov["scatter"]["y"] == "metrics.val_acc"
-    assert ov["series"]["hv"] == [[p["trial_id"], p["value"]] for p in hv["data"]]
+    # indexed by distinct evaluations, like the progress counter
+    assert ov["series"]["hv"] == [[p["evaluations"], p["value"]] for p in hv["data"]]
     best = ov["series"]["best"]
     assert all(b[1] > a[1] and b[0] > a[0] for a, b in zip(best, best[1:], strict=False))
     stored = rows(quiet_service, big_job)
@@ -285,24 +285,23 @@ def test_stream_sends_each_new_trial_once_while_the_job_runs(
                 {p[0]: p for p in hv + part["points"]}.values())
     with quiet_service.client(tokens["alice"]) as c:
         stored_hv = c.get(f"/jobs/{job_id}/hypervolume").json()["data"]
-    assert hv == [[p["trial_id"], p["value"]] for p in stored_hv]
+    assert hv == [[p["evaluations"], p["value"]] for p in stored_hv]
     assert received[-1]["data"]["status"] == "succeeded"
 
 
 def test_hv_after_reports_a_rewritten_history_as_reset(quiet_service: Service,
                                                        tokens: dict[str, str]) -> None:
-    # the last trial is far worse than the others: the reference point moves and the worker
-    # rewrites the history; a client holding an old cursor must replace, not append
+    # a resumed job whose loop fixes another reference point (its first batch differs) makes
+    # the worker rewrite the history; a client holding an old cursor must replace, not append
     base = [r for r in nb201_records(200, seed=9) if r.metrics][:30]
-    worst = TrialRecord(30, base[0].arch, "worst", TrialState.COMPLETE, reward=1.0,
-                        metrics={"val_acc": 1.0, "pixel3_latency": 1e4}, evaluation_index=31)
     for i, r in enumerate(base):
         r.trial_id, r.evaluation_index = i, i + 1
     job_id = fill_job(quiet_service, tokens["alice"], base, filled_spec("reset", 40),
                       finish=None)
     with quiet_service.db.reading() as session:
         before = queries.current_cursor(session, job_id)
-    sink_for(quiet_service, job_id, filled_spec("reset", 40), base).on_trial(worst)
+    sink_for(quiet_service, job_id, filled_spec("reset", 40), base).on_reference(
+        HvReference((50.0, 40.0), "spec,spec"))
     with quiet_service.db.reading() as session:
         reset, points, count, _ = queries.hv_after(session, job_id, before)
         full = queries.series(session, session.get(Job, job_id))["hv"]

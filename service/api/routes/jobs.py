@@ -28,6 +28,7 @@ from service.schemas import (
     ArtifactsPublic,
     ErrorBody,
     HypervolumePublic,
+    HypervolumeReference,
     JobCreate,
     JobProgress,
     JobPublic,
@@ -77,7 +78,17 @@ def _summary_fields(job: Job, owner: str) -> dict[str, Any]:
         created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
         finished_at=job.finished_at, attempts=job.attempts, resumed=job.resumed,
         progress=_progress(job), best_reward=job.best_reward, hypervolume=job.hypervolume,
+        hypervolume_reference=_reference(job),
+        hypervolume_normalized=(job.hypervolume / job.hv_true_front
+                                if job.hypervolume is not None and job.hv_true_front else None),
     )
+
+
+def _reference(job: Job) -> HypervolumeReference | None:
+    if job.hv_reference is None:
+        return None
+    return HypervolumeReference(point=job.hv_reference, source=job.hv_reference_source or "",
+                                true_front=job.hv_true_front)
 
 
 def _load(session: Session, job_id: str) -> Job:
@@ -209,6 +220,8 @@ async def hypervolume(job_id: JobId, read: JobReadDep, state: StateDep) -> Respo
 
 def _hypervolume(session: Session, job: Job) -> HypervolumePublic:
     return HypervolumePublic(objectives=_objectives(job), reference=job.hv_reference,
+                             reference_source=job.hv_reference_source,
+                             true_front=job.hv_true_front,
                              data=crud.hypervolume_history(session, job))
 
 

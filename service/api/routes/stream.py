@@ -42,7 +42,7 @@ POLL_S = 0.25
 MAX_TRIALS_PER_EVENT = 1000
 MAX_CONNECTION_S = 600.0
 RETRY_MS = 1500
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled", "exhausted")
 
 
 def job_state(job: Job) -> dict[str, Any]:
@@ -52,7 +52,8 @@ def job_state(job: Job) -> dict[str, Any]:
         "evaluations": job.evaluations, "budget": job.budget, "trials": job.n_trials,
         "complete": job.n_complete, "failed": job.n_failed, "cached": job.n_cached,
         "best_trial_id": job.best_trial_id, "best_reward": job.best_reward,
-        "hypervolume": job.hypervolume, "updated_at": _iso(job.updated_at),
+        "hypervolume": job.hypervolume, "hv_reference": job.hv_reference,
+        "hv_true_front": job.hv_true_front, "updated_at": _iso(job.updated_at),
         "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
     }
 

@@ -70,7 +70,7 @@ export function paretoFigure(model) {
   return { spec, counts: { points: pts.length, front: front.length, dominated: dominated.length } };
 }
 
-/** A step line (value after each change) extended to the latest trial, with a marker per change. */
+/** A step line (value after each change) extended to the latest evaluation, with a marker per change. */
 export function stepFigure(points, last, { name, color, ytitle }) {
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);
@@ -85,12 +85,12 @@ export function stepFigure(points, last, { name, color, ytitle }) {
   return {
     spec: {
       key: "series",
-      x: { title: "trials", range: [0, xmax > 0 ? xmax * 1.02 : 1] },
+      x: { title: "evaluations", range: [0, xmax > 0 ? xmax * 1.02 : 1] },
       y: { title: ytitle, range: [lo - pad, hi + pad] },
       color: null,
       lines: [{ id: "line", name, x: xs, y: ys, shape: "hv", color, width: 2.2, fill: `${color}14`, legend: false }],
       layers: [{ id: "changes", name: "changes", points: changes, x: (p) => p.t, y: (p) => p.v, size: 5, fill: color, legend: false,
-        tip: (p) => `trial ${p.t}<br>${escapeHtml(name)}: <b>${fmt(p.v, 5)}</b>` }],
+        tip: (p) => `evaluation ${p.t}<br>${escapeHtml(name)}: <b>${fmt(p.v, 5)}</b>` }],
       hover: "x",
     },
   };

@@ -15,7 +15,7 @@ const REDRAW_MS = 250;
 const SERIES_MS = 1000;
 const CONFIRM_MS = 8000;
 const afterPaint = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+const FINISHED = new Set(["succeeded", "failed", "cancelled", "exhausted"]);
 
 export class JobView {
   constructor(root, id, user) {
@@ -58,7 +58,7 @@ export class JobView {
     this.model.loadSnapshot(ov.scatter);
     this.hv = ov.series.hv;
     this.best = ov.series.best;
-    this.lastTrial = ov.series.last_trial;
+    this.lastEval = ov.series.last;
     this.layout();
     this.renderHeader();
     this.renderBest(job.best);
@@ -189,7 +189,9 @@ export class JobView {
     this.statEls.bar.firstChild.style.width = `${frac * 100}%`;
     this.statEls.best.set(fmt(s.best_reward, 6),
       s.best_trial_id !== null && s.best_trial_id !== undefined ? `trial #${s.best_trial_id}` : "");
-    this.statEls.hv.set(fmt(s.hypervolume, 6), "");
+    this.statEls.hv.set(fmt(s.hypervolume, 6), s.hv_true_front && s.hypervolume !== null && s.hypervolume !== undefined
+      ? `${fmt(s.hypervolume / s.hv_true_front, 4)} of the true front`
+      : s.hv_reference ? `reference (${s.hv_reference.map((v) => fmt(v, 4)).join(", ")})` : "");
     this.statEls.front.set(fmtInt(this.model.front.size), "");
     this.statEls.trials.set(fmtInt(s.trials), `${fmtInt(s.failed)} failed · ${fmtInt(s.cached)} repeats`);
     const reason = s.reason && (s.status === "failed" || s.status === "cancelled") ? s.reason : "";
@@ -220,8 +222,9 @@ export class JobView {
       this.newLive.push(...added);
       let top = this.best.length ? this.best[this.best.length - 1][1] : -Infinity;
       for (const t of d.trials) {
-        if (t.s === "complete" && typeof t.r === "number" && t.r > top) { top = t.r; this.best.push([t.t, t.r]); }
-        if (this.lastTrial === null || t.t > this.lastTrial) this.lastTrial = t.t;
+        // t.n: the trial counts (complete, first evaluation, constraints met: search/trials.py)
+        if (t.n && typeof t.r === "number" && Number.isFinite(t.r) && t.r > top) { top = t.r; this.best.push([t.e, t.r]); }
+        if (typeof t.e === "number" && (this.lastEval === null || this.lastEval === undefined || t.e > this.lastEval)) this.lastEval = t.e;
       }
       this.best.sort((a, b) => a[0] - b[0]);
       this.table?.refreshSoon();
@@ -320,8 +323,8 @@ export class JobView {
   }
 
   drawSeries() {
-    const hv = stepFigure(this.hv, this.lastTrial, { name: "hypervolume", color: "#4f46e5", ytitle: "hypervolume" });
-    const best = stepFigure(this.best, this.lastTrial, { name: "best reward", color: "#059669", ytitle: "best reward" });
+    const hv = stepFigure(this.hv, this.lastEval, { name: "hypervolume", color: "#4f46e5", ytitle: "hypervolume" });
+    const best = stepFigure(this.best, this.lastEval, { name: "best reward", color: "#059669", ytitle: "best reward" });
     this.hvChart.draw(hv.spec);
     this.bestChart.draw(best.spec);
     this.hvEl.dataset.points = String(this.hv.length);
@@ -479,6 +482,8 @@ function flatState(job) {
     evaluations: p.evaluations, budget: p.budget, trials: p.trials, complete: p.complete, failed: p.failed,
     cached: p.cached, best_trial_id: job.best ? job.best.trial_id : null, best_reward: job.best_reward,
     hypervolume: job.hypervolume, started_at: job.started_at, finished_at: job.finished_at,
+    hv_reference: job.hypervolume_reference ? job.hypervolume_reference.point : null,
+    hv_true_front: job.hypervolume_reference ? job.hypervolume_reference.true_front : null,
   };
 }
 

@@ -92,7 +92,10 @@ export class JobsView {
         progressBar(j.progress.fraction, j.status),
         h("span", {}, `${fmtInt(j.progress.evaluations)} / ${fmtInt(j.progress.budget)}`))),
       h("td", { class: "num" }, fmt(j.best_reward)),
-      h("td", { class: "num" }, fmt(j.hypervolume)),
+      // The ratio to the true front where the tables give one: raw volumes of different jobs
+      // (different units and reference points) do not compare.
+      h("td", { class: "num", title: j.hypervolume_reference ? `hypervolume ${fmt(j.hypervolume)} from (${j.hypervolume_reference.point.join(", ")})` : "" },
+        j.hypervolume_normalized !== null && j.hypervolume_normalized !== undefined ? `${fmt(j.hypervolume_normalized, 3)} of true` : fmt(j.hypervolume)),
       h("td", { class: "num" }, fmtInt(j.progress.trials),
         j.progress.failed ? h("span", { class: "faint" }, ` · ${fmtInt(j.progress.failed)} failed`) : null),
       h("td", { class: "muted", title: j.created_at }, relTime(j.created_at))));
