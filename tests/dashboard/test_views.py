@@ -212,6 +212,8 @@ def test_a_job_without_trials_says_what_will_appear(open_page: Any, quiet_servic
     assert spec == "Waiting for a worker to start the job"
     fits(page)
     p.shot("phone-empty-job")
+    with quiet_service.client(owner) as c:  # fill_job in later tests claims the oldest job
+        assert c.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
     assert not p.errors, p.errors
 
 
@@ -379,7 +381,7 @@ def test_live_and_reload_draw_the_same_points(open_page: Any, quiet_service: Ser
     for i in range(0, len(more), 100):
         for rec in more[i:i + 100]:
             sink.on_trial(rec)
-        time.sleep(0.25)
+        time.sleep(0.5)  # 200 trials a second
     sink.on_end("succeeded", "filled by the test")
     page.wait_for_selector("#live[data-state='ended']")
     reload = api(quiet_service, owner, f"/dashboard/jobs/{job}/scatter")
@@ -387,7 +389,9 @@ def test_live_and_reload_draw_the_same_points(open_page: Any, quiet_service: Ser
     page.wait_for_function(f"document.querySelector('#pareto-plot').dataset.points == "
                            f"'{reload['shown']}'", timeout=30_000)
     live_max = page.evaluate("window.__maxPoints")
-    assert live_max < 2600, live_max  # the budget held while streaming (was ~6,000)
+    # the budget held while streaming (it grew to ~6,000 before): 2,000 points, plus at most
+    # 500 streamed ones (and new Pareto points) while the next snapshot loads
+    assert 2000 <= live_max <= 2500 + len(reload["front"]), live_max
     page.reload()
     page.wait_for_selector("#pareto-plot[data-drawn]")
     assert page.get_attribute("#pareto-plot", "data-points") == str(reload["shown"])

@@ -52,6 +52,7 @@ export class AnalysisCard {
 
   show(tab) {
     this.tab = tab;
+    this.note.textContent = this.notes?.[tab] || "";
     for (const b of this.tabs.children) b.classList.toggle("active", b.dataset.view === tab);
     for (const [k, v] of Object.entries(this.views)) v.hidden = k !== tab;
     if (!this.loaded[tab]) { this.loaded[tab] = true; this.load(tab); }
@@ -76,6 +77,11 @@ export class AnalysisCard {
     el.dataset.ms = String(Math.round(performance.now() - t0));
   }
 
+  setNote(tab, text) {
+    (this.notes ||= {})[tab] = text;
+    if (this.tab === tab) this.note.textContent = text;
+  }
+
   empty(el, text) {
     clear(el, h("div", { class: "empty" }, h("div", { class: "big" }, "Nothing to analyse yet"), text));
   }
@@ -84,7 +90,7 @@ export class AnalysisCard {
   drawImportance(data) {
     const el = this.views.importance;
     const ready = data.objectives.filter((o) => Object.keys(o.values).length);
-    this.note.textContent = `${data.evaluator} · share of each objective's spread explained by a decision`;
+    this.setNote("importance", `${data.evaluator} · how much each decision sets each objective apart`);
     if (!ready.length) {
       this.empty(el, "Decision importance appears here once 10 trials have completed.");
       return;
@@ -107,6 +113,7 @@ export class AnalysisCard {
     const el = this.views.slices;
     const data = await api(`/dashboard/jobs/${encodeURIComponent(this.jobId)}/slices${query({ metric: metric ? `metrics.${metric}` : null })}`);
     this.sliceMetric = data.metric;
+    this.setNote("slices", `each decision's choices against ${this.metrics.title(data.metric)}`);
     const names = [...new Set([...this.objectives.map((o) => o.metric), ...(this.metricNames || [])])];
     const pick = h("select", { id: "slice-metric", "aria-label": "Metric", onchange: () => {
       this.loadSlices(pick.value).catch(() => {});
@@ -129,8 +136,11 @@ export class AnalysisCard {
       this.empty(el, "Parallel coordinates appear here once a trial has completed.");
       return;
     }
-    const color = this.objectives.length ? `metrics.${this.objectives[0].metric}` : null;
-    this.pc = new ParallelCoords(data, { metrics: this.metrics, color, onBrush: (where) => this.onBrush(where) });
+    const first = this.objectives[0];
+    const color = first ? `metrics.${first.metric}` : null;
+    this.setNote("parallel", first ? `colour: ${this.metrics.title(first.metric)}, better in yellow (drawn on top)` : "");
+    this.pc = new ParallelCoords(data, { metrics: this.metrics, color, better: first?.direction || "max",
+      onBrush: (where) => this.onBrush(where) });
     this.pcNote = h("span", { class: "faint", id: "parallel-note" });
     clear(el, h("div", { class: "row", style: { marginBottom: "8px" } }, this.pcNote,
       h("span", { style: { flex: 1 } }),
@@ -188,8 +198,9 @@ function slicePanel(d, metrics, metric) {
  * brush a range; lines outside any brush fade, and ``onBrush`` gets the filter the trials
  * table applies on the server. */
 export class ParallelCoords {
-  constructor(data, { metrics, color, onBrush }) {
+  constructor(data, { metrics, color, better = "max", onBrush }) {
     this.data = data;
+    this.better = better;
     this.metrics = metrics;
     this.onBrush = onBrush;
     this.onCount = null;
@@ -205,9 +216,11 @@ export class ParallelCoords {
   }
 
   geometry() {
-    const width = Math.max(this.el.clientWidth, 90 * this.dims.length * 0.6, 320);
-    const height = 360, top = 34, bottom = 28, side = 46;
-    const step = (width - 2 * side) / Math.max(1, this.dims.length - 1);
+    // At least 84 px between axes: on a phone the plot scrolls inside its card instead.
+    const side = 40, right = 64;
+    const width = Math.max(this.el.clientWidth, side + right + 84 * Math.max(1, this.dims.length - 1), 320);
+    const height = 360, top = 34, bottom = 28;
+    const step = (width - side - right) / Math.max(1, this.dims.length - 1);
     const axes = this.dims.map((d, i) => {
       const x = side + i * step;
       const [lo, hi] = d.kind === "decision" ? [-0.5, d.choices.length - 0.5] : pad(d.range);
@@ -215,7 +228,7 @@ export class ParallelCoords {
       const iv = (y) => lo + (1 - (y - top) / (height - top - bottom)) * (hi - lo);
       return { d, x, lo, hi, sy, iv };
     });
-    return { width, height, top, bottom, axes };
+    return { width, height, top, bottom, axes, step };
   }
 
   /** Where an axis value is on the page: tests and keyboard users brush the way a mouse does. */
@@ -249,6 +262,7 @@ export class ParallelCoords {
     const n = this.data.t.length;
     const cd = this.colorDim;
     const [cmin, cmax] = cd ? cd.range || [0, 1] : [0, 1];
+    const flip = this.better === "min"; // yellow is always the better end
     const faded = new Path2D();
     const bins = Array.from({ length: BINS }, () => new Path2D());
     let inside = 0;
@@ -258,13 +272,15 @@ export class ParallelCoords {
       if (hit) {
         inside += 1;
         const v = cd ? cd.values[i] : null;
-        path = bins[Number.isFinite(v) ? Math.round(((v - cmin) / ((cmax - cmin) || 1)) * (BINS - 1)) : 0];
+        const u = Number.isFinite(v) ? (v - cmin) / ((cmax - cmin) || 1) : 0;
+        path = bins[Math.round((flip ? 1 - u : u) * (BINS - 1))];
       }
       let started = false;
       for (const a of g.axes) {
         const v = a.d.values[i];
         if (v === null || v === undefined) { started = false; continue; }
-        const y = a.sy(v);
+        // Lines through one choice spread over a band, so the mix of paths shows.
+        const y = a.d.kind === "decision" ? a.sy(v + JITTER[i % JITTER.length]) : a.sy(v);
         if (started) path.lineTo(a.x, y); else { path.moveTo(a.x, y); started = true; }
       }
     }
@@ -295,11 +311,20 @@ export class ParallelCoords {
       ctx.fillStyle = ink;
       ctx.textAlign = "center";
       const title = a.d.kind === "metric" ? this.metrics.title(a.d.name) : a.d.name;
-      wrapTitle(ctx, title, a.x, 12, 100);
+      wrapTitle(ctx, title, a.x, 12, g.step - 6);
       ctx.textAlign = "left";
       ctx.fillStyle = muted;
       if (a.d.kind === "decision") {
-        a.d.choices.forEach((c, k) => { const s = String(c); ctx.fillText(s.length > 14 ? `${s.slice(0, 13)}…` : s, a.x + 4, a.sy(k) + 4); });
+        a.d.choices.forEach((c, k) => {
+          const text = fitText(ctx, String(c), g.step - 10);
+          const w = ctx.measureText(text).width;
+          ctx.fillStyle = css("--card", "#fff");
+          ctx.globalAlpha = 0.85;
+          ctx.fillRect(a.x + 3, a.sy(k) - 7, w + 2, 13);
+          ctx.globalAlpha = 1;
+          ctx.fillStyle = muted;
+          ctx.fillText(text, a.x + 4, a.sy(k) + 4);
+        });
       } else {
         const t = ticks(a.lo, a.hi, 4);
         for (const v of t.values) if (v >= a.lo && v <= a.hi) ctx.fillText(tickText(v, t.step), a.x + 4, a.sy(v) + 4);
@@ -389,6 +414,16 @@ export class ParallelCoords {
   emit() {
     this.onBrush?.(this.where());
   }
+}
+
+// Offsets within a choice's band (golden-ratio sequence: even, no clumps).
+const JITTER = Array.from({ length: 97 }, (_, i) => (((i * 0.618034) % 1) - 0.5) * 0.5);
+
+function fitText(ctx, text, width) {
+  if (ctx.measureText(text).width <= width) return text;
+  let t = text;
+  while (t.length > 1 && ctx.measureText(`${t}…`).width > width) t = t.slice(0, -1);
+  return `${t}…`;
 }
 
 function pad([lo, hi]) {

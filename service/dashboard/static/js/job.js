@@ -15,7 +15,8 @@ import { badge, clear, downloadLink, elapsed, fmt, fmtDuration, fmtInt, h, icon,
 const MAX_POINTS = 2000; // scatter points per snapshot (Pareto points always included)
 // Live equals reload: once the stream pushes the plot past the snapshot's budget, the page
 // asks the server for a fresh snapshot, down-sampled by the same rule a reload uses.
-const RESAMPLE_MS = 2000; // at most one fresh snapshot per this interval while streaming
+const RESAMPLE_MS = 1000; // at most one fresh snapshot per this interval while streaming
+const LIVE_SLACK = 500; // stream points drawn past the budget while the next snapshot loads
 const REPEATS_WARN = 0.5; // warn when more than this share of trials were repeats
 const REDRAW_MS = 250;
 const SERIES_MS = 1000;
@@ -250,7 +251,7 @@ export class JobView {
     if (!this.alive) return;
     if (d.trials?.length) {
       if (this.pendingTrials) this.pendingTrials.push(...d.trials);
-      const added = this.model.addTrials(d.trials);
+      const added = this.model.addTrials(d.trials, MAX_POINTS + LIVE_SLACK);
       this.newLive.push(...added);
       let top = this.best.length ? this.best[this.best.length - 1][1] : -Infinity;
       for (const t of d.trials) {
@@ -260,7 +261,7 @@ export class JobView {
       this.best.sort((a, b) => a[0] - b[0]);
       this.table?.refreshSoon();
       this.schedule("pareto", "series");
-      if (this.model.points.size > MAX_POINTS) this.resampleSoon();
+      if (this.model.points.size > MAX_POINTS || this.model.held) this.resampleSoon();
     }
     if (d.front) { this.model.setFront(d.front); this.schedule("pareto", "header"); }
     if (d.hv) {
@@ -291,7 +292,7 @@ export class JobView {
     this.table?.load(true);
     this.analysis?.refresh();
     // The last snapshot: what a reload would draw.
-    if (this.model.live) this.resample(null, true);
+    if (this.model.live || this.model.held) this.resample(null, true);
   }
 
   /** Over the budget while streaming: a fresh server snapshot (throttled). */
@@ -401,7 +402,7 @@ export class JobView {
         x: s.x, y: s.y, color: s.color || "none", max_points: MAX_POINTS })}`);
       if (!this.alive) return;
       this.model.loadSnapshot(snap);
-      this.model.addTrials(this.pendingTrials);
+      this.model.addTrials(this.pendingTrials, MAX_POINTS + LIVE_SLACK);
       this.schedule("pareto");
     } catch (err) {
       toast(err.message, "error");
