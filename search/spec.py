@@ -27,7 +27,7 @@ from spaces.registry import SPACES, Registry, UnknownName, options_error_text
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Component(_Strict):

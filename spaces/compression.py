@@ -101,7 +101,7 @@ class LatencyModel:
 
 # ---- options (torch-free: the API validates jobs with these) ---------------------------------
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ModelRef(_Strict):

@@ -20,7 +20,7 @@ from spaces.compression import CompressionSpaceOptions  # torch-free
 class NoOptions(BaseModel):
     """A component without options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class UnknownName(ValueError):
@@ -43,6 +43,9 @@ class Entry:
     options: type[BaseModel] = NoOptions
     summary: str = ""
     fixed: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"device": "pixel3"}
+    #: evaluators and profilers: "module:function" declaring the metrics they produce
+    #: (``search.metrics``); called with the parsed options and ``fixed``
+    metrics: str = ""
 
     def load(self) -> Any:
         module, _, attr = self.target.partition(":")
