@@ -341,5 +341,6 @@ def check_metrics(spec: JobSpec) -> JobMetrics:
         if name not in found.metrics:
             valid = sorted(found.metrics)
             raise SpecError(field, f"metric {name!r} is not produced by this job's evaluator "
-                            f"or profilers; valid metrics: {', '.join(valid) or 'none'}")
+                            f"or profilers; valid metrics: {', '.join(valid) or 'none'}",
+                            valid)
     return found
