@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -132,11 +133,12 @@ class ExecutorSpec(_Strict):
         description="Ray address for `lightsearch search` with name 'ray' (default "
         "RAY_ADDRESS or a local Ray). The service refuses it: jobs run on its own Ray.")
 
-    @model_validator(mode="after")
-    def _address(self) -> ExecutorSpec:
-        if self.address is not None and self.name != "ray":
-            raise ValueError("address is a Ray address: it needs name 'ray'")
-        return self
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("name") != "ray":
+            raise ValueError("a Ray address: it needs executor.name 'ray'")
+        return v
 
 
 class ExportSpec(_Strict):
@@ -252,11 +254,19 @@ class SpecError(ValueError):
         self.valid = valid
 
 
+def field_path(loc: Any) -> str:
+    """A pydantic location as users write it: ``constraints[0].max``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def spec_errors(err: ValidationError) -> list[SpecError]:
     """Turn pydantic's errors into (field, message) pairs users can read."""
     out = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
+        loc = field_path(e["loc"])
         msg = str(e["msg"]).removeprefix("Value error, ")
         if isinstance((e.get("ctx") or {}).get("error"), UnknownName):
             loc = f"{loc}.name"
