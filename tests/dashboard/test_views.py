@@ -325,13 +325,17 @@ def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
     p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", "phone")
     page = p.page
     page.wait_for_selector("#pareto-plot[data-drawn]")
+    # the page has settled (cards above and below the plot have loaded)
+    page.wait_for_selector("#downloads .download")
+    page.wait_for_selector("#importance-view[data-state='drawn']")
+    page.wait_for_selector("#trials-table")
     page.locator("#pareto-plot").scroll_into_view_if_needed()
     front = {t["trial_id"] for t in api(quiet_service, owner, f"/jobs/{job}/pareto")["data"]}
-    at = page.evaluate("document.querySelector('#pareto-plot').chart"
-                       ".locate((p, layer) => layer === 'front')")
-    under = page.evaluate("""([x, y]) => { const c = document.querySelector('#pareto-plot').chart;
-        const b = c.area.getBoundingClientRect(); return c.pick(x - b.left, y - b.top).point.t; }""",
-                          [at["x"], at["y"]])
+    at = page.evaluate("""() => { const c = document.querySelector('#pareto-plot').chart;
+        const at = c.locate((p, layer) => layer === 'front');
+        const b = c.area.getBoundingClientRect();
+        return {...at, t: c.pick(at.x - b.left, at.y - b.top).point.t}; }""")
+    under = at["t"]
     assert under in front
     page.touchscreen.tap(at["x"], at["y"])
     drawer = page.wait_for_selector("#trial-drawer")

@@ -24,7 +24,8 @@ export class Metrics {
   /** "Latency on Pixel 3" (the device is added when the label does not name it). */
   label(key) {
     const m = this.info(key);
-    const device = m.device && !m.label.toLowerCase().includes(String(m.device).toLowerCase()) ? ` on ${m.device}` : "";
+    const flat = (t) => String(t).toLowerCase().replace(/[^a-z0-9]/g, "");
+    const device = m.device && !flat(m.label).includes(flat(m.device)) ? ` on ${m.device}` : "";
     return `${m.label}${device}`;
   }
 
