@@ -10,6 +10,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.admission import job_metrics_document
 from service.dashboard.queries import TrialFilter, _number, _sort_key, filter_conditions, objectives
 from service.models import Job, Trial
 
@@ -19,9 +20,9 @@ FIXED = ["trial_id", "state", "reward", "on_front", "cached", "duration_s", "arc
 
 def trials_csv(session: Session, job: Job, f: TrialFilter, sort: str,
                order: Literal["asc", "desc"]) -> str:
-    """The CSV text (read in one transaction, so it is one consistent snapshot).
-    Metric columns: the objectives, then every other metric the
-    matching trials carry, by name."""
+    """The CSV text (read in one transaction, so it is one consistent snapshot). Metric
+    columns: the objectives, then every other metric the matching trials carry, by name,
+    with the unit the metric registry gives."""
     conds = filter_conditions(job, f, session.get_bind().dialect.name)
     key = _sort_key(sort)
     key = key.asc() if order == "asc" else key.desc()
@@ -32,9 +33,13 @@ def trials_csv(session: Session, job: Job, f: TrialFilter, sort: str,
     names: dict[str, None] = {o["metric"]: None for o in objectives(job)}
     for r in rows:
         names.update(dict.fromkeys(sorted(r.metrics or {})))
+    registry, _formula = job_metrics_document(job.id, job.spec)
+    units = {n: (registry.get(n) or {}).get("unit") for n in names}
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
-    out.writerow(FIXED + [f"metrics.{n}" for n in names])
+    # The metric registry's unit in brackets: "metrics.pixel3_latency [ms]".
+    out.writerow(FIXED + [f"metrics.{n} [{units[n]}]" if units[n] else f"metrics.{n}"
+                          for n in names])
     for r in rows:
         metrics: dict[str, Any] = r.metrics or {}
         out.writerow([r.trial_id, r.state, _cell(r.reward), int(bool(r.on_front)),

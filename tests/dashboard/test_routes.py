@@ -375,7 +375,15 @@ def test_brushing_filter_and_csv_equal_the_filtered_trials(quiet_service: Servic
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
         import csv
         import io
-        table = list(csv.DictReader(io.StringIO(r.text)))
+        reader = csv.reader(io.StringIO(r.text))
+        header = next(reader)
+        # metric columns carry the registry's unit: "metrics.pixel3_latency [ms]"
+        registry = c.get(f"/jobs/{big_job}").json().get("metrics") or {}
+        for name, info in registry.items():
+            if info.get("unit") and f"metrics.{name}" in [h.split(" [")[0] for h in header]:
+                assert f"metrics.{name} [{info['unit']}]" in header, header
+        table = [dict(zip([h.split(" [")[0] for h in header], row, strict=True))
+                 for row in reader]
         assert [int(row["trial_id"]) for row in table] == [t["t"] for t in picked]
         for row, t in zip(table, picked, strict=True):
             assert row["state"] == t["s"] and float(row["reward"]) == t["r"]
