@@ -427,7 +427,7 @@ def test_analysis_views_of_a_job(quiet_service: Service, tokens: dict[str, str],
     assert imp["evaluator"].startswith("PED-ANOVA")
     assert [o["metric"] for o in imp["objectives"]] == ["val_acc", "pixel3_latency"]
     for o in imp["objectives"]:
-        assert set(o["values"]) == edges and abs(sum(o["values"].values()) - 1) < 1e-6
+        assert set(o["values"]) == edges and abs(sum(o["values"].values()) - 1) < 1e-4
     # on NAS-Bench-201, which operations sit on the edges decides accuracy: not all equal
     acc = imp["objectives"][0]["values"]
     assert max(acc.values()) > 2 * min(acc.values())
