@@ -167,6 +167,7 @@ def test_axes_say_what_and_in_which_unit_and_jobs_say_why_they_stopped(
         else:  # an older job: the raw name, never an empty title
             assert titles[key].startswith(metric), titles
     assert "better" in titles["x"] and "better" in titles["y"]
+    page.wait_for_selector("#hv-plot[data-points]")  # the step charts draw after the scatter
     assert axis_titles(page, "#hv-plot")["y"] == "hypervolume"
     # a finished job says why it stopped, whatever the status
     for name, status in (("main", "succeeded"), ("failed", "failed"), ("cancelled", "cancelled")):

@@ -6,9 +6,14 @@ import { fmtInt, h } from "./util.js";
 
 const FAMILY = 'Inter, ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif';
 const FONT = `12px ${FAMILY}`;
-// Colours follow the page's theme (light or dark, app.css): read once per draw.
+// Colours follow the page's theme (light or dark, app.css): read when the scheme changes, not
+// per draw (reading computed style forces a style recalculation while the page updates).
 let INK = "#374151", MUTED = "#6b7280", GRID = "#f0f1f5", EDGE = "#e5e7eb", PANEL = "#fff";
+let themed = false;
+window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", () => { themed = false; });
 function theme() {
+  if (themed) return;
+  themed = true;
   const css = getComputedStyle(document.documentElement);
   const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
   INK = v("--chart-ink", INK); MUTED = v("--muted", MUTED); GRID = v("--line-2", GRID);
