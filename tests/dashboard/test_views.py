@@ -85,9 +85,12 @@ def jobs(quiet_service: Service, owner: str) -> dict[str, str]:
     policy = []
     for i in range(6):
         arch = {f"prune:{x}": round(((i + j) % 4) / 10, 2) for j, x in enumerate(layers)}
+        rows = [{"layer": x, "prune": arch[f"prune:{x}"],  # as the compress evaluator records
+                 "channels": f"{round(16 * (j + 1) * (1 - arch[f'prune:{x}']))}/{16 * (j + 1)}"}
+                for j, x in enumerate(layers)]
         policy.append(TrialRecord(i, arch, f"policy-{i}", TrialState.COMPLETE, reward=90.0 - i,
                                   metrics={"val_acc": 90.0 - i, "pixel3_latency": 10.0 - i},
-                                  evaluation_index=i + 1))
+                                  recorded={"policy": rows}, evaluation_index=i + 1))
     out["policy"] = fill_job(quiet_service, owner, policy, filled_spec("compress-like", 6),
                              results=False)
     blocks = []
@@ -319,6 +322,24 @@ def test_architectures_are_readable_with_raw_json_behind_a_toggle(
     assert page.locator("#trial-layers rect.bar").count() == 4
     fits(page)
     p.shot("phone-trial-policy", full_page=False)
+    assert not p.errors, p.errors
+
+
+def test_a_compression_policy_sits_beside_the_reference_layer_sizes(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{jobs['policy']}", "desktop")
+    page = p.page
+    page.wait_for_selector("#policy-plot[data-trial='0'] rect.bar")
+    bars = page.eval_on_selector_all("#policy-plot rect.bar", """rs => rs.map(r =>
+        [r.dataset.group, r.dataset.label, +r.dataset.value])""")
+    rows = api(quiet_service, owner, f"/dashboard/jobs/{jobs['policy']}/trials/0")[
+        "recorded"]["policy"]
+    totals = [int(r["channels"].split("/")[1]) for r in rows]
+    kept = [int(r["channels"].split("/")[0]) / t for r, t in zip(rows, totals, strict=True)]
+    assert [b[2] for b in bars if b[0] == "reference"] == totals
+    assert [b[2] for b in bars if b[0] == "kept"] == pytest.approx(kept)
+    assert [b[1] for b in bars if b[0] == "prune"] == [r["layer"] for r in rows]
+    p.shot("desktop-policy-reference", full_page=False)
     assert not p.errors, p.errors
 
 
