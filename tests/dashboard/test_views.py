@@ -339,6 +339,7 @@ def test_a_compression_policy_sits_beside_the_reference_layer_sizes(
     assert [b[2] for b in bars if b[0] == "reference"] == totals
     assert [b[2] for b in bars if b[0] == "kept"] == pytest.approx(kept)
     assert [b[1] for b in bars if b[0] == "prune"] == [r["layer"] for r in rows]
+    page.locator("#policy-card").scroll_into_view_if_needed()
     p.shot("desktop-policy-reference", full_page=False)
     assert not p.errors, p.errors
 
