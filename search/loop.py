@@ -26,6 +26,7 @@ from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
 from agents.registry import AGENTS
 from search.base import Evaluator, MetricNotMeasured, Profiler
 from search.executors import EvalTask, Executor, make_executor
+from search.metrics import check_metrics
 from search.objectives import constraint_violations, make_reward
 from search.registry import EVALUATORS, PROFILERS
 from search.sinks import ResultSink, TrialRecord
@@ -109,6 +110,7 @@ class SearchLoop:
     ) -> None:
         self.spec = spec
         self.sink = sink
+        check_metrics(spec)  # an objective on a metric nothing measures is a bad spec
         with _field("space"):
             self.space: Space = SPACES.create(spec.space.name, options=spec.space.options)
         self.objectives = tuple(Objective(o.metric, o.direction) for o in spec.objectives)

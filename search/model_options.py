@@ -7,12 +7,15 @@ torch. Defaults fit the embedded MNIST set (1x28x28, 10 classes): profilers buil
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from spaces.paths import path_field
 from spaces.registry import NoOptions
+
+#: A size in pixels or channels: bounded, so no option asks for an impossible tensor.
+Pixels = Annotated[int, Field(ge=1, le=16384)]
 
 
 class DatasetOptions(NoOptions):
@@ -26,11 +29,13 @@ class DatasetOptions(NoOptions):
     root: str | None = path_field("dataset", description="Folder for imagefolder / cifar10.")
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    max_samples: int | None = Field(None, ge=10, description="Stratified subset of the pool.")
-    image_size: int | list[int] | None = Field(
+    max_samples: int | None = Field(None, ge=10, le=100_000_000,
+                                     description="Stratified subset of the pool.")
+    image_size: Pixels | list[Pixels] | None = Field(
         None, description="Resize to this size (int or [height, width]).")
     grayscale: bool = False
-    seed: int = Field(0, ge=0, description="The split's seed: one split for the whole job.")
+    seed: int = Field(0, ge=0, le=2**31 - 1,
+                      description="The split's seed: one split for the whole job.")
 
     @model_validator(mode="after")
     def _check(self) -> DatasetOptions:
@@ -46,8 +51,9 @@ class DatasetOptions(NoOptions):
 class AshaOptions(NoOptions):
     """Ray Tune's ASHA scheduler over the job's trainings (rungs in epochs)."""
 
-    grace_period: int = Field(1, ge=1, description="Epochs before a trial can be stopped.")
-    reduction_factor: float = Field(3.0, gt=1, description="Keep the top 1/reduction_factor.")
+    grace_period: int = Field(1, ge=1, le=1000, description="Epochs before a trial can be stopped.")
+    reduction_factor: float = Field(3.0, gt=1, le=100,
+                                     description="Keep the top 1/reduction_factor.")
 
 
 class TrainOptions(NoOptions):
@@ -63,9 +69,9 @@ class TrainOptions(NoOptions):
     optimizer: Literal["sgd", "adam"] = "sgd"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     threads: int = Field(1, ge=1, le=256, description="torch threads per training.")
-    eval_batch_size: int = Field(500, ge=1)
-    bn_batches: int = Field(8, ge=0, description="Batches that re-estimate BN statistics "
-                                                 "before each evaluation (0: off).")
+    eval_batch_size: int = Field(500, ge=1, le=65536)
+    bn_batches: int = Field(8, ge=0, le=100_000, description="Batches that re-estimate BN "
+                            "statistics before each evaluation (0: off).")
     asha: AshaOptions | None = Field(None, description="Stop poor candidates early (ASHA).")
 
     @model_validator(mode="after")
@@ -77,9 +83,9 @@ class TrainOptions(NoOptions):
 
 
 class _ModelInput(NoOptions):
-    input_shape: list[int] = Field([1, 28, 28], min_length=3, max_length=3,
+    input_shape: list[Pixels] = Field([1, 28, 28], min_length=3, max_length=3,
                                    description="(channels, height, width) of the dataset.")
-    num_classes: int = Field(10, ge=2)
+    num_classes: int = Field(10, ge=2, le=100_000)
 
     @model_validator(mode="after")
     def _positive(self) -> _ModelInput:
@@ -123,7 +129,7 @@ class PredictorOptions(MeasuredOptions):
                                    description="Architectures measured end to end to fit "
                                                "latency = a * table sum + c * layers + b "
                                                "(0: the raw sum).")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
     def _calibration(self) -> PredictorOptions:
@@ -140,7 +146,7 @@ class DistillOptions(NoOptions):
                             "or an architecture of the job's space, trained first.")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the soft-target loss.")
     temperature: float = Field(4.0, gt=0, le=100)
-    teacher_epochs: int | None = Field(None, ge=1, description="Default: retrain epochs.")
+    teacher_epochs: int | None = Field(None, ge=1, le=10000, description="Default: retrain epochs.")
 
 
 class RetrainSpec(NoOptions):
@@ -148,8 +154,8 @@ class RetrainSpec(NoOptions):
 
     top_k: int = Field(3, ge=1, le=1000)
     epochs: int = Field(10, ge=1, le=10000)
-    lr: float | None = Field(None, gt=0, description="Default: the search's lr.")
-    batch_size: int | None = Field(None, ge=2)
+    lr: float | None = Field(None, gt=0, le=10, description="Default: the search's lr.")
+    batch_size: int | None = Field(None, ge=2, le=65536)
     dataset: dict | None = Field(None, description="Overrides of the search's dataset "
                                                    "options (e.g. {\"max_samples\": null}).")
     distill: DistillOptions | None = None

@@ -89,6 +89,30 @@ def make_reward(reward: RewardSpec, objectives: Sequence[ObjectiveLike]) -> Rewa
     raise ValueError(f"unknown reward kind {reward.kind!r}; valid: objective, mnas, weighted")
 
 
+def reward_formula(reward: RewardSpec, objectives: Sequence[ObjectiveLike],
+                   units: Mapping[str, str | None] | None = None) -> str:
+    """The reward ``make_reward`` computes, written out for people, e.g.
+    ``val_acc * (pixel3_latency / 10 ms)^-0.07``; ``units`` puts the target's unit in."""
+    if reward.kind == "objective":
+        if not objectives:
+            return "none (no objective)"
+        first = objectives[0]
+        return f"-{first.metric}" if first.direction == "min" else first.metric
+    if reward.kind == "mnas":
+        unit = (units or {}).get(reward.latency or "")
+        target = f"{reward.target:g}" + (f" {unit}" if unit else "")
+        ratio = f"({reward.latency} / {target})"
+        if reward.mode == "hard":
+            return f"{reward.accuracy} * {ratio}^(0 if {reward.latency} <= {target} else -1)"
+        return f"{reward.accuracy} * {ratio}^{reward.w:g}"
+    terms = []
+    for i, (name, weight) in enumerate(reward.weights.items()):
+        sign = "-" if weight < 0 else "+"
+        term = name if abs(weight) == 1 else f"{abs(weight):g} * {name}"
+        terms.append((sign if sign == "-" else "") + term if i == 0 else f"{sign} {term}")
+    return " ".join(terms)
+
+
 def constraint_violations(
     constraints: Sequence[ConstraintSpec],
     metrics: Mapping[str, float],

@@ -86,6 +86,9 @@ class TabularOptions(NoOptions):
     )
 
 
+_M = "search.metrics:"  # each entry's metric declaration (imported on first use)
+
+
 def _lut_entries() -> list[Entry]:
     return [
         Entry(
@@ -94,6 +97,7 @@ def _lut_entries() -> list[Entry]:
             NoOptions,
             f"{NB201_DEVICE_NAMES[device]}: {', '.join(cols)} from the NAS-Bench-201 tables",
             fixed={"device": device},
+            metrics=f"{_M}nb201_device_metrics",
         )
         for device, cols in NB201_DEVICES.items()
     ]
@@ -104,26 +108,29 @@ PROFILERS = Registry(
     [
         *_lut_entries(),
         Entry("csv", "search.profilers.lookup:CsvProfiler", CsvProfilerOptions,
-              "Device measurements from a user's CSV (blank or -1 = not measured)."),
+              "Device measurements from a user's CSV (blank or -1 = not measured).",
+              metrics=f"{_M}csv_profiler_metrics"),
         Entry("analytical", "search.profilers.analytical:AnalyticalProfiler", AnalyticalOptions,
-              "FLOPs (multiply-adds) and parameters computed from the architecture."),
+              "FLOPs (multiply-adds) and parameters computed from the architecture.",
+              metrics=f"{_M}analytical_metrics"),
         Entry("torch-analytical", "search.profilers.torch_analytical:TorchAnalyticalProfiler",
               TorchAnalyticalOptions,
               "FLOPs, params, peak activation memory and an energy ESTIMATE of the built "
-              "PyTorch model."),
+              "PyTorch model.", metrics=f"{_M}torch_analytical_metrics"),
         Entry("torch-cpu", "search.profilers.measured:MeasuredLatencyProfiler", MeasuredOptions,
               "Latency measured here with PyTorch eager on the CPU (min over rounds, median, "
-              "spread).", fixed={"backend": "torch"}),
+              "spread).", fixed={"backend": "torch"}, metrics=f"{_M}measured_metrics"),
         Entry("onnxruntime", "search.profilers.measured:MeasuredLatencyProfiler",
               MeasuredOptions, "Latency measured here with ONNX Runtime on the CPU.",
-              fixed={"backend": "onnxruntime"}),
+              fixed={"backend": "onnxruntime"}, metrics=f"{_M}measured_metrics"),
         Entry("predictor:torch-cpu", "search.profilers.predictor:LatencyPredictor",
               PredictorOptions, "PyTorch CPU latency predicted from a per-layer table measured "
-              "once on this device + linear calibration.", fixed={"backend": "torch"}),
+              "once on this device + linear calibration.", fixed={"backend": "torch"},
+              metrics=f"{_M}predictor_metrics"),
         Entry("predictor:onnxruntime", "search.profilers.predictor:LatencyPredictor",
               PredictorOptions, "ONNX Runtime CPU latency predicted from a per-layer table "
               "measured once on this device + linear calibration.",
-              fixed={"backend": "onnxruntime"}),
+              fixed={"backend": "onnxruntime"}, metrics=f"{_M}predictor_metrics"),
     ],
 )
 
@@ -131,13 +138,15 @@ EVALUATORS = Registry(
     "evaluator",
     [
         Entry("tabular", "search.evaluators.tabular:TabularEvaluator", TabularOptions,
-              "Per-architecture metrics looked up in a table (NAS-Bench-201 or a CSV)."),
+              "Per-architecture metrics looked up in a table (NAS-Bench-201 or a CSV).",
+              metrics=f"{_M}tabular_metrics"),
         Entry("train", "search.evaluators.train:TrainingEvaluator", TrainOptions,
               "Proxy-train the built PyTorch model (seeded); val_acc to the agent, test_acc "
-              "recorded; optional ASHA early stopping."),
+              "recorded; optional ASHA early stopping.", metrics=f"{_M}train_metrics"),
         Entry("compress", "search.evaluators.compress:CompressionEvaluator",
               CompressEvaluatorOptions,
               "Apply a compression policy for real (prune, quantize, share), recalibrate BN, "
-              "score accuracy, FLOPs, size and latency of the exported model."),
+              "score accuracy, FLOPs, size and latency of the exported model.",
+              metrics=f"{_M}compress_metrics"),
     ],
 )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -25,9 +26,15 @@ from search.registry import EVALUATORS, PROFILERS
 from spaces.compression import ModelRef, TargetSpec
 from spaces.registry import SPACES, Registry, UnknownName, options_error_text
 
+#: A job's default cap on proposals (repeats included), as a multiple of its evaluations.
+PROPOSALS_PER_EVALUATION = 50
+MAX_PROPOSALS = 1_000_000_000
+#: A bound or weight a user writes: finite, and far inside what JSON and SQL keep exactly.
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Component(_Strict):
@@ -61,8 +68,8 @@ class ConstraintSpec(_Strict):
     """A bound on a metric; ``reject`` skips evaluation of candidates that break it."""
 
     metric: str = Field(..., min_length=1, max_length=200)
-    max: float | None = None
-    min: float | None = None
+    max: Number | None = None
+    min: Number | None = None
     reject: bool = False
 
     @model_validator(mode="after")
@@ -86,10 +93,10 @@ class RewardSpec(_Strict):
     kind: Literal["objective", "mnas", "weighted"] = "objective"
     accuracy: str | None = None
     latency: str | None = None
-    target: float | None = Field(None, gt=0)
+    target: float | None = Field(None, gt=0, le=1e12)
     mode: Literal["soft", "hard"] = "soft"
     w: float = Field(-0.07, le=0, ge=-10)
-    weights: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, Number] = Field(default_factory=dict, max_length=32)
 
     @model_validator(mode="after")
     def _needs(self) -> RewardSpec:
@@ -108,12 +115,14 @@ class BudgetSpec(_Strict):
     evaluations: int = Field(100, ge=1, le=10_000_000)
     seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
     max_proposals: int | None = Field(
-        None, ge=1,
-        description="Stop after this many proposals, repeats included (default 50x evaluations):"
-        " a converged agent that only repeats itself ends the job.",
+        None, ge=1, le=MAX_PROPOSALS,
+        description=f"Stop after this many proposals, repeats included (default "
+        f"{PROPOSALS_PER_EVALUATION}x evaluations): a converged agent that only repeats itself "
+        "ends the job.",
     )
     max_failures: int | None = Field(
-        None, ge=1, description="End the job 'failed' after this many failed trials in a row."
+        None, ge=1, le=10_000_000,
+        description="End the job 'failed' after this many failed trials in a row."
     )
 
 
@@ -124,7 +133,17 @@ class ExecutorSpec(_Strict):
         0, ge=0, le=4096,
         description="Evaluations per Ray task (0: spread a batch evenly over the CPUs).",
     )
-    address: str | None = Field(None, description="Ray address; default RAY_ADDRESS or local.")
+    address: str | None = Field(
+        None, min_length=1, max_length=500,
+        description="Ray address for `lightsearch search` with name 'ray' (default "
+        "RAY_ADDRESS or a local Ray). The service refuses it: jobs run on its own Ray.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("name") != "ray":
+            raise ValueError("a Ray address: it needs executor.name 'ray'")
+        return v
 
 
 class ExportSpec(_Strict):
@@ -230,23 +249,32 @@ class JobSpec(_Strict):
 
     @property
     def max_proposals(self) -> int:
-        return self.budget.max_proposals or 50 * self.budget.evaluations
+        return self.budget.max_proposals or PROPOSALS_PER_EVALUATION * self.budget.evaluations
 
 
 class SpecError(ValueError):
     """A job spec that cannot run; ``field`` is the dotted path of the field at fault."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, valid: list[str] | None = None) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+        self.valid = valid
+
+
+def field_path(loc: Any) -> str:
+    """A pydantic location as users write it: ``constraints[0].max``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def spec_errors(err: ValidationError) -> list[SpecError]:
     """Turn pydantic's errors into (field, message) pairs users can read."""
     out = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
+        loc = field_path(e["loc"])
         msg = str(e["msg"]).removeprefix("Value error, ")
         if isinstance((e.get("ctx") or {}).get("error"), UnknownName):
             loc = f"{loc}.name"

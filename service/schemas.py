@@ -166,9 +166,29 @@ class JobSummary(BaseModel):
     }]})
 
 
+class MetricPublic(BaseModel):
+    """How to show a metric: its label, unit, the device it was measured on (null: not a
+    device measurement) and which way is better (null: neither)."""
+
+    label: str
+    unit: str | None
+    device: str | None
+    direction: Literal["max", "min"] | None
+
+
 class JobPublic(JobSummary):
     spec: dict[str, Any]
     best: TrialPublic | None = Field(..., description="The trial with the highest reward.")
+    metrics: dict[str, MetricPublic] = Field(
+        default_factory=dict, description="Every metric the job's evaluator and profilers "
+        "produce, by name (as in each trial's `metrics`).",
+        examples=[{"val_acc": {"label": "Validation accuracy", "unit": "%", "device": None,
+                               "direction": "max"},
+                   "pixel3_latency": {"label": "Latency on Pixel 3", "unit": "ms",
+                                      "device": "pixel3", "direction": "min"}}])
+    reward_formula: str | None = Field(
+        None, description="The reward the agent learns from, written out.",
+        examples=["val_acc * (pixel3_latency / 10 ms)^-0.07"])
 
 
 class JobsPublic(BaseModel):
@@ -230,10 +250,18 @@ class UploadsPublic(BaseModel):
     count: int
 
 
+class RegistryMetric(MetricPublic):
+    name: str
+
+
 class RegistryEntry(BaseModel):
     name: str
     summary: str
     options_schema: dict[str, Any]
+    metrics: list[RegistryMetric] | None = Field(
+        None, description="Evaluators and profilers: the metrics produced with default "
+        "options; null when they depend on the options (a CSV's columns: see each job's "
+        "`metrics`) or for other kinds.")
 
 
 class RegistryPublic(BaseModel):

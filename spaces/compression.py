@@ -102,7 +102,7 @@ class LatencyModel:
 
 # ---- options (torch-free: the API validates jobs with these) ---------------------------------
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ModelRef(_Strict):
@@ -127,7 +127,8 @@ class ModelRef(_Strict):
     epochs: float = Field(10, ge=0, le=1000, description="Training epochs of a reference model.")
     width: float = Field(1.0, gt=0, le=8, description="Width multiplier of a reference model.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of data split and training.")
-    limit: int | None = Field(None, ge=30, description="Use only the first N samples.")
+    limit: int | None = Field(None, ge=30, le=10_000_000,
+                              description="Use only the first N samples.")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelRef:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,7 +20,7 @@ from spaces.compression import CompressionSpaceOptions  # torch-free
 class NoOptions(BaseModel):
     """A component without options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class UnknownName(ValueError):
@@ -43,6 +43,9 @@ class Entry:
     options: type[BaseModel] = NoOptions
     summary: str = ""
     fixed: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"device": "pixel3"}
+    #: evaluators and profilers: "module:function" declaring the metrics they produce
+    #: (``search.metrics``); called with the parsed options and ``fixed``
+    metrics: str = ""
 
     def load(self) -> Any:
         module, _, attr = self.target.partition(":")
@@ -131,11 +134,14 @@ class MnasNetOptions(NoOptions):
         default_factory=lambda: ["conv", "sep", "mbconv1", "mbconv3", "mbconv6", "fire",
                                  "shuffle"], min_length=1)
     kernels: list[Literal[1, 3, 5, 7]] = Field(default_factory=lambda: [3, 5], min_length=1)
-    se_ratios: list[float] = Field(default_factory=lambda: [0.0, 0.25], min_length=1)
+    se_ratios: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.0, 0.25], min_length=1)
     skips: list[Literal["none", "identity"]] = Field(
         default_factory=lambda: ["none", "identity"], min_length=1)
-    layer_deltas: list[int] = Field(default_factory=lambda: [-1, 0, 1], min_length=1)
-    widths: list[float] = Field(default_factory=lambda: [0.75, 1.0, 1.25], min_length=1)
+    layer_deltas: list[Annotated[int, Field(ge=-32, le=32)]] = Field(
+        default_factory=lambda: [-1, 0, 1], min_length=1)
+    widths: list[Annotated[float, Field(gt=0, le=16)]] = Field(
+        default_factory=lambda: [0.75, 1.0, 1.25], min_length=1)
     stem: int = Field(16, ge=1, le=4096)
     head: int = Field(128, ge=1, le=8192)
     shuffle_groups: int = Field(2, ge=1, le=64)

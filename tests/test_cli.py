@@ -44,8 +44,12 @@ def test_example_job_runs_and_writes_results(tmp_path, example):
         ({"budget": {"evaluations": -5}}, "budget.evaluations", "greater than or equal to 1"),
         ({"agent": {"name": "evolution", "options": {"population": 3}}}, "agent",
          "population"),
-        ({"evaluator": {"name": "tabular", "options": {"signal": "nope"}}}, "evaluator",
-         "val_acc"),
+        ({"evaluator": {"name": "tabular", "options": {"signal": "nope"}}},
+         "evaluator.options.signal", "val_acc_12ep"),
+        ({"objectives": [{"metric": "zzz"}]}, "objectives[0].metric",
+         "valid metrics: val_acc"),
+        ({"budget": {"evaluations": True}}, "budget.evaluations", "valid integer"),
+        ({"budget": {"max_proposals": 1e20}}, "budget.max_proposals", "valid integer"),
     ],
 )
 def test_bad_job_file_gets_one_clear_message(tmp_path, spec, field, hint):

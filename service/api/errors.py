@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.registry import AGENTS
 from search.registry import EVALUATORS, PROFILERS
+from search.spec import field_path
 from service.core.errors import InvalidInput, ServiceError
 from service.schemas import ErrorBody, FieldError
 from spaces.registry import SPACES, UnknownName
@@ -34,10 +35,10 @@ def field_errors(errors: list[dict[str, Any]]) -> list[FieldError]:
     """Pydantic/FastAPI errors as (field, message, valid names) users can act on."""
     out = []
     for e in errors:
-        loc = [str(x) for x in e.get("loc", ())]
+        loc = list(e.get("loc", ()))
         if loc and loc[0] == "body":
             loc = loc[1:]
-        field = ".".join(loc)
+        field = field_path(loc)
         msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
         if e.get("type") == "json_invalid":
             field, msg = "", f"the body is not valid JSON ({(e.get('ctx') or {}).get('error')})"

@@ -38,9 +38,10 @@ class Settings(BaseSettings):
         2_000_000_000, ge=1024, description="Largest total size of an unpacked dataset archive.")
     max_concurrent_jobs: int = Field(2, ge=1, le=1024, description="Jobs one worker runs at once.")
     executor: Literal["ray", "spec"] = Field(
-        "ray",
-        description="'ray': every job evaluates on Ray (RAY_ADDRESS or a local Ray), keeping "
-        "the spec's batch and chunk sizes; 'spec': honour the job's executor.name.",
+        "spec",
+        description="'spec': each job runs as its executor.name says (local: in the worker "
+        "process; ray: on RAY_ADDRESS or a local Ray); 'ray': every job evaluates on Ray, and "
+        "a job that asks for executor.name 'local' is refused at submit.",
     )
     lease_s: float = Field(
         15.0, gt=0,

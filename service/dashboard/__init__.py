@@ -14,4 +14,13 @@ def install(app: FastAPI) -> None:
     from service.dashboard.assets import ASSETS, router
 
     app.include_router(router)
-    threading.Thread(target=ASSETS.warm, name="dashboard-assets", daemon=True).start()
+    threading.Thread(target=_warm, args=(ASSETS,), name="dashboard-warm", daemon=True).start()
+
+
+def _warm(assets: object) -> None:
+    """Compress the page's files, then import Optuna's importance evaluators (seconds on a
+    busy machine), so neither waits for the first visitor."""
+    assets.warm()  # type: ignore[attr-defined]
+    from service.dashboard.analysis import warm
+
+    warm()

@@ -3,7 +3,7 @@
 Scripts are ES modules loaded through an import map that ``index.html`` gets at request time,
 mapping each module to ``?v=<content hash>``; so every asset is cached for a year and a new
 release is still picked up at once. The charts are the page's own (``js/plot.js``), so the job
-page needs no chart library: all of it is about 40 kB gzipped and works on a cluster without
+page needs no chart library: all of it is about 60 kB gzipped and works on a cluster without
 internet. Files are gzipped once, in memory.
 """
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from search.trials import better_best, counts
@@ -285,15 +286,62 @@ def _sort_key(sort: str) -> ColumnElement[Any]:
     return Trial.metrics[axis.name].as_float()
 
 
-def trials_page(session: Session, job: Job, *, offset: int, limit: int, sort: str,
-                order: Literal["asc", "desc"], state: str | None, front: bool,
-                metric: str | None, low: float | None, high: float | None,
-                q: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrialFilter:
+    """What the trials table shows: the same filter pages the table, the CSV export and the
+    parallel coordinates' brushing (``where``: metric ranges and decision choices)."""
+
+    state: str | None = None
+    front: bool = False
+    metric: str | None = None
+    low: float | None = None
+    high: float | None = None
+    q: str | None = None
+    repeats: bool = True
+    where: dict[str, Any] | None = None
+
+
+def parse_where(text: str | None) -> dict[str, Any] | None:
+    """``{"ranges": {"metrics.<name>": [lo, hi]}, "choices": {"<decision>": [values]}}``
+    from a query parameter; ``InvalidInput('where')`` for anything else."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise InvalidInput("where", f"not JSON: {err}") from None
+    if not isinstance(data, dict) or set(data) - {"ranges", "choices"}:
+        raise InvalidInput("where", "expected an object with 'ranges' and/or 'choices'")
+    ranges, choices = data.get("ranges") or {}, data.get("choices") or {}
+    if not isinstance(ranges, dict) or not isinstance(choices, dict) \
+            or len(ranges) + len(choices) > 64:
+        raise InvalidInput("where", "'ranges' and 'choices' are objects (64 entries at most)")
+    for key, bounds in ranges.items():
+        parse_axis(key, "where")
+        if not (isinstance(bounds, list) and len(bounds) == 2
+                and all(_number(b) is not None for b in bounds)):
+            raise InvalidInput("where", f"range of {key[:200]!r} must be [low, high] numbers")
+    for name, values in choices.items():
+        if not AXIS_RE.match(name) or not isinstance(values, list) or not values or any(
+                isinstance(v, dict | list) for v in values) or len(values) > 256:
+            raise InvalidInput("where", f"choices of {name[:200]!r} must be a list of values")
+    return {"ranges": ranges, "choices": choices}
+
+
+def filter_conditions(job: Job, f: TrialFilter, dialect: str) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [Trial.job_id == job.id]
+    state, front, metric, low, high, q = f.state, f.front, f.metric, f.low, f.high, f.q
     if state:
         conds.append(Trial.state == state)
     if front:
         conds.append(Trial.on_front.is_(True))
+    if not f.repeats:
+        conds.append(Trial.cached.is_(False))
+    for key, (lo, hi) in ((f.where or {}).get("ranges") or {}).items():
+        value = _sort_key(key)
+        conds += [value >= float(lo), value <= float(hi)]
+    for name, values in ((f.where or {}).get("choices") or {}).items():
+        conds.append(_arch_in(name, values, dialect))
     if (low is not None or high is not None) and not metric:
         raise InvalidInput("metric", "name the metric that min/max bound")
     if metric:
@@ -309,6 +357,21 @@ def trials_page(session: Session, job: Job, *, offset: int, limit: int, sort: st
         if q.strip().lstrip("#").isdigit():
             text.append(Trial.trial_id == int(q.strip().lstrip("#")))
         conds.append(or_(*text))
+    return conds
+
+
+def _arch_in(name: str, values: list[Any], dialect: str) -> ColumnElement[bool]:
+    """A decision's value is one of ``values``: SQLite's json_extract gives the native text
+    or number; PostgreSQL compares jsonb with jsonb (1.0 equals 1)."""
+    if dialect == "sqlite":
+        return func.json_extract(Trial.arch, f"$.{json.dumps(name)}").in_(values)
+    return Trial.arch.op("->", return_type=JSONB)(name).in_(
+        [literal(v, JSONB) for v in values])
+
+
+def trials_page(session: Session, job: Job, f: TrialFilter, *, offset: int, limit: int,
+                sort: str, order: Literal["asc", "desc"]) -> dict[str, Any]:
+    conds = filter_conditions(job, f, session.get_bind().dialect.name)
     key = _sort_key(sort)
     key = key.asc() if order == "asc" else key.desc()
     count = session.scalar(select(func.count()).select_from(Trial).where(*conds)) or 0
@@ -324,7 +387,9 @@ def trial_row(session: Session, job_id: str, trial_id: int) -> Trial | None:
 
 
 def trial_files(artifact_root: Any, row: Trial) -> list[dict[str, Any]]:
-    """The trial's artifacts with their sizes; a file another node kept is listed missing."""
+    """The trial's files with their sizes and what each is: those its evaluation wrote
+    (a file another node kept is listed missing, without a path) and the deployable files
+    the job exported for it (``models/trial<ID>/``)."""
     base = job_dir(artifact_root, row.job_id)
     out = []
     for name, rel in sorted((row.artifacts or {}).items()):
@@ -336,7 +401,45 @@ def trial_files(artifact_root: Any, row: Trial) -> list[dict[str, Any]]:
                     size = path.stat().st_size
             except OSError:
                 size = None
-        out.append({"name": name, "path": rel or None, "size": size})
+        out.append({"name": name, "path": rel or None, "size": size,
+                    "what": describe_file(rel or name)})
+    listed = {f["path"] for f in out}
+    out += [f for f in job_files(artifact_root, row.job_id)
+            if f["trial"] == row.trial_id and f["path"] not in listed]
+    return out
+
+
+FILE_KINDS = (  # (suffix of the name, what the file is), first match wins
+    ("results.json", "Search results: every trial, the Pareto front and the best trial"),
+    ("_card.json", "Model card (JSON): metrics, latency, provenance"),
+    ("_card.md", "Model card (Markdown)"),
+    ("export-error.txt", "Why exporting the models failed"),
+    (".pt", "PyTorch weights (state dict)"),
+    (".ts", "TorchScript model"),
+    (".onnx", "ONNX model"),
+    (".lsz", "Compressed model (LightSearch format)"),
+    (".png", "Per-layer policy plot"),
+    (".json", "JSON file written by the evaluator"),
+    (".log", "Log"),
+)
+TRIAL_FOLDER = re.compile(r"^(?:models/trial|trials/)(\d+)/")
+
+
+def describe_file(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return next((what for suffix, what in FILE_KINDS if name.endswith(suffix)), "File")
+
+
+def job_files(artifact_root: Any, job_id: str) -> list[dict[str, Any]]:
+    """Every file in the job's folder: path, size, what it is and the trial it belongs to
+    (exported models sit in ``models/trial<ID>/``)."""
+    from service.artifacts import list_artifacts
+
+    out = []
+    for f in list_artifacts(artifact_root, job_id):
+        m = TRIAL_FOLDER.match(f.path)
+        out.append({"name": f.path.rsplit("/", 1)[-1], "path": f.path, "size": f.size,
+                    "what": describe_file(f.path), "trial": int(m.group(1)) if m else None})
     return out
 
 

@@ -53,10 +53,14 @@ def browser() -> Iterator[Any]:
 class Page:
     """A signed-in browser tab that refuses (and records) every request off this server."""
 
-    def __init__(self, browser: Any, service: Service, token: str | None) -> None:
+    def __init__(self, browser: Any, service: Service, token: str | None, *,
+                 viewport: tuple[int, int] = (1440, 1000), touch: bool = False,
+                 dark: bool = False) -> None:
         self.service = service
-        self.context = browser.new_context(viewport={"width": 1440, "height": 1000},
-                                           accept_downloads=True)
+        self.context = browser.new_context(
+            viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True,
+            has_touch=touch, is_mobile=touch, color_scheme="dark" if dark else "light",
+            device_scale_factor=1)
         # Generous: a shared 2-core machine can be very busy.
         self.context.set_default_timeout(90_000)
         self.external: list[str] = []
@@ -85,7 +89,7 @@ class Page:
     def shot(self, name: str, *, full_page: bool = True) -> Path:
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
+        self.page.screenshot(path=str(path), full_page=full_page, animations="disabled")
         return path
 
     def close(self) -> None:
@@ -96,8 +100,8 @@ class Page:
 def open_page(browser: Any) -> Iterator[Any]:
     pages: list[Page] = []
 
-    def make(service: Service, token: str | None) -> Page:
-        page = Page(browser, service, token)
+    def make(service: Service, token: str | None, **options: Any) -> Page:
+        page = Page(browser, service, token, **options)
         pages.append(page)
         return page
 

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from agents.base import TrialState
+from search.sinks import TrialRecord
 from search.trials import HvReference
 from service.dashboard import queries
 from service.dashboard.auth import COOKIE
@@ -343,3 +345,127 @@ def test_page_and_assets_are_local_versioned_and_compressed(quiet_service: Servi
         assert again.status_code == 304
         assert c.get("/static/../service/main.py").status_code == 404
         assert c.get("/static/js/../../auth.py").status_code == 404
+
+
+# ---- filters, CSV export, files, analysis views ------------------------------------------------
+def all_pages(c: httpx.Client, job_id: str, **params: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        page = c.get(f"/dashboard/jobs/{job_id}/trials",
+                     params={**params, "offset": len(out), "limit": 1000}).json()
+        out += page["data"]
+        if len(out) >= page["count"]:
+            return out
+
+
+def test_brushing_filter_and_csv_equal_the_filtered_trials(quiet_service: Service,
+                                                           tokens: dict[str, str],
+                                                           big_job: str) -> None:
+    where = {"ranges": {"metrics.val_acc": [80, 95]},
+             "choices": {"edge_0_1": ["nor_conv_3x3", "skip_connect"]}}
+    params = {"where": json.dumps(where), "sort": "metrics.val_acc", "order": "desc"}
+    with quiet_service.client(tokens["alice"]) as c:
+        picked = all_pages(c, big_job, **params)
+        every = rows(quiet_service, big_job)
+        want = sorted((t for t in every if t.state == "complete"
+                       and 80 <= t.metrics["val_acc"] <= 95
+                       and t.arch["edge_0_1"] in ("nor_conv_3x3", "skip_connect")),
+                      key=lambda t: (-t.metrics["val_acc"], t.trial_id))
+        assert [t["t"] for t in picked] == [t.trial_id for t in want] and 20 < len(want) < 400
+        r = c.get(f"/dashboard/jobs/{big_job}/trials.csv", params=params)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        import csv
+        import io
+        reader = csv.reader(io.StringIO(r.text))
+        header = next(reader)
+        # metric columns carry the registry's unit: "metrics.pixel3_latency [ms]"
+        registry = c.get(f"/jobs/{big_job}").json().get("metrics") or {}
+        for name, info in registry.items():
+            if info.get("unit") and f"metrics.{name}" in [h.split(" [")[0] for h in header]:
+                assert f"metrics.{name} [{info['unit']}]" in header, header
+        table = [dict(zip([h.split(" [")[0] for h in header], row, strict=True))
+                 for row in reader]
+        assert [int(row["trial_id"]) for row in table] == [t["t"] for t in picked]
+        for row, t in zip(table, picked, strict=True):
+            assert row["state"] == t["s"] and float(row["reward"]) == t["r"]
+            for name, value in t["m"].items():
+                assert float(row[f"metrics.{name}"]) == value
+        # a bad filter names the field
+        for bad in ("{", '{"ranges": {"metrics.val_acc": [1]}}', '{"other": 1}'):
+            r = c.get(f"/dashboard/jobs/{big_job}/trials", params={"where": bad})
+            assert r.status_code == 422 and "where" in r.text, r.text
+        r = c.get(f"/dashboard/jobs/{big_job}/trials.csv", params={"where": "["})
+        assert r.status_code == 422 and "where" in r.text
+
+
+def test_hide_repeats_drops_cached_trials(quiet_service: Service,
+                                          tokens: dict[str, str]) -> None:
+    records = nb201_records(20)
+    repeats = [TrialRecord(20 + i, r.arch, r.arch_key, TrialState.COMPLETE, reward=r.reward,
+                           metrics=r.metrics, cached=True, evaluation_index=r.evaluation_index)
+               for i, r in enumerate(records[:15]) if r.state == TrialState.COMPLETE]
+    job = fill_job(quiet_service, tokens["alice"], records + repeats, filled_spec("rep", 20))
+    with quiet_service.client(tokens["alice"]) as c:
+        shown = c.get(f"/dashboard/jobs/{job}/trials", params={"limit": 100}).json()
+        hidden = c.get(f"/dashboard/jobs/{job}/trials",
+                       params={"limit": 100, "repeats": "false"}).json()
+    assert shown["count"] == len(records) + len(repeats)
+    assert hidden["count"] == len(records) and not any(t["c"] for t in hidden["data"])
+
+
+def test_analysis_views_of_a_job(quiet_service: Service, tokens: dict[str, str],
+                                 big_job: str) -> None:
+    with quiet_service.client(tokens["alice"]) as c:
+        imp = c.get(f"/dashboard/jobs/{big_job}/importance").json()
+        par = c.get(f"/dashboard/jobs/{big_job}/parallel", params={"max_rows": 100}).json()
+        sl = c.get(f"/dashboard/jobs/{big_job}/slices").json()
+        bad = c.get(f"/dashboard/jobs/{big_job}/slices", params={"metric": "metrics.nope"})
+        other = httpx.get(f"{quiet_service.url}/api/v1/dashboard/jobs/{big_job}/importance",
+                          headers={"Authorization": f"Bearer {tokens['bob']}"})
+    assert other.status_code == 404
+    assert bad.status_code == 422 and "metric" in bad.text
+    edges = {f"edge_{a}_{b}" for a, b in ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))}
+    assert imp["evaluator"].startswith("PED-ANOVA")
+    assert [o["metric"] for o in imp["objectives"]] == ["val_acc", "pixel3_latency"]
+    for o in imp["objectives"]:
+        assert set(o["values"]) == edges and abs(sum(o["values"].values()) - 1) < 1e-4
+    # on NAS-Bench-201, which operations sit on the edges decides accuracy: not all equal
+    acc = imp["objectives"][0]["values"]
+    assert max(acc.values()) > 2 * min(acc.values())
+    complete = [t for t in rows(quiet_service, big_job) if t.state == "complete"]
+    front = {t.trial_id for t in complete if t.on_front}
+    assert par["total"] == len(complete) and par["shown"] == 100
+    assert front <= set(par["t"])
+    dims = {d["key"]: d for d in par["dims"]}
+    assert {f"arch.{e}" for e in edges} <= set(dims) and "metrics.val_acc" in dims
+    by_id = {t.trial_id: t for t in complete}
+    d = dims["arch.edge_0_1"]
+    for t, code in zip(par["t"], d["values"], strict=True):
+        assert d["choices"][code] == by_id[t].arch["edge_0_1"]
+    assert sl["metric"] == "val_acc" and {s["decision"] for s in sl["decisions"]} == edges
+    for s in sl["decisions"]:
+        assert sum(ch["n"] for ch in s["choices"]) == len(complete)
+        for ch in s["choices"]:
+            if ch["n"]:
+                assert ch["min"] <= ch["q"][0] <= ch["q"][2] <= ch["q"][4] <= ch["max"]
+
+
+def test_job_files_say_what_each_is_and_trial_detail_lists_exported_models(
+        quiet_service: Service, tokens: dict[str, str]) -> None:
+    job = fill_job(quiet_service, tokens["alice"], nb201_records(10), filled_spec("files", 10))
+    folder = quiet_service.settings.artifact_dir / job / "models" / "trial3"
+    folder.mkdir(parents=True)
+    (folder / "trial3.onnx").write_bytes(b"x" * 1234)
+    (folder / "trial3_card.json").write_text("{}")
+    with quiet_service.client(tokens["alice"]) as c:
+        files = c.get(f"/dashboard/jobs/{job}/files").json()["data"]
+        detail = c.get(f"/dashboard/jobs/{job}/trials/3").json()
+        other = c.get(f"/dashboard/jobs/{job}/trials/4").json()
+    by_path = {f["path"]: f for f in files}
+    assert by_path["models/trial3/trial3.onnx"] == {
+        "name": "trial3.onnx", "path": "models/trial3/trial3.onnx", "size": 1234,
+        "what": "ONNX model", "trial": 3}
+    assert by_path["results.json"]["what"].startswith("Search results")
+    assert {f["path"] for f in detail["files"]} == {"models/trial3/trial3.onnx",
+                                                    "models/trial3/trial3_card.json"}
+    assert other["files"] == []

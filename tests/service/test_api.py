@@ -126,8 +126,13 @@ def test_file_options_must_stay_in_tables_folder(client, tokens, settings):
     r = client.post(f"{API}/jobs", json=escape, headers=h)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "profilers[0].options.path"
     ok = job_spec(profilers=[{"name": "csv", "options": {"path": "mine/latency.csv"}}])
+    r = client.post(f"{API}/jobs", json=ok, headers=h)  # not there yet: the worker would fail
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "profilers[0].options.path"
+    assert str(settings.tables_dir) not in r.text  # the file's name only, not its place
+    (settings.tables_dir / "mine").mkdir(parents=True)
+    (settings.tables_dir / "mine/latency.csv").write_text("arch_str,pixel3_latency\n")
     r = client.post(f"{API}/jobs", json=ok, headers=h)
-    assert r.status_code == 201
+    assert r.status_code == 201, r.text
     stored = r.json()["spec"]["profilers"][0]["options"]["path"]
     assert stored == str((settings.tables_dir / "mine/latency.csv").resolve())
 

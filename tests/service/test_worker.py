@@ -232,7 +232,7 @@ def test_train_job_exports_its_best_and_pareto_models(client, tokens, start_work
             "batch_size": 32, "lr": 0.1}},
         profilers=[{"name": "torch-analytical"}],
         objectives=[{"metric": "val_acc", "direction": "max"},
-                    {"metric": "flops", "direction": "min"}],
+                    {"metric": "flops_M", "direction": "min"}],
         budget={"evaluations": 3}, executor={"name": "local", "batch_size": 3},
         export={"best": True, "pareto": True, "measure_latency": False})
     start_worker()

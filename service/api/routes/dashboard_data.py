@@ -1,12 +1,13 @@
 """Read routes the dashboard needs beyond the job routes: a sign-in cookie, one-request page
-snapshots, down-sampled scatter data, progress series, filtered trial pages, trial detail
-and cookie-authenticated downloads. Large answers are gzipped (``dashboard.responses``)."""
+snapshots, down-sampled scatter data, progress series, filtered trial pages and their CSV,
+trial detail, the job's files, the analysis views and cookie-authenticated downloads.
+Large answers are gzipped (``dashboard.responses``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
 from service import crud
@@ -14,7 +15,7 @@ from service.api.deps import CurrentUser, SessionDep, SettingsDep
 from service.api.routes.jobs import ERRORS, JobId, Limit, Offset
 from service.artifacts import resolve_artifact
 from service.core.errors import NotFound
-from service.dashboard import queries
+from service.dashboard import analysis, export, queries
 from service.dashboard.auth import Viewer, clear_session_cookie, set_session_cookie
 from service.dashboard.responses import packed_json
 from service.models import Job
@@ -99,13 +100,7 @@ def series(job_id: JobId, user: CurrentUser, session: SessionDep,
     return packed_json(request, queries.series(session, job))
 
 
-@router.get("/jobs/{job_id}/trials", response_class=Response, responses=JSON_OK)
-def trials(
-    job_id: JobId, user: CurrentUser, session: SessionDep, request: Request,
-    offset: Offset = 0, limit: Limit = 50,
-    sort: Annotated[str, Query(max_length=210, description="A column or 'metrics.<name>'.")]
-    = "trial_id",
-    order: Literal["asc", "desc"] = "asc",
+def trial_filter(
     state: Annotated[TrialStateName | None, Query(description="Only this state.")] = None,
     front: Annotated[bool, Query(description="Only Pareto points.")] = False,
     metric: Annotated[str | None, Query(max_length=210,
@@ -116,12 +111,73 @@ def trials(
     q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
                                    description="Text in the architecture key, or a trial id.")]
     = None,
-) -> Response:
+    repeats: Annotated[bool, Query(description="false: hide repeats (answers from the "
+                                   "job's cache for an architecture seen before).")] = True,
+    where: Annotated[str | None, Query(max_length=20_000, description=(
+        'JSON: {"ranges": {"metrics.<name>": [low, high]}, "choices": {"<decision>": '
+        '[values]}} (the parallel coordinates\' brushes).'))] = None,
+) -> queries.TrialFilter:
+    return queries.TrialFilter(state=state, front=front, metric=metric, low=low, high=high,
+                               q=q, repeats=repeats, where=queries.parse_where(where))
+
+
+Filter = Annotated[queries.TrialFilter, Depends(trial_filter)]
+Sort = Annotated[str, Query(max_length=210, description="A column or 'metrics.<name>'.")]
+
+
+@router.get("/jobs/{job_id}/trials", response_class=Response, responses=JSON_OK)
+def trials(job_id: JobId, user: CurrentUser, session: SessionDep, request: Request,
+           f: Filter, offset: Offset = 0, limit: Limit = 50, sort: Sort = "trial_id",
+           order: Literal["asc", "desc"] = "asc") -> Response:
     """A page of trials, sorted and filtered on the server (slim rows)."""
     job = crud.get_job(session, user, job_id)
-    return packed_json(request, queries.trials_page(
-        session, job, offset=offset, limit=limit, sort=sort, order=order, state=state,
-        front=front, metric=metric, low=low, high=high, q=q))
+    return packed_json(request, queries.trials_page(session, job, f, offset=offset,
+                                                    limit=limit, sort=sort, order=order))
+
+
+@router.get("/jobs/{job_id}/trials.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})
+def trials_csv(job_id: JobId, user: Viewer, session: SessionDep, f: Filter,
+               sort: Sort = "trial_id", order: Literal["asc", "desc"] = "asc") -> Response:
+    """Every trial the same filter selects, as CSV (the table's export; cookie or token)."""
+    job = crud.get_job(session, user, job_id)
+    body = export.trials_csv(session, job, f, sort, order)
+    name = f"trials-{job.id[:12]}.csv"
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/jobs/{job_id}/files", response_class=Response, responses=JSON_OK)
+def files(job_id: JobId, user: CurrentUser, session: SessionDep, settings: SettingsDep,
+          request: Request) -> Response:
+    """The job's files: full path, size, what each is and the trial it belongs to."""
+    job = crud.get_job(session, user, job_id)
+    return packed_json(request, {"data": queries.job_files(settings.artifact_dir, job.id)})
+
+
+@router.get("/jobs/{job_id}/importance", response_class=Response, responses=JSON_OK)
+def importance(job_id: JobId, user: CurrentUser, session: SessionDep,
+               request: Request) -> Response:
+    """Each decision's importance per objective (Optuna's PED-ANOVA evaluator)."""
+    job = crud.get_job(session, user, job_id)
+    return packed_json(request, analysis.importance(session, job))
+
+
+@router.get("/jobs/{job_id}/parallel", response_class=Response, responses=JSON_OK)
+def parallel(job_id: JobId, user: CurrentUser, session: SessionDep, request: Request,
+             max_rows: Annotated[int, Query(ge=50, le=20_000)] = 1500) -> Response:
+    """Parallel coordinates: decision and metric axes, down-sampled trials as columns."""
+    job = crud.get_job(session, user, job_id)
+    return packed_json(request, analysis.parallel(session, job, max_rows))
+
+
+@router.get("/jobs/{job_id}/slices", response_class=Response, responses=JSON_OK)
+def slices(job_id: JobId, user: CurrentUser, session: SessionDep, request: Request,
+           metric: Annotated[str | None, Query(max_length=210, description=(
+               "'metrics.<name>' (default: the first objective)."))] = None) -> Response:
+    """Per decision and choice, quantiles of one metric among the trials that took it."""
+    job = crud.get_job(session, user, job_id)
+    return packed_json(request, analysis.slices(session, job, metric))
 
 
 @router.get("/jobs/{job_id}/trials/{trial_id}", response_class=Response, responses=JSON_OK)

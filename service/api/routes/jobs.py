@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from search.spec import ObjectiveSpec
 from service import crud
+from service.admission import admit, job_metrics_document
 from service.api.deps import (
     CurrentUser,
     JobReadDep,
@@ -102,8 +103,10 @@ def _load(session: Session, job_id: str) -> Job:
 def _public(session: Session, job: Job) -> JobPublic:
     owner = crud.owner_names(session, [job]).get(job.owner_id, "?")
     best = crud.get_trial(session, job.id, job.best_trial_id)
+    metrics, formula = job_metrics_document(job.id, job.spec)
     return JobPublic(**_summary_fields(job, owner), spec=job.spec,
-                     best=TrialPublic.model_validate(best) if best is not None else None)
+                     best=TrialPublic.model_validate(best) if best is not None else None,
+                     metrics=metrics, reward_formula=formula)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic,
@@ -114,6 +117,7 @@ def create_job(
 ) -> JobPublic:
     """Validate a job spec and queue it."""
     spec = check_spec(spec, path_roots(settings, session, user))
+    admit(spec, settings)
     job = crud.create_job(session, user, spec)
     return _public(session, job)
 

@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter
 
 from agents.registry import AGENTS
+from search.metrics import describe_entry
 from search.registry import EVALUATORS, PROFILERS
 from service.api.deps import CurrentUser
 from service.api.routes.jobs import ERRORS
@@ -20,7 +21,9 @@ KINDS: dict[str, Registry] = {"spaces": SPACES, "agents": AGENTS, "profilers": P
 
 
 def _entries(registry: Registry) -> list[RegistryEntry]:
-    return [RegistryEntry(**d) for d in registry.describe()]
+    return [RegistryEntry(**registry.get(d["name"]).describe(),
+                          metrics=describe_entry(registry.get(d["name"])))
+            for d in registry.describe()]
 
 
 @router.get("", response_model=RegistriesPublic)

@@ -1,5 +1,6 @@
 // Entry point: sign-in, the top bar and a hash router (#/jobs, #/jobs/<id>, #/jobs/<id>/trials/<n>).
 import { api, signIn, signOut, token } from "./api.js";
+import { CompareView } from "./compare.js";
 import { JobView } from "./job.js";
 import { JobsView } from "./jobs.js";
 import { clear, h } from "./util.js";
@@ -14,6 +15,7 @@ window.__ls = window.__ls || { drawnAt: {}, events: 0 };
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean);
   if (parts[0] === "signin") return { kind: "signin" };
+  if (parts[0] === "compare") return { kind: "compare", ids: (parts[1] || "").split(",").filter(Boolean).map(decodeURIComponent) };
   if (parts[0] === "jobs" && parts[1]) {
     return { kind: "job", id: decodeURIComponent(parts[1]), trial: parts[2] === "trials" ? Number(parts[3]) : null };
   }
@@ -22,12 +24,13 @@ function route() {
 
 function setNav(kind) {
   clear(document.getElementById("nav"),
-    user ? h("a", { href: "#/jobs", class: kind === "jobs" || kind === "job" ? "active" : "" }, "Jobs") : null);
+    user ? h("a", { href: "#/jobs", class: kind === "jobs" || kind === "job" ? "active" : "" }, "Jobs") : null,
+    user ? h("a", { href: "#/compare", class: kind === "compare" ? "active" : "" }, "Compare") : null);
   const box = document.getElementById("user");
   if (!user) { clear(box); return; }
   clear(box,
     h("span", { class: "avatar", title: user.name }, user.name.slice(0, 2)),
-    h("span", { id: "user-name" }, user.name),
+    h("span", { id: "user-name", class: "user-name" }, user.name),
     h("button", { class: "btn ghost small", id: "sign-out", onclick: async () => {
       await signOut(); token.clear(); user = null; location.hash = "#/signin"; render();
     } }, "Sign out"));
@@ -93,6 +96,14 @@ async function render() {
     const instance = new JobView(view, r.id, user);
     current = { kind: "job", key: r.id, instance };
     instance.start().then(() => instance.showTrial(r.trial));
+    return;
+  }
+  if (r.kind === "compare") {
+    current?.instance?.destroy?.();
+    const key = r.ids.join(",");
+    const instance = r.ids.length ? new CompareView(view, r.ids) : new JobsView(view, user, { compare: true });
+    current = { kind: "compare", key, instance };
+    instance.start();
     return;
   }
   if (current?.kind === "jobs") return;

@@ -71,7 +71,7 @@ export function paretoFigure(model) {
 }
 
 /** A step line (value after each change) extended to the latest evaluation, with a marker per change. */
-export function stepFigure(points, last, { name, color, ytitle }) {
+export function stepFigure(points, last, { name, color, ytitle, empty = null }) {
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);
   if (points.length && last !== null && last !== undefined && last > xs[xs.length - 1]) {
@@ -91,7 +91,7 @@ export function stepFigure(points, last, { name, color, ytitle }) {
       lines: [{ id: "line", name, x: xs, y: ys, shape: "hv", color, width: 2.2, fill: `${color}14`, legend: false }],
       layers: [{ id: "changes", name: "changes", points: changes, x: (p) => p.t, y: (p) => p.v, size: 5, fill: color, legend: false,
         tip: (p) => `evaluation ${p.t}<br>${escapeHtml(name)}: <b>${fmt(p.v, 5)}</b>` }],
-      hover: "x",
+      hover: "x", empty,
     },
   };
 }

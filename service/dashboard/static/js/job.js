@@ -1,8 +1,11 @@
-// The job page: header and progress, the live Pareto view, hypervolume and best reward, the
-// best trial (with its per-layer policy for compression jobs), downloads and the trials table.
+// The job page: header and progress, why the job stopped, the live Pareto view, hypervolume and
+// best reward, the best trial (with its per-layer policy for compression jobs), files, the
+// analysis views and the trials table.
+import { AnalysisCard } from "./analysis.js";
 import { api, prefetched, query } from "./api.js";
 import { paretoFigure, policyFigure, stepFigure } from "./charts.js";
 import { Live } from "./live.js";
+import { Metrics } from "./metrics.js";
 import { ParetoModel } from "./pareto.js";
 import { barPanels, Chart } from "./plot.js";
 import { policyGroups, TrialDrawer } from "./trial.js";
@@ -10,12 +13,16 @@ import { TrialsTable } from "./trials.js";
 import { badge, clear, downloadLink, elapsed, fmt, fmtDuration, fmtInt, h, icon, progressBar, toast } from "./util.js";
 
 const MAX_POINTS = 2000; // scatter points per snapshot (Pareto points always included)
-const RESAMPLE_AT = 6000; // points on screen before a fresh down-sampled snapshot
+// Live equals reload: once the stream pushes the plot past the snapshot's budget, the page
+// asks the server for a fresh snapshot, down-sampled by the same rule a reload uses.
+const RESAMPLE_MS = 1000; // at most one fresh snapshot per this interval while streaming
+const LIVE_SLACK = 500; // stream points drawn past the budget while the next snapshot loads
+const REPEATS_WARN = 0.5; // warn when more than this share of trials were repeats
 const REDRAW_MS = 250;
 const SERIES_MS = 1000;
 const CONFIRM_MS = 8000;
 const afterPaint = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-const FINISHED = new Set(["succeeded", "failed", "cancelled", "exhausted"]);
+export const FINISHED = new Set(["succeeded", "failed", "cancelled", "exhausted"]);
 
 export class JobView {
   constructor(root, id, user) {
@@ -51,10 +58,12 @@ export class JobView {
     if (!this.alive) return;
     performance.mark("data-ready");
     this.job = job;
+    this.metrics = new Metrics(job);
     this.state = flatState(job);
     this.objectives = ov.objectives;
-    this.axes = ov.axes;
-    this.model = new ParetoModel(ov.axes, ov.objectives);
+    // Axis titles with what the metric is and its unit ("Latency on Pixel 3 (ms)").
+    this.axes = ov.axes.map((a) => ({ ...a, name: a.label, label: this.metrics.title(a.key) }));
+    this.model = new ParetoModel(this.axes, ov.objectives);
     this.model.loadSnapshot(ov.scatter);
     this.hv = ov.series.hv;
     this.best = ov.series.best;
@@ -64,10 +73,16 @@ export class JobView {
     this.renderBest(job.best);
     this.loadFiles();
     this.schedule("pareto", "series");
-    const metrics = ov.axes.filter((a) => a.group === "metrics").map((a) => a.label);
-    this.table = new TrialsTable(this.id, { objectives: this.objectives, metrics, onOpen: (t) => this.openTrial(t) });
+    const metricNames = ov.axes.filter((a) => a.group === "metrics").map((a) => a.label);
+    this.table = new TrialsTable(this.id, { objectives: this.objectives, metricNames, metrics: this.metrics,
+      onOpen: (t) => this.openTrial(t) });
     this.tableSlot.replaceWith(this.table.el);
     this.table.load();
+    this.analysis = new AnalysisCard(this.id, { metrics: this.metrics, objectives: this.objectives,
+      onBrush: (where) => this.table.setWhere(where) });
+    this.analysis.metricNames = metricNames;
+    this.analysisSlot.replaceWith(this.analysis.el);
+    this.analysis.start();
     this.live = new Live(this.id, ov.cursor, {
       update: (d) => this.onUpdate(d), end: (d) => this.onEnd(d), status: (s) => this.setLive(s),
     });
@@ -77,6 +92,7 @@ export class JobView {
 
   destroy() {
     this.alive = false;
+    clearTimeout(this.resampleTimer);
     this.live?.stop();
     clearTimeout(this.timer);
     clearTimeout(this.seriesTimer);
@@ -110,6 +126,7 @@ export class JobView {
       h("div", { class: "card-head" }, h("h2", {}, "Per-layer policy of the best trial"), h("span", { class: "sub grow", id: "policy-note" })),
       h("div", { class: "card-body" }, this.policyEl = h("div", { class: "plot", id: "policy-plot" })));
     this.tableSlot = h("div");
+    this.analysisSlot = h("div");
     const hasFront = this.objectives.length > 1;
     clear(this.root,
       this.head, this.banner, this.stats,
@@ -119,13 +136,14 @@ export class JobView {
           h("div", { class: "card-body" }, this.pickers, this.paretoEl)),
         h("div", { class: "stack" },
           h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Best trial")), this.bestCard),
-          h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Downloads")), this.files))),
+          h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Files")), this.files))),
       h("div", { class: "grid two", style: { marginBottom: "18px" } },
         h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Hypervolume"), h("span", { class: "sub grow", id: "hv-note" })),
           h("div", { class: "card-body" }, this.hvEl)),
         h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Best reward"), h("span", { class: "sub grow" })),
           h("div", { class: "card-body" }, this.bestEl))),
       h("div", { style: { marginBottom: "18px" } }, this.policyCard),
+      h("div", { style: { marginBottom: "18px" } }, this.analysisSlot),
       this.tableSlot);
     this.paretoChart = new Chart(this.paretoEl, { download: `pareto-${this.id.slice(0, 12)}`,
       onClick: (p) => this.openTrial(p.t) });
@@ -145,11 +163,12 @@ export class JobView {
         h("div", { class: "crumbs" }, h("a", { href: "#/jobs" }, "Jobs"), " / ", h("span", { class: "mono" }, this.id.slice(0, 12))),
         h("div", { class: "row" }, h("h1", { id: "job-name" }, this.job.name), this.badgeSlot, this.liveEl),
         this.meta),
-      h("div", { class: "row" }, this.cancelBtn));
+      h("div", { class: "row" }, h("a", { class: "btn", href: `#/compare/${this.id}`, id: "compare-job",
+        title: "Draw this job's front beside others" }, "Compare"), this.cancelBtn));
     this.statEls = {
       progress: h("div", { class: "value", id: "stat-progress" }),
       bar: progressBar(0),
-      best: stat("Best reward", "stat-best"),
+      best: stat("Best reward", "stat-best", this.metrics.formula ? `reward = ${this.metrics.formula}` : null),
       hv: stat("Hypervolume", "stat-hv"),
       front: stat("Pareto points", "stat-front"),
       trials: stat("Trials", "stat-trials"),
@@ -170,7 +189,7 @@ export class JobView {
     }
     const took = elapsed(s);
     this.meta.textContent = `${this.job.spec.agent?.name || "?"} on ${this.job.spec.space?.name || "?"} · `
-      + this.objectives.map((o) => `${o.metric} ${o.direction === "max" ? "↑" : "↓"}`).join(", ")
+      + this.objectives.map((o) => `${this.metrics.title(o.metric)} ${o.direction === "max" ? "↑" : "↓"}`).join(", ")
       + (took !== null ? ` · ${fmtDuration(took)}` : "");
     const b = this.cancelBtn;
     b.style.display = running ? "" : "none";
@@ -193,14 +212,30 @@ export class JobView {
       ? `${fmt(s.hypervolume / s.hv_true_front, 4)} of the true front`
       : s.hv_reference ? `reference (${s.hv_reference.map((v) => fmt(v, 4)).join(", ")})` : "");
     this.statEls.front.set(fmtInt(this.model.front.size), "");
-    this.statEls.trials.set(fmtInt(s.trials), `${fmtInt(s.failed)} failed · ${fmtInt(s.cached)} repeats`);
-    const reason = s.reason && (s.status === "failed" || s.status === "cancelled") ? s.reason : "";
-    if (this.banner.dataset.reason !== reason) {
-      this.banner.dataset.reason = reason;
-      clear(this.banner, !reason ? null : s.status === "failed"
-        ? h("div", { class: "banner error", id: "job-reason" }, h("pre", {}, reason))
-        : h("div", { class: "banner warn", id: "job-reason" }, reason));
-    }
+    // "Failed" alone hid invalid trials: every trial that did not complete is counted.
+    const other = Math.max(0, s.trials - s.complete - s.failed - s.cached);
+    this.statEls.trials.set(fmtInt(s.trials), `${fmtInt(s.failed)} failed · ${fmtInt(other)} invalid · ${fmtInt(s.cached)} repeats`);
+    this.renderBanners();
+  }
+
+  /** Why the job stopped (every finished job says so) and whether repeats dominate. */
+  renderBanners() {
+    const s = this.state;
+    const finished = FINISHED.has(s.status);
+    const reason = finished ? stopReason(s) : "";
+    const share = s.trials ? s.cached / s.trials : 0;
+    const repeats = s.trials >= 10 && share > REPEATS_WARN;
+    const key = `${s.status}|${reason}|${repeats ? Math.round(share * 100) : ""}`;
+    if (this.banner.dataset.key === key) return;
+    this.banner.dataset.key = key;
+    const kind = { failed: "error", cancelled: "warn", exhausted: "warn", succeeded: "info" }[s.status] || "info";
+    clear(this.banner,
+      reason ? h("div", { class: `banner ${kind}`, id: "job-reason", dataset: { status: s.status } },
+        h("b", {}, `${statusWord(s.status)}: `), s.status === "failed" ? h("pre", {}, reason) : h("span", {}, reason)) : null,
+      repeats ? h("div", { class: "banner warn", id: "repeats-warning" },
+        h("span", {}, h("b", {}, `${Math.round(share * 100)}% of trials were repeats`),
+          ` (${fmtInt(s.cached)} of ${fmtInt(s.trials)}): the agent keeps proposing architectures it has already seen, `
+          + "which the job answers from its cache without spending budget. Tick “Hide repeats” in the trials table to see only new ones.")) : null);
   }
 
   setLive(status) {
@@ -218,7 +253,7 @@ export class JobView {
     if (!this.alive) return;
     if (d.trials?.length) {
       if (this.pendingTrials) this.pendingTrials.push(...d.trials);
-      const added = this.model.addTrials(d.trials);
+      const added = this.model.addTrials(d.trials, MAX_POINTS + LIVE_SLACK);
       this.newLive.push(...added);
       let top = this.best.length ? this.best[this.best.length - 1][1] : -Infinity;
       for (const t of d.trials) {
@@ -229,7 +264,7 @@ export class JobView {
       this.best.sort((a, b) => a[0] - b[0]);
       this.table?.refreshSoon();
       this.schedule("pareto", "series");
-      if (this.model.points.size > RESAMPLE_AT) this.resample();
+      if (this.model.points.size > MAX_POINTS || this.model.held) this.resampleSoon();
     }
     if (d.front) { this.model.setFront(d.front); this.schedule("pareto", "header"); }
     if (d.hv) {
@@ -258,6 +293,16 @@ export class JobView {
     this.loadFiles();
     this.loadBestSoon();
     this.table?.load(true);
+    this.analysis?.refresh();
+    // The last snapshot: what a reload would draw.
+    if (this.model.live || this.model.held) this.resample(null, true);
+  }
+
+  /** Over the budget while streaming: a fresh server snapshot (throttled). */
+  resampleSoon() {
+    if (this.resampleTimer) return;
+    const wait = Math.max(0, RESAMPLE_MS - (performance.now() - (this.resampledAt || -Infinity)));
+    this.resampleTimer = setTimeout(() => { this.resampleTimer = null; this.resample(); }, wait);
   }
 
   schedule(...what) {
@@ -294,6 +339,8 @@ export class JobView {
 
   drawPareto() {
     const fig = paretoFigure(this.model);
+    fig.spec.empty = FINISHED.has(this.state.status) ? "No completed trial to draw"
+      : this.state.status === "queued" ? "Waiting for a worker to start the job" : "Waiting for the first trial";
     const fresh = this.newLive;
     this.newLive = [];
     const painted = this.paretoChart.draw(fig.spec);
@@ -323,8 +370,11 @@ export class JobView {
   }
 
   drawSeries() {
-    const hv = stepFigure(this.hv, this.lastEval, { name: "hypervolume", color: "#4f46e5", ytitle: "hypervolume" });
-    const best = stepFigure(this.best, this.lastEval, { name: "best reward", color: "#059669", ytitle: "best reward" });
+    const waiting = FINISHED.has(this.state.status) ? "No completed trial" : "Waiting for the first completed trial";
+    const hv = stepFigure(this.hv, this.lastEval, { name: "hypervolume", color: "#4f46e5", ytitle: "hypervolume",
+      empty: this.objectives.length > 1 ? waiting : "One objective: no hypervolume" });
+    const best = stepFigure(this.best, this.lastEval, { name: "best reward", color: "#059669",
+      ytitle: this.metrics.formula ? `best reward = ${this.metrics.formula}` : "best reward", empty: waiting });
     this.hvChart.draw(hv.spec);
     this.bestChart.draw(best.spec);
     this.hvEl.dataset.points = String(this.hv.length);
@@ -341,9 +391,13 @@ export class JobView {
     await this.resample({ x, y, color });
   }
 
-  async resample(sel = null) {
-    if (this.resampling) return;
+  async resample(sel = null, force = false) {
+    if (this.resampling) {
+      if (force) this.resampleAgain = true; // the last one must see the finished job
+      return;
+    }
     this.resampling = true;
+    this.resampledAt = performance.now();
     this.pendingTrials = [];
     const s = sel || this.model.selection;
     try {
@@ -351,13 +405,14 @@ export class JobView {
         x: s.x, y: s.y, color: s.color || "none", max_points: MAX_POINTS })}`);
       if (!this.alive) return;
       this.model.loadSnapshot(snap);
-      this.model.addTrials(this.pendingTrials);
+      this.model.addTrials(this.pendingTrials, MAX_POINTS + LIVE_SLACK);
       this.schedule("pareto");
     } catch (err) {
       toast(err.message, "error");
     } finally {
       this.pendingTrials = null;
       this.resampling = false;
+      if (this.resampleAgain && this.alive) { this.resampleAgain = false; this.resample(null, true); }
     }
   }
 
@@ -383,15 +438,18 @@ export class JobView {
     this.bestTrial = t;
     const files = (t.files || Object.entries(t.artifacts || {}).map(([name, path]) => ({ name, path: path || null, size: null })))
       .filter((f) => f.path);
+    const m = this.metrics;
     clear(this.bestCard,
       h("div", { class: "row", style: { marginBottom: "10px" } },
         h("div", { style: { fontSize: "20px", fontWeight: 650 } }, fmt(t.reward, 6)),
         h("span", { class: "muted" }, "reward"), h("span", { style: { flex: 1 } }),
         h("a", { class: "btn small", href: `#/jobs/${this.id}/trials/${t.trial_id}`, id: "open-best" }, `Trial #${t.trial_id}`)),
-      h("dl", { class: "kv" }, Object.entries(t.metrics || {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, fmt(v, 6))])),
+      m.formula ? h("div", { class: "formula", id: "best-formula" }, "reward = ", h("code", {}, m.formula)) : null,
+      h("dl", { class: "kv" }, Object.entries(t.metrics || {}).flatMap(([k, v]) => [
+        h("dt", { title: k }, m.label(k)), h("dd", {}, m.withUnit(k, fmt(v, 6)))])),
       h("div", { class: "mono faint", style: { marginTop: "10px", overflowWrap: "anywhere", fontSize: "11.5px" } }, t.arch_key),
       files.length ? h("div", { class: "downloads", id: "best-downloads", style: { marginTop: "12px" } },
-        files.map((f) => downloadLink(this.id, f.path, `Best model · ${f.name}`, f.size))) : null);
+        files.map((f) => downloadLink(this.id, f.path, f.path, f.size, f.what))) : null);
     this.drawPolicy(t);
     this.renderFiles();
   }
@@ -404,14 +462,15 @@ export class JobView {
     }
     this.policyCard.style.display = "";
     document.getElementById("policy-note").textContent = `trial #${t.trial_id} · ${Object.keys(groups).join(", ")}`;
-    this.policyEl.style.height = `${Math.max(260, 170 * Object.keys(groups).length + 60)}px`;
-    barPanels(this.policyEl, policyFigure(groups), { valueText: (v) => fmt(v, 4) });
+    const panels = [...policyFigure(groups), ...referencePanels(t.recorded?.policy, this.job.spec.target)];
+    this.policyEl.style.height = `${Math.max(260, 170 * panels.length + 60)}px`;
+    barPanels(this.policyEl, panels, { valueText: (v) => fmt(v, 4) });
     this.policyEl.dataset.trial = String(t.trial_id);
   }
 
   async loadFiles() {
     try {
-      const res = await api(`/jobs/${encodeURIComponent(this.id)}/artifacts`);
+      const res = await api(`/dashboard/jobs/${encodeURIComponent(this.id)}/files`);
       this.jobFiles = res.data.filter((f) => !f.path.startsWith("trials/"));
     } catch {
       this.jobFiles = this.jobFiles || [];
@@ -423,13 +482,16 @@ export class JobView {
     if (!this.jobFiles) return;
     const best = this.bestTrial;
     const bestFiles = best ? (best.files || []).filter((f) => f.path) : [];
+    // The same list, names and descriptions as the API's files route and the trial detail.
+    const listed = new Set(this.jobFiles.map((f) => f.path));
     const items = [
-      ...this.jobFiles.map((f) => downloadLink(this.id, f.path, f.path === "results.json" ? "Results (results.json)" : f.path, f.size)),
-      ...bestFiles.map((f) => downloadLink(this.id, f.path, `Best model · ${f.name}`, f.size)),
+      ...this.jobFiles.map((f) => downloadLink(this.id, f.path, f.path, f.size,
+        f.trial !== null && f.trial !== undefined ? `${f.what} · trial #${f.trial}` : f.what)),
+      ...bestFiles.filter((f) => !listed.has(f.path)).map((f) => downloadLink(this.id, f.path, f.path, f.size, `${f.what} · best trial`)),
     ];
     clear(this.files, items.length ? h("div", { class: "downloads" }, items)
-      : h("div", { class: "muted" }, FINISHED.has(this.state.status) ? "This job wrote no files."
-        : "Results appear here when the job finishes; model files of Pareto points are in the trials table."));
+      : h("div", { class: "muted", id: "files-empty" }, FINISHED.has(this.state.status) ? "This job wrote no files."
+        : "results.json (every trial, the front, the best) appears here when the job finishes; files a trial wrote are in its row of the trials table."));
   }
 
   // ---- actions -----------------------------------------------------------------------------
@@ -469,7 +531,7 @@ export class JobView {
       this.drawer = null;
       return;
     }
-    this.drawer = this.drawer || new TrialDrawer({ id: this.id, objectives: this.objectives },
+    this.drawer = this.drawer || new TrialDrawer({ id: this.id, objectives: this.objectives, metrics: this.metrics },
       () => { location.hash = `#/jobs/${this.id}`; });
     this.drawer.open(t);
   }
@@ -487,13 +549,44 @@ function flatState(job) {
   };
 }
 
-function stat(label, id) {
+function stat(label, id, fixedNote = null) {
   const value = h("div", { class: "value" }, "—");
   const hint = h("div", { class: "hint" }, " ");
+  const fixed = fixedNote ? h("div", { class: "hint formula", title: fixedNote }, fixedNote) : null;
   return {
-    el: h("div", { class: "stat", id }, h("div", { class: "label" }, label), value, hint),
+    el: h("div", { class: "stat", id }, h("div", { class: "label" }, label), value, hint, fixed),
     set(v, note) { value.textContent = v; hint.textContent = note || " "; },
   };
+}
+
+const STATUS_WORDS = { succeeded: "Finished", failed: "Failed", cancelled: "Cancelled", exhausted: "Stopped early" };
+const statusWord = (status) => STATUS_WORDS[status] || status;
+
+/** The job's own reason, or what its numbers say when it gave none. */
+function stopReason(s) {
+  if (s.reason) return s.reason;
+  if (s.status === "succeeded") {
+    return s.budget && s.evaluations >= s.budget ? `all ${fmtInt(s.budget)} evaluations of the budget done`
+      : `${fmtInt(s.evaluations)} of ${fmtInt(s.budget)} evaluations done (no reason recorded)`;
+  }
+  return s.status === "cancelled" ? "cancelled by its owner" : "no reason recorded";
+}
+
+/** A compression policy's context: each layer's channels in the reference model, and the kept
+ * share of channels against the job's resource target (recorded.policy rows, spec.target). */
+function referencePanels(rows, target) {
+  if (!Array.isArray(rows)) return [];
+  const parsed = rows.filter((r) => typeof r.channels === "string" && /^\d+\/\d+$/.test(r.channels))
+    .map((r) => { const [kept, total] = r.channels.split("/").map(Number); return { layer: r.layer, kept, total }; });
+  if (!parsed.length) return [];
+  const line = target && Number.isFinite(target.ratio)
+    ? { value: target.ratio, label: `target: ${Math.round(target.ratio * 100)}% of ${target.metric || "flops"}` } : null;
+  return [
+    { name: "kept", title: "channels kept (share)", color: "#10b981", line,
+      rows: parsed.map((r) => ({ label: r.layer, value: r.total ? r.kept / r.total : 0 })) },
+    { name: "reference", title: "reference channels", color: "#94a3b8",
+      rows: parsed.map((r) => ({ label: r.layer, value: r.total })) },
+  ];
 }
 
 function groupOptions(axes, selected) {

@@ -8,9 +8,11 @@ const PAGE = 25;
 const POLL_MS = 2500;
 
 export class JobsView {
-  constructor(root, user) {
+  constructor(root, user, { compare = false } = {}) {
     this.root = root;
     this.user = user;
+    this.compareMode = compare; // #/compare without jobs: pick them here
+    this.picked = new Set();
     this.status = "all";
     this.offset = 0;
     this.known = null;
@@ -29,10 +31,14 @@ export class JobsView {
     this.body = h("div", { class: "table-wrap" }, h("div", { class: "center-spinner", style: { minHeight: "200px" } },
       h("div", { class: "spinner" })));
     this.pager = h("div", { class: "pager" });
+    this.compareBtn = h("a", { class: "btn", id: "compare-jobs", href: "#/compare", "aria-disabled": "true",
+      title: "Tick two or more jobs to draw their Pareto fronts on one chart" }, "Compare fronts");
     clear(this.root,
       h("div", { class: "page-head" },
-        h("div", {}, h("h1", {}, "Jobs"), this.countEl),
-        h("button", { class: "btn primary", id: "new-job", onclick: () => this.toggleForm() }, icon("plus"), "New job")),
+        h("div", {}, h("h1", {}, this.compareMode ? "Compare jobs" : "Jobs"), this.countEl,
+          this.compareMode ? h("div", { class: "muted" }, "Tick two or more jobs, then “Compare fronts”.") : null),
+        h("div", { class: "row" }, this.compareBtn,
+          h("button", { class: "btn primary", id: "new-job", onclick: () => this.toggleForm() }, icon("plus"), "New job"))),
       this.formSlot,
       h("section", { class: "card" }, h("div", { class: "card-head" }, this.tabs), this.body, this.pager));
     this.load();
@@ -41,6 +47,14 @@ export class JobsView {
   destroy() {
     this.alive = false;
     clearTimeout(this.timer);
+  }
+
+  pick(id, on) {
+    if (on) this.picked.add(id); else this.picked.delete(id);
+    const ids = [...this.picked];
+    this.compareBtn.href = `#/compare/${ids.join(",")}`;
+    this.compareBtn.setAttribute("aria-disabled", String(ids.length < 2));
+    this.compareBtn.classList.toggle("primary", ids.length >= 2);
   }
 
   syncTabs() {
@@ -85,9 +99,12 @@ export class JobsView {
         class: `click${j.id === highlight ? " new" : ""}`, dataset: { jobId: j.id, status: j.status },
         onclick: (e) => { if (!e.target.closest("a")) location.hash = `#/jobs/${j.id}`; },
       },
+      h("td", { class: "pick" }, h("input", { type: "checkbox", "aria-label": `Compare ${j.name}`, checked: this.picked.has(j.id),
+        onclick: (e) => { e.stopPropagation(); this.pick(j.id, e.target.checked); } })),
       h("td", { class: "name" }, h("a", { href: `#/jobs/${j.id}` }, j.name),
         h("div", { class: "faint mono", style: { fontSize: "11.5px" } }, j.id.slice(0, 12))),
-      h("td", {}, badge(j.status)),
+      h("td", { title: j.reason || "" }, badge(j.status),
+        j.reason && j.status !== "running" ? h("div", { class: "faint reason" }, j.reason) : null),
       h("td", { style: { minWidth: "220px" } }, h("div", { class: "progress-cell" },
         progressBar(j.progress.fraction, j.status),
         h("span", {}, `${fmtInt(j.progress.evaluations)} / ${fmtInt(j.progress.budget)}`))),
@@ -100,7 +117,7 @@ export class JobsView {
         j.progress.failed ? h("span", { class: "faint" }, ` · ${fmtInt(j.progress.failed)} failed`) : null),
       h("td", { class: "muted", title: j.created_at }, relTime(j.created_at))));
       clear(this.body, h("table", { class: "data", id: "jobs-table" },
-        h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Status"), h("th", {}, "Progress"),
+        h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Name"), h("th", {}, "Status"), h("th", {}, "Progress"),
           h("th", { class: "num" }, "Best reward"), h("th", { class: "num" }, "Hypervolume"),
           h("th", { class: "num" }, "Trials"), h("th", {}, "Created"))),
         h("tbody", {}, rows)));

@@ -22,6 +22,7 @@ export class ParetoModel {
     this.shown = 0;
     this.sampled = false;
     this.live = 0; // points added by the stream since the snapshot
+    this.held = 0; // stream points over the budget, waiting for the next snapshot
   }
 
   axis(key) {
@@ -42,6 +43,7 @@ export class ParetoModel {
     this.shown = s.shown;
     this.sampled = s.sampled;
     this.live = 0;
+    this.held = 0;
     const cols = s.cols;
     for (let i = 0; i < s.t.length; i += 1) {
       const vals = {};
@@ -50,8 +52,10 @@ export class ParetoModel {
     }
   }
 
-  /** Trials from the stream; returns the ids that became drawable. */
-  addTrials(trials) {
+  /** Trials from the stream; returns the ids that became drawable. Past ``limit`` points,
+   * dominated newcomers are only counted: the next server snapshot (down-sampled by the rule
+   * a reload uses) brings those that survive it, so live and reload draw the same. */
+  addTrials(trials, limit = Infinity) {
     const added = [];
     const keys = this.keys();
     for (const tr of trials) {
@@ -61,6 +65,11 @@ export class ParetoModel {
       const x = vals[this.selection.x], y = vals[this.selection.y];
       if (!finite(x) || !finite(y)) continue;
       const isNew = !this.points.has(tr.t);
+      if (isNew && this.points.size >= limit && !(tr.f || this.front.has(tr.t))) {
+        this.total += 1;
+        this.held += 1;
+        continue;
+      }
       this.points.set(tr.t, { t: tr.t, k: tr.k, vals, x, y, f: this.front.has(tr.t) || tr.f });
       if (isNew) { this.total += 1; this.live += 1; added.push(tr.t); }
     }

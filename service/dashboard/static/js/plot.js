@@ -6,10 +6,19 @@ import { fmtInt, h } from "./util.js";
 
 const FAMILY = 'Inter, ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif';
 const FONT = `12px ${FAMILY}`;
-const INK = "#374151";
-const MUTED = "#6b7280";
-const GRID = "#f0f1f5";
-const EDGE = "#e5e7eb";
+// Colours follow the page's theme (light or dark, app.css): read when the scheme changes, not
+// per draw (reading computed style forces a style recalculation while the page updates).
+let INK = "#374151", MUTED = "#6b7280", GRID = "#f0f1f5", EDGE = "#e5e7eb", PANEL = "#fff";
+let themed = false;
+window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", () => { themed = false; });
+function theme() {
+  if (themed) return;
+  themed = true;
+  const css = getComputedStyle(document.documentElement);
+  const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  INK = v("--chart-ink", INK); MUTED = v("--muted", MUTED); GRID = v("--line-2", GRID);
+  EDGE = v("--line", EDGE); PANEL = v("--card", PANEL);
+}
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // ---- scales ------------------------------------------------------------------------------------
@@ -179,6 +188,7 @@ export class Chart {
     const ctx = this.canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, this.width, this.height);
+    theme();
     const g = this.layout(ctx);
     this.geom = g;
     this.axes(ctx, g);
@@ -190,6 +200,9 @@ export class Chart {
     let drawn = 0;
     for (const l of this.visibleLayers()) drawn += this.points(ctx, g, l);
     ctx.restore();
+    const empty = s.empty && !s.layers.some((l) => l.points.length) && !(s.lines || []).some((l) => l.x.length);
+    if (empty) this.message(ctx, g, s.empty);
+    this.el.dataset.empty = empty ? "1" : "";
     if (s.color) this.colorbar(ctx, g);
     this.drawn = drawn;
     this.resetBtn.style.display = this.zoom ? "" : "none";
@@ -197,9 +210,20 @@ export class Chart {
     if (this.hovered) this.rehover();
   }
 
+  /** What will appear here, instead of bare axes ("Waiting for the first trial"). */
+  message(ctx, g, text) {
+    ctx.fillStyle = PANEL;
+    ctx.fillRect(0, 0, this.width, this.height);
+    ctx.fillStyle = MUTED;
+    ctx.font = `14px ${FAMILY}`;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(text, this.width / 2, this.height / 2);
+  }
+
   axes(ctx, g) {
     const s = this.spec;
-    ctx.fillStyle = "#fff";
+    ctx.fillStyle = PANEL;
     ctx.fillRect(g.left, g.top, g.w, g.h);
     ctx.lineWidth = 1;
     ctx.strokeStyle = GRID;
@@ -334,9 +358,10 @@ export class Chart {
     }
     for (const l of this.spec.layers) {
       if (l.legend === false) continue;
+      // Coloured by a third axis: the swatch shows the scale the points use, not one colour.
       const style = l.marker === "star" ? { color: l.fill } : {
-        background: this.spec.color && l.value ? viridis(0.6) : l.fill, opacity: String(Math.max(0.45, l.alpha ?? 1)),
-        borderColor: l.stroke || "transparent" };
+        background: this.spec.color && l.value ? `linear-gradient(135deg, ${viridis(0.1)}, ${viridis(0.5)}, ${viridis(0.95)})` : l.fill,
+        opacity: String(Math.max(0.45, l.alpha ?? 1)), borderColor: l.stroke || "transparent" };
       items.push({ id: l.id, name: l.name, swatch: h("span", { class: `sw ${l.marker === "star" ? "star" : "dot"}`, style },
         l.marker === "star" ? "★" : null) });
     }
@@ -386,11 +411,13 @@ export class Chart {
       for (const p of l.points) {
         const x = g.sx(l.x(p)), y = g.sy(l.y(p));
         if (!(x >= g.left && x <= g.left + g.w && y >= g.top && y <= g.top + g.h)) continue;
-        const d = byX ? Math.abs(x - mx) : Math.max(0, Math.hypot(x - mx, y - my) - r);
-        if (d < bestD) { best = { layer: l, point: p, x, y }; bestD = d; }
+        // The nearest centre wins (a point under the finger beats a larger one beside it);
+        // the top layer wins exact ties.
+        const d = byX ? Math.abs(x - mx) : Math.hypot(x - mx, y - my);
+        if (d < bestD) { best = { layer: l, point: p, x, y, r }; bestD = d; }
       }
     }
-    return best && (byX || bestD <= limit) ? best : null;
+    return best && (byX || bestD <= limit + best.r) ? best : null;
   }
 
   showTip(hit) {
@@ -520,6 +547,7 @@ export function barPanels(el, panels, options = {}) {
 }
 
 function drawBars(el, panels, { valueText = (v) => String(v) } = {}) {
+  theme();
   const width = Math.max(200, el.clientWidth || 600), height = Math.max(120, el.clientHeight || 300);
   const labels = [];
   for (const p of panels) for (const r of p.rows) if (!labels.includes(r.label)) labels.push(r.label);
@@ -531,6 +559,7 @@ function drawBars(el, panels, { valueText = (v) => String(v) } = {}) {
   panels.forEach((p, i) => {
     const y0 = top + i * (ph + gap);
     const values = p.rows.map((r) => r.value).filter(Number.isFinite);
+    if (p.line) values.push(p.line.value);
     const hi = Math.max(0, ...values), lo = Math.min(0, ...values);
     const t = ticks(lo, hi > lo ? hi : lo + 1, 4);
     const top1 = Math.max(hi, t.values[t.values.length - 1]), bot = Math.min(lo, t.values[0]);
@@ -550,6 +579,12 @@ function drawBars(el, panels, { valueText = (v) => String(v) } = {}) {
       svg("title", {}, document.createTextNode(`${r.label}\n${p.title}: ${valueText(r.value)}`))));
     }
     g.append(svg("line", { x1: left, x2: left + w, y1: sy(0), y2: sy(0), stroke: EDGE }));
+    if (p.line) { // a reference value across the panel (the compression target)
+      g.append(svg("line", { class: "target", x1: left, x2: left + w, y1: sy(p.line.value), y2: sy(p.line.value),
+        stroke: "#dc2626", "stroke-width": 1.5, "stroke-dasharray": "5 4", "data-value": p.line.value }));
+      g.append(svg("text", { x: left + w - 4, y: sy(p.line.value) - 4, "text-anchor": "end", fill: "#dc2626", "font-size": 11 },
+        document.createTextNode(p.line.label)));
+    }
     root.append(g);
   });
   const yb = top + panels.length * ph + (panels.length - 1) * gap;

@@ -1,6 +1,8 @@
 // Trial detail in a side drawer: architecture (by layer when it has layers), every metric,
 // the error text of a failed trial, and its files.
 import { api } from "./api.js";
+import { policyFigure } from "./charts.js";
+import { barPanels } from "./plot.js";
 import { badge, clear, downloadLink, fmt, fmtDuration, h, icon } from "./util.js";
 
 /** Group architecture decisions by layer: "control:layer" (compression) or "b3_kernel" (blocks). */
@@ -34,15 +36,45 @@ export function policyGroups(arch) {
   return groups;
 }
 
+/** The architecture readable (cell edges, block table or per-layer bars), raw JSON one click away. */
+function archSection(trial) {
+  return h("div", {}, h("div", { class: "table-wrap" }, archView(trial)),
+    h("details", { class: "raw", id: "trial-raw" }, h("summary", {}, "Raw JSON"),
+      h("pre", { class: "json" }, JSON.stringify(trial.arch, null, 2))));
+}
+
 function kv(entries) {
   return h("dl", { class: "kv" }, entries.flatMap(([k, v, left]) => [h("dt", {}, k), h("dd", { class: left ? "left" : "" }, v)]));
 }
 
-function archSection(trial) {
+/** NAS-Bench-201's cell: "edge_<from>_<to>" -> operation; null for other spaces. */
+export function cellEdges(arch) {
+  const keys = Object.keys(arch || {});
+  if (!keys.length || !keys.every((k) => /^edge_\d+_\d+$/.test(k))) return null;
+  return keys.map((k) => { const [, a, b] = k.split("_"); return { from: Number(a), to: Number(b), op: arch[k] }; })
+    .sort((x, y) => x.to - y.to || x.from - y.from);
+}
+
+function archView(trial) {
+  const edges = cellEdges(trial.arch);
+  if (edges) {
+    return h("table", { class: "layers", id: "trial-layers", dataset: { kind: "cell" } },
+      h("thead", {}, h("tr", {}, h("th", {}, "Into node"), h("th", {}, "From node"), h("th", {}, "Operation"))),
+      h("tbody", {}, edges.map((e) => h("tr", { dataset: { edge: `${e.from}-${e.to}` } },
+        h("td", {}, `node ${e.to}`), h("td", {}, e.from === 0 ? "node 0 (input)" : `node ${e.from}`),
+        h("td", { class: "mono" }, e.op === "none" ? "none (edge removed)" : e.op)))));
+  }
+  const groups = policyGroups(trial.arch);
+  if (groups) {
+    const el = h("div", { class: "plot", id: "trial-policy", style: { height: `${Math.max(240, 150 * Object.keys(groups).length + 60)}px` } });
+    requestAnimationFrame(() => { if (el.isConnected) barPanels(el, policyFigure(groups), { valueText: (v) => fmt(v, 4) }); });
+    return h("div", { id: "trial-layers", dataset: { kind: "policy" } }, el);
+  }
   const grouped = layerRows(trial.arch);
   if (grouped) {
-    return h("table", { class: "layers", id: "trial-layers" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Layer"), grouped.fields.map((f) => h("th", {}, f)))),
+    const blocks = Object.keys(trial.arch).every((k) => /^b\d+_/.test(k));
+    return h("table", { class: "layers", id: "trial-layers", dataset: { kind: blocks ? "blocks" : "layers" } },
+      h("thead", {}, h("tr", {}, h("th", {}, blocks ? "Block" : "Layer"), grouped.fields.map((f) => h("th", {}, f)))),
       h("tbody", {}, [...grouped.layers.entries()].map(([layer, vals]) => h("tr", {},
         h("td", { class: "mono" }, layer), grouped.fields.map((f) => h("td", {}, fmt(vals[f])))))));
   }
@@ -54,7 +86,7 @@ function archSection(trial) {
 
 export class TrialDrawer {
   constructor(job, onClose) {
-    this.job = job; // { id, objectives }
+    this.job = job; // { id, objectives, metrics (metrics.js) }
     this.onClose = onClose;
     this.root = document.getElementById("drawer-root");
     this.onKey = (e) => { if (e.key === "Escape") this.onClose(); };
@@ -86,21 +118,24 @@ export class TrialDrawer {
       t.is_best ? h("span", { class: "badge front" }, "Best reward") : null,
       t.cached ? h("span", { class: "badge plain" }, "repeat (cached)") : null);
     const objectives = new Set(this.job.objectives.map((o) => o.metric));
+    const m = this.job.metrics;
     const metricRows = Object.entries(t.metrics || {}).sort(([a], [b]) => (objectives.has(b) - objectives.has(a)) || a.localeCompare(b))
-      .map(([k, v]) => [objectives.has(k) ? h("b", {}, k) : k, fmt(v, 6)]);
-    const recorded = Object.entries(t.recorded || {}).map(([k, v]) => [k, typeof v === "number" ? fmt(v, 6) : JSON.stringify(v)]);
+      .map(([k, v]) => [h("span", { title: k }, objectives.has(k) ? h("b", {}, m.label(k)) : m.label(k)), m.withUnit(k, fmt(v, 6))]);
+    const recorded = Object.entries(t.recorded || {}).filter(([k]) => k !== "policy")
+      .map(([k, v]) => [m.label(k), typeof v === "number" ? m.withUnit(k, fmt(v, 6)) : JSON.stringify(v)]);
     const files = (t.files || []).filter((f) => f.path);
     const missing = (t.files || []).filter((f) => !f.path);
     clear(this.body,
       t.error ? h("div", { class: "section" }, h("h3", {}, "Error"), h("pre", { class: "error-text", id: "trial-error" }, t.error)) : null,
       h("div", { class: "section" }, h("h3", {}, "Metrics"),
-        kv([["reward", t.reward === null ? "—" : h("b", {}, fmt(t.reward, 6))], ...metricRows])),
+        kv([["reward", t.reward === null ? "—" : h("b", {}, fmt(t.reward, 6))], ...metricRows]),
+        m.formula ? h("div", { class: "formula", id: "trial-formula" }, "reward = ", h("code", {}, m.formula)) : null),
       recorded.length ? h("div", { class: "section" }, h("h3", {}, "Recorded (not seen by the agent)"), kv(recorded)) : null,
       h("div", { class: "section" }, h("h3", {}, "Architecture"), archSection(t),
         h("div", { class: "mono faint", style: { marginTop: "8px", overflowWrap: "anywhere" } }, t.arch_key)),
       h("div", { class: "section" }, h("h3", {}, "Files"),
-        files.length ? h("div", { class: "downloads" }, files.map((f) => downloadLink(this.job.id, f.path, f.name, f.size)))
-          : h("div", { class: "muted" }, "This trial produced no files."),
+        files.length ? h("div", { class: "downloads", id: "trial-files" }, files.map((f) => downloadLink(this.job.id, f.path, f.path, f.size, f.what)))
+          : h("div", { class: "muted", id: "trial-files" }, "This trial produced no files."),
         missing.length ? h("div", { class: "faint", style: { marginTop: "6px" } }, `Not on this server: ${missing.map((f) => f.name).join(", ")}`) : null),
       h("div", { class: "section" }, h("h3", {}, "Run"), kv([
         ["evaluation", t.evaluation_index ?? "—"], ["duration", fmtDuration(t.duration_s)], ["node", t.node || "—"],

@@ -5,13 +5,14 @@ import { artifactUrl, badge, clear, debounce, fmt, fmtDuration, fmtInt, h, icon 
 const STATES = ["", "complete", "failed", "invalid", "pruned", "running"];
 
 export class TrialsTable {
-  constructor(jobId, { objectives, metrics, onOpen }) {
+  constructor(jobId, { objectives, metricNames, metrics, onOpen }) {
     this.jobId = jobId;
     this.objectives = objectives; // [{metric, direction}]
-    this.metrics = metrics; // other metric names (agent-visible)
+    this.metricNames = metricNames; // other metric names (agent-visible)
+    this.metrics = metrics; // labels and units (metrics.js)
     this.onOpen = onOpen;
     this.params = { offset: 0, limit: 25, sort: "trial_id", order: "desc", state: "", front: false,
-      metric: "", min: "", max: "", q: "" };
+      metric: "", min: "", max: "", q: "", repeats: true, where: null };
     this.seq = 0;
     this.el = this.build();
   }
@@ -19,10 +20,11 @@ export class TrialsTable {
   columns() {
     const cols = [{ key: "trial_id", label: "Trial", sort: "trial_id", num: false }, { key: "state", label: "State" }];
     for (const o of this.objectives) {
-      cols.push({ key: `metrics.${o.metric}`, label: `${o.metric} ${o.direction === "max" ? "↑" : "↓"}`, sort: `metrics.${o.metric}`, num: true });
+      cols.push({ key: `metrics.${o.metric}`, label: `${this.metrics.title(o.metric)} ${o.direction === "max" ? "↑" : "↓"}`,
+        sort: `metrics.${o.metric}`, num: true });
     }
-    cols.push({ key: "reward", label: "Reward", sort: "reward", num: true });
-    for (const m of this.metrics.slice(0, 3)) cols.push({ key: `metrics.${m}`, label: m, sort: `metrics.${m}`, num: true });
+    cols.push({ key: "reward", label: "Reward", sort: "reward", num: true, title: this.metrics.formula || null });
+    for (const m of this.metricNames.slice(0, 3)) cols.push({ key: `metrics.${m}`, label: this.metrics.title(m), sort: `metrics.${m}`, num: true });
     cols.push({ key: "duration_s", label: "Time", sort: "duration_s", num: true });
     cols.push({ key: "arch", label: "Architecture" });
     cols.push({ key: "files", label: "" });
@@ -37,9 +39,13 @@ export class TrialsTable {
     const state = h("select", { id: "trial-state", "aria-label": "State", onchange: () => set("state", state.value) },
       STATES.map((s) => h("option", { value: s }, s ? s[0].toUpperCase() + s.slice(1) : "Any state")));
     const front = h("input", { type: "checkbox", id: "trial-front", onchange: () => set("front", front.checked) });
-    const metricNames = [...this.objectives.map((o) => o.metric), ...this.metrics];
+    const metricNames = [...this.objectives.map((o) => o.metric), ...this.metricNames];
     const metric = h("select", { id: "trial-metric", "aria-label": "Metric filter", onchange: () => set("metric", metric.value ? `metrics.${metric.value}` : "") },
-      h("option", { value: "" }, "Metric range…"), metricNames.map((m) => h("option", { value: m }, m)));
+      h("option", { value: "" }, "Metric range…"), metricNames.map((m) => h("option", { value: m }, this.metrics.title(m))));
+    const repeats = h("input", { type: "checkbox", id: "trial-hide-repeats", onchange: () => set("repeats", !repeats.checked) });
+    this.csv = h("a", { class: "btn small", id: "trials-csv", download: "", title: "Every trial this filter selects, as CSV" },
+      icon("download"), "CSV");
+    this.brushNote = h("span", { class: "badge plain", id: "brush-note", style: { display: "none" } });
     const lo = h("input", { type: "number", id: "trial-min", placeholder: "min", step: "any",
       oninput: debounce(() => set("min", lo.value), 350) });
     const hi = h("input", { type: "number", id: "trial-max", placeholder: "max", step: "any",
@@ -48,10 +54,27 @@ export class TrialsTable {
     this.body = h("div", { class: "table-wrap" }, h("div", { class: "empty" }, h("div", { class: "spinner" })));
     this.pager = h("div", { class: "pager" });
     return h("section", { class: "card", id: "trials-card" },
-      h("div", { class: "card-head" }, h("h2", {}, "Trials"), this.count),
+      h("div", { class: "card-head" }, h("h2", {}, "Trials"), this.count, this.csv),
       h("div", { class: "filters" }, this.search, state,
-        h("label", { class: "check" }, front, "Pareto points only"), metric, lo, hi),
+        h("label", { class: "check" }, front, "Pareto points only"),
+        h("label", { class: "check" }, repeats, "Hide repeats"), metric, lo, hi, this.brushNote),
       this.body, this.pager);
+  }
+
+  /** The parallel coordinates' brushes (null: none): the server filters by them. */
+  setWhere(where) {
+    this.params.where = where;
+    this.params.offset = 0;
+    const n = where ? Object.keys(where.ranges).length + Object.keys(where.choices).length : 0;
+    this.brushNote.style.display = n ? "" : "none";
+    this.brushNote.textContent = `${n} brush${n === 1 ? "" : "es"} from the parallel coordinates`;
+    this.load();
+  }
+
+  filterQuery() {
+    const p = this.params;
+    return { state: p.state, front: p.front || null, metric: p.metric, min: p.min, max: p.max, q: p.q,
+      repeats: p.repeats ? null : "false", where: p.where ? JSON.stringify(p.where) : null };
   }
 
   refreshSoon() {
@@ -64,10 +87,15 @@ export class TrialsTable {
     const p = this.params;
     const seq = ++this.seq;
     if (p.metric === "" && (p.min !== "" || p.max !== "")) return;
+    const id = encodeURIComponent(this.jobId);
+    this.csv.href = `/api/v1/dashboard/jobs/${id}/trials.csv${query({ ...this.filterQuery(), sort: p.sort, order: p.order })}`;
+    if (p.where && Object.values(p.where.choices).some((v) => !v.length)) {
+      this.render({ data: [], count: 0 }, quiet); // a brush between two choices selects nothing
+      return;
+    }
     try {
-      const page = await api(`/dashboard/jobs/${encodeURIComponent(this.jobId)}/trials${query({
-        offset: p.offset, limit: p.limit, sort: p.sort, order: p.order, state: p.state, front: p.front || null,
-        metric: p.metric, min: p.min, max: p.max, q: p.q })}`);
+      const page = await api(`/dashboard/jobs/${id}/trials${query({
+        offset: p.offset, limit: p.limit, sort: p.sort, order: p.order, ...this.filterQuery() })}`);
       if (seq !== this.seq) return; // a newer request won
       this.render(page, quiet);
     } catch (err) {
@@ -76,13 +104,18 @@ export class TrialsTable {
     }
   }
 
+  unfiltered() {
+    const p = this.params;
+    return !p.state && !p.front && !p.metric && !p.q && p.repeats && !p.where;
+  }
+
   render(page, quiet) {
     const p = this.params;
     const cols = this.columns();
     this.count.textContent = `${fmtInt(page.count)} trial${page.count === 1 ? "" : "s"}`;
     const before = quiet ? new Set([...this.body.querySelectorAll("tbody tr")].map((r) => r.dataset.trial)) : null;
     const head = h("tr", {}, cols.map((c) => h("th", {
-      class: `${c.sort ? "sortable" : ""} ${c.num ? "num" : ""}`, dataset: { sort: c.sort || "" },
+      class: `${c.sort ? "sortable" : ""} ${c.num ? "num" : ""}`, dataset: { sort: c.sort || "" }, title: c.title || undefined,
       onclick: c.sort ? () => {
         if (p.sort === c.sort) p.order = p.order === "asc" ? "desc" : "asc";
         else { p.sort = c.sort; p.order = c.num || c.sort === "reward" ? "desc" : "asc"; }
@@ -109,7 +142,9 @@ export class TrialsTable {
     }, cols.map((c) => cell(t, c))));
     clear(this.body, page.data.length
       ? h("table", { class: "data", id: "trials-table" }, h("thead", {}, head), h("tbody", {}, rows))
-      : h("div", { class: "empty" }, h("div", { class: "big" }, "No trials match"), "Change the filters, or wait for the search."));
+      : this.unfiltered() ? h("div", { class: "empty", id: "trials-empty" }, h("div", { class: "big" }, "Waiting for the first trial"),
+        "Each architecture the search evaluates appears here, newest first.")
+        : h("div", { class: "empty", id: "trials-empty" }, h("div", { class: "big" }, "No trials match"), "Change the filters or the brushes."));
     const last = Math.min(p.offset + p.limit, page.count);
     const size = h("select", { "aria-label": "Rows per page", onchange: () => { p.limit = Number(size.value); p.offset = 0; this.load(); } },
       [25, 50, 100].map((n) => h("option", { value: n, selected: n === p.limit }, `${n} / page`)));

@@ -123,10 +123,12 @@ export function artifactUrl(jobId, path) {
   return `/api/v1/dashboard/jobs/${encodeURIComponent(jobId)}/artifacts/${enc}`;
 }
 
-export function downloadLink(jobId, path, label, size) {
-  return h("div", { class: "download" },
-    h("span", { class: "name", title: path }, label),
-    size !== null && size !== undefined ? h("span", { class: "size" }, fmtBytes(size)) : null,
+/** A file: its full name (wrapped, never cut), its size, what it is, and a download button. */
+export function downloadLink(jobId, path, label, size, what = null) {
+  return h("div", { class: "download", dataset: { file: path } },
+    h("div", { class: "file" },
+      h("span", { class: "name mono", title: path }, label),
+      h("span", { class: "what" }, [what, size !== null && size !== undefined ? fmtBytes(size) : null].filter(Boolean).join(" · "))),
     h("a", { class: "btn small", href: artifactUrl(jobId, path), download: path.split("/").pop(),
-      dataset: { path } }, icon("download"), "Download"));
+      dataset: { path }, "aria-label": `Download ${path}` }, icon("download"), "Download"));
 }

@@ -1,0 +1,428 @@
+"""The dashboard at desktop (1400x900) and phone (390x844) sizes in Debian's Chromium: no page
+wider than the screen, axis titles from the metric registry, why each job stopped, repeats,
+empty states, the analysis views (importance, parallel coordinates whose brushes filter the
+table, slices), the CSV export against the API, readable architectures, a tap on the Pareto
+chart, comparing jobs, dark mode, and live against reload point counts.
+
+Screenshots go to ``test-output/dashboard/`` (kept as CI artifacts); look at them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.base import TrialState
+from search.sinks import TrialRecord
+from tests.dashboard.harness import Service, fill_job, filled_spec, nb201_records, sink_for
+
+pytestmark = pytest.mark.slow  # a browser and a service per module
+
+SIZES = {"desktop": (1400, 900), "phone": (390, 844)}
+
+
+def api(service: Service, token: str, path: str, **params: Any) -> Any:
+    with service.client(token) as c:
+        r = c.get(path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+
+def open_at(open_page: Any, service: Service, token: str, fragment: str, size: str,
+            **options: Any) -> Any:
+    p = open_page(service, token, viewport=SIZES[size], touch=size == "phone", **options)
+    p.goto(fragment)
+    p.page.wait_for_selector("#user-name", state="attached")
+    return p
+
+
+def fits(page: Any) -> None:
+    """Nothing makes the page scroll sideways (tables scroll inside their cards)."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    inner = page.evaluate("window.innerWidth")
+    if width > inner:
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                         && !e.closest('.table-wrap, .pc-scroll'))
+            .slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)""")
+        raise AssertionError(f"page is {width}px wide in a {inner}px window: {wide}")
+
+
+def visible_in_viewport(page: Any, selector: str) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    return box is not None and box["x"] >= 0 and box["y"] >= 0 \
+        and box["x"] + box["width"] <= size["width"] + 0.5 and box["width"] > 0
+
+
+@pytest.fixture(scope="module")
+def owner(quiet_service: Service) -> str:
+    return quiet_service.token("vera-views")
+
+
+@pytest.fixture(scope="module")
+def jobs(quiet_service: Service, owner: str) -> dict[str, str]:
+    """A finished 400-trial job (failed and invalid trials among them), one that failed, one
+    cancelled, one mostly repeats, and a compression-like one."""
+    out = {"main": fill_job(quiet_service, owner, nb201_records(400, seed=4, failed_every=30),
+                            filled_spec("nb201-main", 400))}
+    out["failed"] = fill_job(quiet_service, owner, nb201_records(12, seed=5),
+                             filled_spec("crashed", 40), finish="failed")
+    out["cancelled"] = fill_job(quiet_service, owner, nb201_records(8, seed=6),
+                                filled_spec("stopped", 40), finish="cancelled")
+    base = [r for r in nb201_records(12, seed=7) if r.state == TrialState.COMPLETE]
+    repeats = [TrialRecord(len(base) + i, base[i % len(base)].arch, base[i % len(base)].arch_key,
+                           TrialState.COMPLETE, reward=base[i % len(base)].reward,
+                           metrics=base[i % len(base)].metrics, cached=True,
+                           evaluation_index=len(base)) for i in range(60)]
+    out["repeats"] = fill_job(quiet_service, owner, base + repeats, filled_spec("loops", 40))
+    layers = ["conv1", "layer1.0.conv1", "layer1.0.conv2", "fc"]
+    policy = []
+    for i in range(6):
+        arch = {f"prune:{x}": round(((i + j) % 4) / 10, 2) for j, x in enumerate(layers)}
+        rows = [{"layer": x, "prune": arch[f"prune:{x}"],  # as the compress evaluator records
+                 "channels": f"{round(16 * (j + 1) * (1 - arch[f'prune:{x}']))}/{16 * (j + 1)}"}
+                for j, x in enumerate(layers)]
+        policy.append(TrialRecord(i, arch, f"policy-{i}", TrialState.COMPLETE, reward=90.0 - i,
+                                  metrics={"val_acc": 90.0 - i, "pixel3_latency": 10.0 - i},
+                                  recorded={"policy": rows}, evaluation_index=i + 1))
+    out["policy"] = fill_job(quiet_service, owner, policy, filled_spec("compress-like", 6),
+                             results=False)
+    blocks = []
+    for i in range(4):
+        arch = {f"b{b}_{k}": v for b in range(3) for k, v in
+                (("op", ["mbconv3", "fire"][(i + b) % 2]), ("kernel", [3, 5][b % 2]),
+                 ("se", 0.25), ("layers", b - 1))}
+        blocks.append(TrialRecord(i, arch, json.dumps(arch, sort_keys=True), TrialState.COMPLETE,
+                                  reward=80.0 + i, metrics={"val_acc": 80.0 + i,
+                                                            "pixel3_latency": 5.0 + i},
+                                  evaluation_index=i + 1))
+    out["blocks"] = fill_job(quiet_service, owner, blocks, filled_spec("mnas-like", 4),
+                             results=False)
+    return out
+
+
+# ---- every page fits, at both sizes --------------------------------------------------------
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_page_fits_and_its_controls_are_reachable(open_page: Any, quiet_service: Service,
+                                                        owner: str, jobs: dict[str, str],
+                                                        size: str) -> None:
+    main = jobs["main"]
+    p = open_at(open_page, quiet_service, owner, "#/jobs", size)
+    page = p.page
+    page.wait_for_selector(f"tr[data-job-id='{main}']")
+    fits(page)
+    assert visible_in_viewport(page, "#sign-out")
+    p.shot(f"{size}-jobs")
+    page.goto(f"{quiet_service.url}/#/jobs/{main}")
+    page.wait_for_selector("#pareto-plot[data-drawn]")
+    page.wait_for_selector("#trials-table")
+    page.wait_for_selector("#importance-view[data-state='drawn']")
+    fits(page)
+    assert visible_in_viewport(page, "#sign-out")
+    p.shot(f"{size}-job")
+    for tab in ("parallel", "slices"):
+        page.click(f"#tab-{tab}")
+        page.wait_for_selector(f"#{tab}-view[data-state='drawn']")
+        fits(page)
+        page.locator(f"#{tab}-view").scroll_into_view_if_needed()
+        p.shot(f"{size}-analysis-{tab}", full_page=False)
+    # the trial panel fits and its close button is on screen
+    trial = api(quiet_service, owner, f"/dashboard/jobs/{main}/trials", state="failed",
+                limit=1)["data"][0]["t"]
+    page.goto(f"{quiet_service.url}/#/jobs/{main}/trials/{trial}")
+    page.wait_for_selector("#trial-drawer #trial-error")
+    fits(page)
+    assert visible_in_viewport(page, "#close-trial")
+    assert visible_in_viewport(page, "#trial-drawer .kv")
+    p.shot(f"{size}-trial", full_page=False)
+    page.click("#close-trial")
+    page.goto(f"{quiet_service.url}/#/compare/{main},{jobs['failed']}")
+    page.wait_for_selector("#compare-plot[data-points]")
+    fits(page)
+    p.shot(f"{size}-compare")
+    assert not p.errors, p.errors
+
+
+# ---- units, reasons, repeats, empty states --------------------------------------------------
+def axis_titles(page: Any, selector: str) -> dict[str, str]:
+    return page.evaluate(f"""() => {{ const s = document.querySelector('{selector}').chart.spec;
+        return {{x: s.x.title, y: s.y.title}}; }}""")
+
+
+def test_axes_say_what_and_in_which_unit_and_jobs_say_why_they_stopped(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    doc = api(quiet_service, owner, f"/jobs/{jobs['main']}")
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{jobs['main']}", "desktop")
+    page = p.page
+    page.wait_for_selector("#pareto-plot[data-drawn]")
+    titles = axis_titles(page, "#pareto-plot")
+    registry = doc.get("metrics") or {}
+    for key, metric in (("x", "pixel3_latency"), ("y", "val_acc")):
+        entry = registry.get(metric)
+        if entry:  # the job document describes its metrics: label and unit on the axis
+            assert entry["label"] in titles[key] and f"({entry['unit']})" in titles[key], titles
+        else:  # an older job: the raw name, never an empty title
+            assert titles[key].startswith(metric), titles
+    assert "better" in titles["x"] and "better" in titles["y"]
+    page.wait_for_selector("#hv-plot[data-points]")  # the step charts draw after the scatter
+    assert axis_titles(page, "#hv-plot")["y"] == "hypervolume"
+    # a finished job says why it stopped, whatever the status
+    for name, status in (("main", "succeeded"), ("failed", "failed"), ("cancelled", "cancelled")):
+        page.goto(f"{quiet_service.url}/#/jobs/{jobs[name]}")
+        banner = page.wait_for_selector(f"#job-reason[data-status='{status}']")
+        assert "filled by the test" in banner.inner_text()
+    page.goto(f"{quiet_service.url}/#/jobs")
+    page.wait_for_selector(f"tr[data-job-id='{jobs['failed']}'] .reason:has-text('filled by')")
+    assert not p.errors, p.errors
+
+
+def test_repeats_warn_and_can_be_hidden(open_page: Any, quiet_service: Service, owner: str,
+                                        jobs: dict[str, str]) -> None:
+    job = jobs["repeats"]
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", "desktop")
+    page = p.page
+    warning = page.wait_for_selector("#repeats-warning")
+    doc = api(quiet_service, owner, f"/jobs/{job}")
+    share = round(100 * doc["progress"]["cached"] / doc["progress"]["trials"])
+    assert f"{share}% of trials were repeats" in warning.inner_text()
+    page.wait_for_selector("#trials-table")
+    total = doc["progress"]["trials"]
+    assert page.inner_text("#trials-range").endswith(f"of {total}")
+    page.check("#trial-hide-repeats")
+    fresh = total - doc["progress"]["cached"]
+    page.wait_for_selector(f"#trials-range:has-text('of {fresh}')")
+    assert page.locator("#trials-table .badge:has-text('repeat')").count() == 0
+    page.goto(f"{quiet_service.url}/#/jobs/{jobs['main']}")
+    page.wait_for_selector("#job-reason")
+    assert page.locator("#repeats-warning").count() == 0
+    assert not p.errors, p.errors
+
+
+def test_a_job_without_trials_says_what_will_appear(open_page: Any, quiet_service: Service,
+                                                    owner: str) -> None:
+    job = quiet_service.submit(owner, filled_spec("not-started", 10))  # no worker: queued
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job['id']}", "phone")
+    page = p.page
+    page.wait_for_selector("#pareto-plot[data-empty='1']")
+    page.wait_for_selector("#trials-empty:has-text('Waiting for the first trial')")
+    page.wait_for_selector("#importance-view:has-text('once 10 trials have completed')")
+    spec = page.evaluate("document.querySelector('#pareto-plot').chart.spec.empty")
+    assert spec == "Waiting for a worker to start the job"
+    fits(page)
+    p.shot("phone-empty-job")
+    with quiet_service.client(owner) as c:  # fill_job in later tests claims the oldest job
+        assert c.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    assert not p.errors, p.errors
+
+
+# ---- analysis views, brushing, CSV -----------------------------------------------------------
+def test_brushing_filters_the_table_and_csv_equals_the_api(open_page: Any,
+                                                           quiet_service: Service, owner: str,
+                                                           jobs: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    job = jobs["main"]
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", "desktop")
+    page = p.page
+    imp = page.wait_for_selector("#importance-view[data-state='drawn']")
+    served = api(quiet_service, owner, f"/dashboard/jobs/{job}/importance")
+    rows = page.eval_on_selector_all(
+        "#importance-view .imp-block[data-metric='val_acc'] .imp-row",
+        "rs => rs.map(r => [r.dataset.decision, +r.dataset.value])")
+    want = sorted(served["objectives"][0]["values"].items(), key=lambda kv: -kv[1])
+    assert [r[0] for r in rows] == [k for k, _ in want] and len(rows) == 6
+    assert "PED-ANOVA" in page.inner_text("#analysis-note") and imp
+    page.click("#tab-parallel")
+    page.wait_for_selector("#parallel-view[data-state='drawn']")
+    page.locator("#parallel-plot").scroll_into_view_if_needed()
+    # drag along the accuracy axis, as a person would
+    top = page.evaluate("document.querySelector('#parallel-plot').pcoords"
+                        ".locate('metrics.val_acc', 93)")
+    bottom = page.evaluate("document.querySelector('#parallel-plot').pcoords"
+                           ".locate('metrics.val_acc', 85)")
+    page.mouse.move(top["x"], top["y"])
+    page.mouse.down()
+    page.mouse.move(bottom["x"], (top["y"] + bottom["y"]) / 2, steps=4)
+    page.mouse.move(bottom["x"], bottom["y"], steps=4)
+    page.mouse.up()
+    page.wait_for_selector("#brush-note:has-text('1 brush')")
+    lo, hi = page.evaluate("[...document.querySelector('#parallel-plot').pcoords"
+                           ".brushes.get('metrics.val_acc')]")
+    assert 84 < lo < 86 and 92 < hi < 94
+    where = json.dumps({"ranges": {"metrics.val_acc": [lo, hi]}, "choices": {}})
+    filtered = api(quiet_service, owner, f"/dashboard/jobs/{job}/trials", where=where,
+                   limit=1000, order="desc")
+    assert 0 < filtered["count"] < 400
+    page.wait_for_selector(f"#trials-range:has-text('of {filtered['count']}')")
+    # brushing a decision too: both filters apply
+    page.evaluate("document.querySelector('#parallel-plot').pcoords"
+                  ".brush('arch.edge_1_2', 1.5, 3.5)")  # two of the five operations
+    page.wait_for_selector("#brush-note:has-text('2 brushes')")
+    where2 = page.evaluate("JSON.stringify(document.querySelector('#parallel-plot')"
+                           ".pcoords.where())")
+    both = api(quiet_service, owner, f"/dashboard/jobs/{job}/trials", where=where2,
+               limit=1000, order="desc")
+    assert both["count"] < filtered["count"]
+    page.wait_for_selector(f"#trials-range:has-text('of {both['count']}')")
+    inside = int(page.get_attribute("#parallel-plot", "data-inside"))
+    assert inside <= both["count"]
+    p.shot("desktop-parallel-brushed", full_page=False)
+    # the CSV is every trial of the filter, in the table's order
+    with page.expect_download() as info:
+        page.click("#trials-csv")
+    info.value.save_as(tmp_path / "trials.csv")
+    reader = csv.reader(io.StringIO((tmp_path / "trials.csv").read_text()))
+    header = [h.split(" [")[0] for h in next(reader)]  # "metrics.val_acc [%]"
+    table = [dict(zip(header, row, strict=True)) for row in reader]
+    assert [int(r["trial_id"]) for r in table] == [t["t"] for t in both["data"]]
+    for r, t in zip(table, both["data"], strict=True):
+        assert float(r["metrics.val_acc"]) == t["m"]["val_acc"]
+        assert float(r["metrics.pixel3_latency"]) == t["m"]["pixel3_latency"]
+    page.click("#clear-brushes")
+    page.wait_for_selector("#trials-range:has-text('of 400')")
+    page.click("#tab-slices")
+    page.wait_for_selector("#slices-view[data-state='drawn']")
+    served = api(quiet_service, owner, f"/dashboard/jobs/{job}/slices")
+    panels = page.locator("#slices-view .slice")
+    assert panels.count() == len(served["decisions"]) == 6
+    medians = page.eval_on_selector_all(
+        "#slices-view .slice[data-decision='edge_0_1'] g.box",
+        "gs => gs.map(g => [g.dataset.choice, +g.dataset.median])")
+    want_medians = [[c["choice"], c["q"][2]] for c in served["decisions"][0]["choices"] if c["n"]]
+    assert medians == want_medians
+    assert not p.errors, p.errors
+
+
+# ---- architectures, files -------------------------------------------------------------------
+def test_architectures_are_readable_with_raw_json_behind_a_toggle(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{jobs['main']}/trials/0", "phone")
+    page = p.page
+    table = page.wait_for_selector("#trial-layers[data-kind='cell']")
+    arch = api(quiet_service, owner, f"/dashboard/jobs/{jobs['main']}/trials/0")["arch"]
+    for key, op in arch.items():
+        _, a, b = key.split("_")
+        assert op in page.inner_text(f"#trial-layers tr[data-edge='{a}-{b}']")
+    assert table.is_visible() and not page.is_visible("#trial-raw pre")
+    page.click("#trial-raw summary")
+    assert json.loads(page.inner_text("#trial-raw pre")) == arch
+    p.shot("phone-trial-cell", full_page=False)
+    page.goto(f"{quiet_service.url}/#/jobs/{jobs['blocks']}/trials/1")
+    page.wait_for_selector("#trial-layers[data-kind='blocks']")
+    heads = page.eval_on_selector_all("#trial-layers th", "ts => ts.map(t => t.textContent)")
+    assert heads == ["Block", "op", "kernel", "se", "layers"]
+    assert page.locator("#trial-layers tbody tr").count() == 3
+    page.goto(f"{quiet_service.url}/#/jobs/{jobs['policy']}/trials/2")
+    page.wait_for_selector("#trial-layers[data-kind='policy'] rect.bar")
+    assert page.locator("#trial-layers rect.bar").count() == 4
+    fits(page)
+    p.shot("phone-trial-policy", full_page=False)
+    assert not p.errors, p.errors
+
+
+def test_a_compression_policy_sits_beside_the_reference_layer_sizes(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{jobs['policy']}", "desktop")
+    page = p.page
+    page.wait_for_selector("#policy-plot[data-trial='0'] rect.bar")
+    bars = page.eval_on_selector_all("#policy-plot rect.bar", """rs => rs.map(r =>
+        [r.dataset.group, r.dataset.label, +r.dataset.value])""")
+    rows = api(quiet_service, owner, f"/dashboard/jobs/{jobs['policy']}/trials/0")[
+        "recorded"]["policy"]
+    totals = [int(r["channels"].split("/")[1]) for r in rows]
+    kept = [int(r["channels"].split("/")[0]) / t for r, t in zip(rows, totals, strict=True)]
+    assert [b[2] for b in bars if b[0] == "reference"] == totals
+    assert [b[2] for b in bars if b[0] == "kept"] == pytest.approx(kept)
+    assert [b[1] for b in bars if b[0] == "prune"] == [r["layer"] for r in rows]
+    page.locator("#policy-card").scroll_into_view_if_needed()
+    p.shot("desktop-policy-reference", full_page=False)
+    assert not p.errors, p.errors
+
+
+def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    job = jobs["main"]
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", "phone")
+    page = p.page
+    page.wait_for_selector("#pareto-plot[data-drawn]")
+    # the page has settled (cards above and below the plot have loaded)
+    page.wait_for_selector("#downloads .download")
+    page.wait_for_selector("#importance-view[data-state='drawn']")
+    page.wait_for_selector("#trials-table")
+    page.locator("#pareto-plot").scroll_into_view_if_needed()
+    front = {t["trial_id"] for t in api(quiet_service, owner, f"/jobs/{job}/pareto")["data"]}
+    at = page.evaluate("""() => { const c = document.querySelector('#pareto-plot').chart;
+        const at = c.locate((p, layer) => layer === 'front');
+        const b = c.area.getBoundingClientRect();
+        return {...at, t: c.pick(at.x - b.left, at.y - b.top).point.t}; }""")
+    under = at["t"]
+    assert under in front
+    page.touchscreen.tap(at["x"], at["y"])
+    drawer = page.wait_for_selector("#trial-drawer")
+    assert int(drawer.get_attribute("data-trial")) == under
+    assert visible_in_viewport(page, "#close-trial")
+    assert not p.errors, p.errors
+
+
+# ---- compare, dark mode ---------------------------------------------------------------------
+def test_compare_draws_each_jobs_front_on_one_chart(open_page: Any, quiet_service: Service,
+                                                    owner: str, jobs: dict[str, str]) -> None:
+    p = open_at(open_page, quiet_service, owner, "#/jobs", "desktop", dark=True)
+    page = p.page
+    for name in ("main", "failed"):
+        page.check(f"tr[data-job-id='{jobs[name]}'] td.pick input")
+    page.click("#compare-jobs")
+    plot = page.wait_for_selector("#compare-plot[data-points]")
+    fronts = [api(quiet_service, owner, f"/jobs/{jobs[n]}/pareto")["count"]
+              for n in ("main", "failed")]
+    assert int(plot.get_attribute("data-jobs")) == 2
+    assert int(plot.get_attribute("data-points")) == sum(fronts)
+    assert page.locator("#compare-plot .chart-key").count() == 2
+    # dark mode follows the system setting
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg == "rgb(11, 16, 32)", bg
+    p.shot("desktop-compare-dark")
+    page.goto(f"{quiet_service.url}/#/jobs/{jobs['main']}")
+    page.wait_for_selector("#pareto-plot[data-drawn]")
+    p.shot("desktop-job-dark")
+    assert not p.errors, p.errors
+
+
+# ---- live equals reload ---------------------------------------------------------------------
+def test_live_and_reload_draw_the_same_points(open_page: Any, quiet_service: Service,
+                                              owner: str) -> None:
+    spec = filled_spec("live-big", 4000)
+    first = nb201_records(2300, seed=9)
+    job = fill_job(quiet_service, owner, first, spec, finish=None)
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", "desktop")
+    page = p.page
+    page.wait_for_selector("#live[data-state='live']")
+    page.evaluate("""() => { window.__maxPoints = 0;
+        const plot = document.querySelector('#pareto-plot');
+        new MutationObserver(() => { window.__maxPoints = Math.max(window.__maxPoints,
+            +plot.dataset.points); }).observe(plot, {attributes: true}); }""")
+    sink = sink_for(quiet_service, job, spec, first)
+    more = nb201_records(1200, start=2300, seed=9)
+    for i in range(0, len(more), 100):
+        for rec in more[i:i + 100]:
+            sink.on_trial(rec)
+        time.sleep(0.5)  # 200 trials a second
+    sink.on_end("succeeded", "filled by the test")
+    page.wait_for_selector("#live[data-state='ended']")
+    reload = api(quiet_service, owner, f"/dashboard/jobs/{job}/scatter")
+    assert reload["sampled"] and reload["shown"] <= 2000
+    page.wait_for_function(f"document.querySelector('#pareto-plot').dataset.points == "
+                           f"'{reload['shown']}'", timeout=30_000)
+    live_max = page.evaluate("window.__maxPoints")
+    # the budget held while streaming (it grew to ~6,000 before): 2,000 points, plus at most
+    # 500 streamed ones (and new Pareto points) while the next snapshot loads
+    assert 2000 <= live_max <= 2500 + len(reload["front"]), live_max
+    page.reload()
+    page.wait_for_selector("#pareto-plot[data-drawn]")
+    assert page.get_attribute("#pareto-plot", "data-points") == str(reload["shown"])
+    assert not p.errors, p.errors
