@@ -157,3 +157,36 @@ def test_transfer_refuses_an_unreachable_child():
     p_model = SPACE.build_model(_arch("conv"), SHAPE, 10)
     with pytest.raises(Net2NetError):
         transfer(SPACE, _arch("conv"), p_model, _arch("sep"), SHAPE, 10)
+
+
+# ---- warm starts in train jobs ----------------------------------------------------------------
+SMALL = MnasNetSpace(blocks=[(16, 1, 2), (24, 1, 1)], ops=("conv", "sep"), head=32)
+
+
+def _small(width: float = 1.0, layers: int = 0) -> dict:
+    return {"b0_op": "sep", "b0_kernel": 3, "b0_se": 0.0, "b0_skip": "identity",
+            "b0_layers": 0, "b0_width": width, "b1_op": "sep", "b1_kernel": 3, "b1_se": 0.0,
+            "b1_skip": "identity", "b1_layers": layers, "b1_width": width}
+
+
+def test_a_warm_started_candidate_starts_with_a_lower_loss_and_records_its_parent():
+    from search.evaluators.train import TrainingEvaluator
+
+    options = {"dataset": {"source": "digits", "seed": 0}, "epochs": 1, "lr": 0.05}
+    warm = TrainingEvaluator(**options, warm_start="net2net")
+    cold = TrainingEvaluator(**options)
+    try:
+        parent, child = _small(), _small(width=1.25, layers=1)
+        first = warm.evaluate(parent, SMALL, seed=3)
+        assert first.recorded["net2net_parent"] is None  # nothing trained yet
+        inherited = warm.evaluate(child, SMALL, seed=3)
+        scratch = cold.evaluate(child, SMALL, seed=3)
+        assert inherited.recorded["net2net_parent"] == SMALL.key(parent)
+        assert "net2net_parent" not in scratch.recorded
+        # One epoch from the parent's function against one epoch from random weights.
+        assert inherited.recorded["train_loss"] < scratch.recorded["train_loss"]
+        unrelated = {**_small(), "b0_op": "conv", "b1_op": "conv"}
+        assert warm.evaluate(unrelated, SMALL, seed=3).recorded["net2net_parent"] is None
+    finally:
+        warm.close()
+        cold.close()
