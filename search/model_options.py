@@ -73,6 +73,11 @@ class TrainOptions(NoOptions):
     bn_batches: int = Field(8, ge=0, le=100_000, description="Batches that re-estimate BN "
                             "statistics before each evaluation (0: off).")
     asha: AshaOptions | None = Field(None, description="Stop poor candidates early (ASHA).")
+    warm_start: Literal["net2net"] | None = Field(
+        None, description="'net2net': a candidate inherits the weights of the nearest trained "
+                          "candidate it is a wider/deeper version of (mnasnet space).")
+    net2net_noise: float = Field(0.01, ge=0, le=1, description="Relative noise of Net2Net's "
+                                                               "weight splits.")
 
     @model_validator(mode="after")
     def _check(self) -> TrainOptions:

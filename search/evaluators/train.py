@@ -14,6 +14,12 @@ validation accuracy goes to Ray Tune's ASHA scheduler shared by the job
 (``search.evaluators.asha``); a stopped candidate is returned with the accuracy it reached
 and ``recorded["pruned"] = True``, which the search loop records as a PRUNED trial (no
 reward: a partial training is not a score to rank against full ones).
+
+With ``warm_start="net2net"`` a candidate that is a wider and/or deeper version of a candidate
+already trained in this process starts from that network's weights, transformed to compute
+the same function (``spaces.net2net``), and records the parent's key as ``net2net_parent``.
+Trained networks are kept per job in the process (``ParentStore``): on Ray, a candidate
+inherits only from candidates its own worker process trained.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
 
 SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("sgd", "adam")
+WARM_STARTS = (None, "net2net")
 _DATA: dict[str, Dataset] = {}
 
 
@@ -61,6 +68,9 @@ class TrainConfig:
     #: knowledge distillation (Hinton et al. 2015): weight of the soft-target loss, temperature
     distill_alpha: float = 0.5
     distill_temperature: float = 4.0
+    #: "net2net": inherit weights from the nearest trained wider/deeper-reachable candidate
+    warm_start: str | None = None
+    net2net_noise: float = 0.01
 
     def __post_init__(self) -> None:
         checks = [
@@ -75,12 +85,16 @@ class TrainConfig:
             ("bn_batches", self.bn_batches >= 0, ">= 0"),
             ("distill_alpha", 0 <= self.distill_alpha <= 1, "in [0, 1]"),
             ("distill_temperature", self.distill_temperature > 0, "> 0"),
+            ("net2net_noise", 0 <= self.net2net_noise <= 1, "in [0, 1]"),
         ]
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start must be one of {list(WARM_STARTS)}, "
+                             f"got {self.warm_start!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, "
                              f"got {self.optimizer!r}")
@@ -271,6 +285,48 @@ def build_for(space: Space, arch: Architecture, data: Dataset, seed: int) -> nn.
         return build(arch, data.input_shape, data.num_classes)
 
 
+class ParentStore:
+    """Trained networks of one job in this process, for Net2Net warm starts (newest kept)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self.trained: dict[str, tuple[Architecture, dict[str, Any]]] = {}
+
+    def add(self, key: str, arch: Architecture, model: nn.Module) -> None:
+        self.trained.pop(key, None)
+        self.trained[key] = (dict(arch), {k: v.detach().clone()
+                                          for k, v in model.state_dict().items()})
+        while len(self.trained) > self.capacity:
+            self.trained.pop(next(iter(self.trained)))
+
+    def warm_start(self, space: Space, arch: Architecture, data: Dataset, seed: int,
+                   noise: float) -> tuple[nn.Module, str] | None:
+        """The candidate's network inherited from its nearest trained parent, and the
+        parent's key; None when no trained candidate reaches it."""
+        import torch
+
+        from spaces.mnasnet import MnasNetSpace
+        from spaces.net2net import nearest_parent, transfer
+
+        if not isinstance(space, MnasNetSpace) or not self.trained:
+            return None
+        candidates = [a for a, _ in self.trained.values()]
+        parent = nearest_parent(space, arch, candidates, data.input_shape)
+        if parent is None:
+            return None
+        key = space.key(parent)
+        with seeded(seed):
+            parent_model = space.build_model(parent, data.input_shape, data.num_classes)
+        parent_model.load_state_dict(self.trained[key][1])
+        sample = torch.from_numpy(data.x_train[:256])
+        child = transfer(space, parent, parent_model, arch, data.input_shape,
+                         data.num_classes, seed=seed, noise=noise, sample=sample)
+        return child, key
+
+
+_PARENTS: dict[str, ParentStore] = {}
+
+
 def get_dataset(options: Mapping[str, Any]) -> Dataset:
     """Load once per process and options (workers keep the arrays between trials)."""
     key = repr(sorted(options.items()))
@@ -301,7 +357,14 @@ class TrainingEvaluator(Evaluator):
 
     def evaluate(self, arch: Architecture, space: Space, *, seed: int) -> Evaluation:
         data = self.data()
-        model = build_for(space, arch, data, seed)
+        parent_key, store = None, None
+        if self.config.warm_start == "net2net":
+            store = _PARENTS.setdefault(self.run_id, ParentStore())
+            inherited = store.warm_start(space, arch, data, seed, self.config.net2net_noise)
+            if inherited is not None:
+                model, parent_key = inherited
+        if parent_key is None:
+            model = build_for(space, arch, data, seed)
         on_epoch = None
         if self.asha is not None:
             gate = self.asha
@@ -312,6 +375,8 @@ class TrainingEvaluator(Evaluator):
                 return gate.report(trial, epoch, val_acc)
 
         result = train_model(model, data, self.config, seed=seed, on_epoch=on_epoch)
+        if store is not None and not result.pruned:
+            store.add(space.key(arch), arch, result.model)
         recorded = {
             "test_acc": result.test_acc,
             "val_curve": result.val_curve,
@@ -323,6 +388,8 @@ class TrainingEvaluator(Evaluator):
         }
         if self.asha is not None:
             recorded["pruned"] = result.pruned
+        if self.config.warm_start is not None:
+            recorded["net2net_parent"] = parent_key
         return Evaluation(metrics={"val_acc": result.val_acc}, recorded=recorded)
 
     def describe(self) -> dict[str, Any]:
@@ -333,6 +400,8 @@ class TrainingEvaluator(Evaluator):
                     "reduction_factor": self.asha.reduction_factor}}
 
     def close(self) -> None:
-        """Drop the job's shared ASHA state (a Ray actor when trainings ran on Ray)."""
+        """Drop the job's trained parents and its shared ASHA state (a Ray actor when
+        trainings ran on Ray)."""
+        _PARENTS.pop(self.run_id, None)
         if self.asha is not None:
             self.asha.close()
