@@ -148,7 +148,7 @@ class NetAdaptAgent(Agent):
             raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.initial_reduction, self.decay = float(initial_reduction), float(decay)
         self.metric = self.cspace.target.metric  # type: ignore[union-attr]
-        self.full = self.cspace.cost(self.cspace.identity(), self.metric)
+        self.full = self.cspace.uncompressed(self.metric)
         self.current: Architecture = self.cspace.identity()
         self.current_reward: float | None = None
         self.step = 0

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from search.sinks import TrialRecord
 from search.spec import JobSpec, SpecError
 from service.core.config import Settings
 from service.core.db import Database
@@ -33,7 +32,7 @@ from service.core.errors import LeaseLost
 from service.migrations import upgrade
 from service.models import Job, JobStatus, utcnow
 from service.queue import Claim, claim_job, heartbeat, release
-from service.sink import ResultsWriter, SqlSink, TrackedExecutor, WorkerShutdown, load_resume
+from service.sink import SqlSink, TrackedExecutor, WorkerShutdown, load_resume
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +170,7 @@ class Worker:
             self._mark_started(claim, name, resumed=bool(stored) or checkpoint is not None)
             sink = SqlSink(self.db, claim, spec, artifact_root=self.artifact_root,
                            stored=stored, cancel_poll_s=self.settings.cancel_poll_s,
-                           shutdown=self.stop, results_writer=_results_writer(spec))
+                           shutdown=self.stop, write_results=True)
             if name == "ray" and not _ray_ready():
                 raise RuntimeError("Ray is not initialized (the worker's main loop starts it)")
             # The service's Ray (RAY_ADDRESS) wins over any address in the job spec.
@@ -219,20 +218,4 @@ class Worker:
                 Job.id == claim.job_id, Job.worker_id == claim.worker_id,
                 Job.attempts == claim.attempt).values(
                     status=status.value, reason=reason, finished_at=now, updated_at=now))
-
-
-def _results_writer(spec: JobSpec) -> ResultsWriter:
-    """Writes the same results document as ``lightsearch search`` (results.json artifact)."""
-
-    def write(trials: list[TrialRecord], status: str, reason: str | None,
-              elapsed_s: float) -> str:
-        from search.results import build_results
-        from service.core.db import json_dumps
-        from spaces.registry import SPACES
-
-        space = SPACES.create(spec.space.name, options=spec.space.options)
-        ordered = sorted(trials, key=lambda t: t.trial_id)
-        return json_dumps(build_results(spec, ordered, status=status, reason=reason,
-                                        space=space, elapsed_s=elapsed_s))
-    return write
 

@@ -95,7 +95,8 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
                controls: Sequence[str] = ("prune",),
                target: Mapping[str, Any] | TargetSpec | None = None, max_prune: float = 0.9,
                max_sparsity: float = 0.95, bit_choices: Sequence[int] = (8, 4, 2, 1),
-               share_choices: Sequence[int] = (8, 4, 2)) -> CompressionSpace:
+               share_choices: Sequence[int] = (8, 4, 2),
+               channel_multiple: int = 1) -> CompressionSpace:
     """The ``compression`` space of a job (registry factory)."""
     if model is None:
         raise ValueError("model: a compression space needs the model to compress")
@@ -107,9 +108,10 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
     config = {"model": ref.model_dump(), "controls": list(controls),
               "target": tgt.model_dump() if tgt else None, "max_prune": max_prune,
               "max_sparsity": max_sparsity, "bit_choices": list(bit_choices),
-              "share_choices": list(share_choices)}
+              "share_choices": list(share_choices), "channel_multiple": channel_multiple}
     kwargs = dict(controls=controls, max_prune=max_prune, max_sparsity=max_sparsity,
-                  bit_choices=bit_choices, share_choices=share_choices, config=config)
+                  bit_choices=bit_choices, share_choices=share_choices, config=config,
+                  channel_multiple=channel_multiple)
     latency_model = None
     if tgt is not None and tgt.metric == "latency":
         from search.compression.latency import cached_latency_model
