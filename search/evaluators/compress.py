@@ -39,7 +39,7 @@ class CompressionEvaluator(Evaluator):
                              "(a compression job's top-level 'model' fills it)")
 
     def signal_metrics(self) -> list[str]:
-        return ["val_acc", "error", "flops", "params", "size_bytes", "latency_ms",
+        return ["val_acc", "val_acc_after_finetune", "error", "flops", "params", "size_bytes", "latency_ms",
                 "latency_ort_ms", "flops_ratio", "params_ratio", "size_ratio", "amc_reward",
                 "amc_reward_flops"]
 
@@ -82,6 +82,8 @@ class CompressionEvaluator(Evaluator):
             "amc_reward_flops": -error * math.log(max(flops, 1)),
             **latency,
         }
+        if "val_acc_after_finetune" in trial.recorded:  # NetAdapt's short-term fine-tuning
+            metrics["val_acc_after_finetune"] = trial.recorded["val_acc_after_finetune"]
         return Evaluation(metrics=metrics, recorded=trial.recorded, artifacts=artifacts)
 
 
