@@ -108,8 +108,8 @@ class ModelRef(_Strict):
     """The model a compression job starts from.
 
     Exactly one of: ``reference`` (a reference network trained inside the job on
-    ``dataset``), ``artifact`` (a file of an earlier job: a LightSearch compressed artifact or a
-    whole pickled torch module), or ``space`` + ``arch`` (+ ``weights``, a state dict file) for
+    ``dataset``), ``artifact`` (a LightSearch compressed artifact, ``.lsz``, of an earlier
+    job; never a pickle), or ``space`` + ``arch`` (+ ``weights``, a state dict file) for
     an architecture of a LightSearch space that can build torch models.
     """
 
@@ -422,8 +422,8 @@ class CompressionSpace(Space):
         if least > self.budget * (1 + 1e-12):
             raise ValueError(
                 f"target.ratio {target.ratio:g} of {target.metric} is out of reach with controls "
-                f"{list(self.controls)}: the most compressed policy keeps {least / full:.4f} of the "
-                f"uncompressed (float32) model")
+                f"{list(self.controls)}: the most compressed policy keeps {least / full:.4f} "
+                "of the uncompressed (float32) model")
 
     def fits(self, arch: Mapping[str, Any]) -> bool:
         """True when a full policy meets the target (always true without a target)."""

@@ -57,7 +57,9 @@ def architecture(ref: ModelRef) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 def load_model_file(path: str) -> nn.Module:
-    """A LightSearch compressed artifact, or a whole pickled torch module (trusted files)."""
+    """A LightSearch compressed artifact (``.lsz``: JSON and raw bytes). Whole pickled torch
+    modules are refused: nothing a user names is unpickled (a state dict goes through
+    ``model.space`` + ``arch`` + ``weights``, loaded with ``weights_only``)."""
     import zipfile
 
     if zipfile.is_zipfile(path):
@@ -66,14 +68,9 @@ def load_model_file(path: str) -> nn.Module:
                 from search.compression.export import load_artifact
 
                 return load_artifact(path)[0]
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as err:
-        raise ValueError(f"model.artifact: cannot load {path}: {err}") from None
-    if not isinstance(obj, nn.Module):
-        raise ValueError(f"model.artifact: {path} holds a {type(obj).__name__}, not a torch "
-                         "module (save the whole model, or export it with LightSearch)")
-    return obj
+    raise ValueError(f"model.artifact: {path} is not a LightSearch compressed artifact "
+                     "(.lsz); for a network of a LightSearch space give model.space, "
+                     "model.arch and model.weights (a state dict)")
 
 
 def _from_space(ref: ModelRef) -> nn.Module:

@@ -20,6 +20,7 @@ after fine-tuning), then writes, in one folder:
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,13 +90,18 @@ def quantize_int8(src: Path, dest: Path, calib: Split, samples: int = 256) -> No
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    with tempfile.TemporaryDirectory() as tmp:  # its helper files stay out of the folder
-        staged = Path(tmp) / "int8.onnx"
-        quantize_static(str(src), str(staged), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8,
-                        extra_options={"WeightSymmetric": True})
-        dest.write_bytes(compact(staged).SerializeToString())
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, on the root logger
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # its helper files stay out of the folder
+            staged = Path(tmp) / "int8.onnx"
+            quantize_static(str(src), str(staged), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8,
+                            extra_options={"WeightSymmetric": True})
+            dest.write_bytes(compact(staged).SerializeToString())
+    finally:
+        logging.getLogger().setLevel(quiet)
 
 
 def compact(path: Path) -> Any:

@@ -39,9 +39,9 @@ class CompressionEvaluator(Evaluator):
                              "(a compression job's top-level 'model' fills it)")
 
     def signal_metrics(self) -> list[str]:
-        return ["val_acc", "val_acc_after_finetune", "error", "flops", "params", "size_bytes", "latency_ms",
-                "latency_ort_ms", "flops_ratio", "params_ratio", "size_ratio", "amc_reward",
-                "amc_reward_flops"]
+        return ["val_acc", "val_acc_after_finetune", "error", "flops", "params", "size_bytes",
+                "latency_ms", "latency_ort_ms", "flops_ratio", "params_ratio", "size_ratio",
+                "amc_reward", "amc_reward_flops"]
 
     def evaluate(self, arch: Architecture, space: Space, *, seed: int) -> Evaluation:
         if not isinstance(space, CompressionSpace):

@@ -168,3 +168,28 @@ def test_export_refuses_a_job_whose_evaluator_makes_no_models(tmp_path, capsys) 
     assert main(["export", str(results), "--out", str(tmp_path / "m")]) == 2
     assert "evaluator makes models" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_an_artifact_of_an_earlier_job_is_compressed_again_without_pickle(cache, tmp_path,
+                                                                         resnet) -> None:
+    """``model.artifact`` takes a ``.lsz`` (rebuilt from its JSON manifest); a pickled torch
+    module is refused with the field named."""
+    from search.compression.factory import resolve_model
+    from search.evaluators.compress import CompressionEvaluator
+
+    space = make_space(model=MODEL, target={"metric": "flops", "ratio": 0.5})
+    from agents.compression_baselines import uniform_policy
+
+    ev = CompressionEvaluator(model=MODEL, export_dir=str(tmp_path), measure_latency=False)
+    lsz = ev.evaluate(uniform_policy(space), space, seed=0).artifacts["model"]
+    again = {"artifact": lsz, "dataset": "digits", "limit": 600, "seed": 0}
+    model, _, info = resolve_model(again)
+    assert info["val_acc"] * 100 == pytest.approx(ev.evaluate(
+        uniform_policy(space), space, seed=0).metrics["val_acc"])
+    second = make_space(model=again, target={"metric": "flops", "ratio": 0.5})
+    assert second.uncompressed("flops") == pytest.approx(space.cost(uniform_policy(space),
+                                                                    "flops"))
+    pickled = tmp_path / "whole.pt"
+    torch.save(resnet, pickled)
+    with pytest.raises(ValueError, match="model.artifact"):
+        resolve_model({**again, "artifact": str(pickled)})
