@@ -113,7 +113,8 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
     if tgt is not None and tgt.metric == "latency":
         from search.compression.latency import cached_latency_model
 
-        plain = CompressionSpace(table, controls=["prune"], max_prune=max_prune)
+        plain = CompressionSpace(table, controls=["prune"], max_prune=max_prune,
+                                 channel_multiple=channel_multiple)  # fitted on such policies
         latency_model = cached_latency_model(net, plain, tgt.profiler, shape, seed=ref.seed)
     space = CompressionSpace(table, target=tgt, latency_model=latency_model, **kwargs)
     check_cost_model(net, space, shape)
