@@ -159,9 +159,9 @@ def test_export_refuses_a_job_whose_evaluator_makes_no_models(tmp_path, capsys) 
     from search.spec import parse_spec
 
     spec = parse_spec({"name": "tab"})
-    arch = {"arch": "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|"
-                    "skip_connect~1|skip_connect~2|"}
-    trial = TrialRecord(0, arch, "k", TrialState.COMPLETE, reward=1.0,
+    from tests.test_finalize import NB201_ARCH
+
+    trial = TrialRecord(0, NB201_ARCH, "k", TrialState.COMPLETE, reward=1.0,
                         metrics={"val_acc": 1.0})
     results = tmp_path / "r.json"
     results.write_text(json.dumps(build_results(spec, [trial], status="succeeded")))
@@ -193,3 +193,17 @@ def test_an_artifact_of_an_earlier_job_is_compressed_again_without_pickle(cache,
     torch.save(resnet, pickled)
     with pytest.raises(ValueError, match="model.artifact"):
         resolve_model({**again, "artifact": str(pickled)})
+
+
+def test_onnx_runtime_latency_of_the_exported_model_is_a_metric(cache) -> None:
+    """``latency_backends: ["onnxruntime"]`` gives ``latency_ort_ms``, usable as an objective
+    or constraint; without ``torch`` there is no eager figure."""
+    from agents.compression_baselines import uniform_policy
+    from search.evaluators.compress import CompressionEvaluator
+
+    space = make_space(model=MODEL, target={"metric": "flops", "ratio": 0.5},
+                       channel_multiple=4)
+    ev = CompressionEvaluator(model=MODEL, latency_backends=["onnxruntime"])
+    m = ev.evaluate(uniform_policy(space), space, seed=0).metrics
+    assert m["latency_ort_ms"] > 0 and "latency_ms" not in m
+    assert "latency_ort_ms" in ev.signal_metrics()
