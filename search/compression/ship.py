@@ -178,7 +178,7 @@ def export_compressed_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Pa
         accuracy["onnx_int8_test_acc"] = onnx_accuracy(int8_session, data.test)
     ref_bytes = onnx_bytes(ct.base, torch.zeros(1, *shape), dynamic_batch=True)
     compression = {
-        "reference_model": opts.model.model_dump(mode="json"),
+        "reference_model": opts.model.model_dump(mode="json", exclude_none=True),
         "reference_accuracy": {"val_acc": 100 * ct.base_info["val_acc"],
                                "test_acc": 100 * ct.base_info["test_acc"]},
         "target": space.target.model_dump() if space.target else None,
