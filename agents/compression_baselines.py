@@ -9,10 +9,13 @@
   and repeats until the target is met.
 
 The heuristics are one fixed policy each, so they are functions (``FixedPolicyAgent`` wraps one
-behind ask/tell for the search loop). NetAdapt is iterative and adaptive, so it is an ask/tell
-agent: ``ask`` hands out the current step's candidates, the step ends when all are told. None
-is in the agent registry: they only make sense on a compression space with a target, and the
-registry's contract suite runs every agent on generic spaces.
+behind ask/tell for the search loop; ``UniformAgent``, ``ShallowFirstAgent`` and
+``DeepFirstAgent`` are the registered agents, one evaluation each is enough). NetAdapt is
+iterative and adaptive, so it is an ask/tell agent: ``ask`` hands out the current step's
+candidates, the step ends when all are told. All four are registered (``uniform``,
+``shallow_first``, ``deep_first``, ``netadapt``) and declare ``requires_target_space``: they
+need a compression space with a target, so they pass the compression contract suite
+(``tests/compression/test_agent_contract.py``) rather than the generic one.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class FixedPolicyAgent(Agent):
 
     name: ClassVar[str] = "fixed_policy"
     supports_continuous: ClassVar[bool] = True
+    requires_target_space: ClassVar[bool] = True
 
     def __init__(self, space: Space, *, objectives: Sequence[Objective] = (), seed: int = 0,
                  rule: str = "uniform") -> None:
@@ -126,6 +130,36 @@ class FixedPolicyAgent(Agent):
         self.pending = set(state["pending"])
 
 
+class UniformAgent(FixedPolicyAgent):
+    """One prune ratio for every group, the least that meets the target."""
+
+    name: ClassVar[str] = "uniform"
+
+    def __init__(self, space: Space, *, objectives: Sequence[Objective] = (),
+                 seed: int = 0) -> None:
+        super().__init__(space, objectives=objectives, seed=seed, rule="uniform")
+
+
+class ShallowFirstAgent(FixedPolicyAgent):
+    """AMC's handcrafted rule: shallow layers pruned most."""
+
+    name: ClassVar[str] = "shallow_first"
+
+    def __init__(self, space: Space, *, objectives: Sequence[Objective] = (),
+                 seed: int = 0) -> None:
+        super().__init__(space, objectives=objectives, seed=seed, rule="shallow_first")
+
+
+class DeepFirstAgent(FixedPolicyAgent):
+    """AMC's handcrafted rule: deep layers pruned most."""
+
+    name: ClassVar[str] = "deep_first"
+
+    def __init__(self, space: Space, *, objectives: Sequence[Objective] = (),
+                 seed: int = 0) -> None:
+        super().__init__(space, objectives=objectives, seed=seed, rule="deep_first")
+
+
 class NetAdaptAgent(Agent):
     """NetAdapt behind ask/tell (see the module docstring).
 
@@ -133,13 +167,19 @@ class NetAdaptAgent(Agent):
     resource; ``decay``: its factor per step (NetAdapt's schedule). The resource is the
     space's target metric; candidates are priced with the space's cost model and, when a
     result carries the target metric measured (``latency_ms`` for latency), with that.
+    ``short_term_finetune``: rank candidates by their accuracy after the evaluator's short
+    fine-tuning (``val_acc_after_finetune``, NetAdapt's short-term fine-tuning) rather than
+    by the reward; the compress evaluator reports it when its ``finetune_epochs`` > 0.
     """
 
     name: ClassVar[str] = "netadapt"
     supports_continuous: ClassVar[bool] = True
+    requires_target_space: ClassVar[bool] = True
+    FINETUNED: ClassVar[str] = "val_acc_after_finetune"
 
     def __init__(self, space: Space, *, objectives: Sequence[Objective] = (), seed: int = 0,
-                 initial_reduction: float = 0.1, decay: float = 0.96) -> None:
+                 initial_reduction: float = 0.1, decay: float = 0.96,
+                 short_term_finetune: bool = False) -> None:
         super().__init__(space, objectives=objectives, seed=seed)
         self.cspace = _need_target(space)
         if not 0 < initial_reduction < 1:
@@ -147,8 +187,9 @@ class NetAdaptAgent(Agent):
         if not 0 < decay <= 1:
             raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.initial_reduction, self.decay = float(initial_reduction), float(decay)
+        self.short_term_finetune = bool(short_term_finetune)
         self.metric = self.cspace.target.metric  # type: ignore[union-attr]
-        self.full = self.cspace.cost(self.cspace.identity(), self.metric)
+        self.full = self.cspace.uncompressed(self.metric)
         self.current: Architecture = self.cspace.identity()
         self.current_reward: float | None = None
         self.step = 0
@@ -217,7 +258,13 @@ class NetAdaptAgent(Agent):
             return
         measured = {"latency": "latency_ms"}.get(self.metric, self.metric)
         cost = float(result.metrics.get(measured, info["cost"]))
-        self.results[trial_id] = (arch, info, result.reward if result.ok else None, cost)
+        score = result.reward if result.ok else None
+        if score is not None and self.short_term_finetune:
+            if self.FINETUNED not in result.metrics:
+                raise ValueError(f"short_term_finetune: results carry no {self.FINETUNED!r}; "
+                                 "set the compress evaluator's finetune_epochs > 0")
+            score = float(result.metrics[self.FINETUNED])
+        self.results[trial_id] = (arch, info, score, cost)
         waiting = any("layer" in i for _, i in self.pending.values())
         if self.queue or waiting:
             return

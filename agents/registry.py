@@ -5,7 +5,7 @@ Each options model documents its fields; the agent class receives them as keywor
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -145,6 +145,26 @@ class AMCOptions(NoOptions):
         "null: the space's own bound.")
 
 
+class TargetSpaceOptions(NoOptions):
+    """Compression baselines: one fixed policy scaled to just meet the space's target (one
+    evaluation is enough: repeats are answered from the cache)."""
+
+    #: Declared for the job check at submit: a compression space with a target is needed.
+    requires_target_space: ClassVar[bool] = True
+
+
+class NetAdaptOptions(TargetSpaceOptions):
+    """NetAdapt (Yang et al. 2018): shrink the resource step by step, one layer per step."""
+
+    initial_reduction: float = Field(0.1, gt=0, lt=1, description="First step's reduction, "
+                                     "a fraction of the uncompressed resource.")
+    decay: float = Field(0.96, gt=0, le=1, description="Reduction factor per step.")
+    short_term_finetune: bool = Field(
+        False, description="Rank candidates by accuracy after the evaluator's short "
+        "fine-tuning (val_acc_after_finetune; needs the compress evaluator's "
+        "finetune_epochs > 0), as in the paper.")
+
+
 AGENTS = Registry(
     "agent",
     [
@@ -162,5 +182,25 @@ AGENTS = Registry(
               "Optuna's NSGA-II sampler (multi-objective)."),
         Entry("amc", "agents.amc_ddpg:AMCAgent", AMCOptions,
               "AMC: DDPG agent choosing per-layer compression, layer by layer (He et al. 2018)."),
+        Entry("uniform", "agents.compression_baselines:UniformAgent", TargetSpaceOptions,
+              "Compression baseline: one prune ratio for every layer, just meeting the target."),
+        Entry("shallow_first", "agents.compression_baselines:ShallowFirstAgent",
+              TargetSpaceOptions, "Compression baseline: shallow layers pruned most (AMC's "
+              "handcrafted rule), scaled to just meet the target."),
+        Entry("deep_first", "agents.compression_baselines:DeepFirstAgent", TargetSpaceOptions,
+              "Compression baseline: deep layers pruned most, scaled to just meet the target."),
+        Entry("netadapt", "agents.compression_baselines:NetAdaptAgent", NetAdaptOptions,
+              "NetAdapt: shrink the resource step by step, keeping the candidate that loses "
+              "least accuracy per unit saved (Yang et al. 2018)."),
     ],
 )
+
+
+def requires_target_space(name: str) -> bool:
+    """True for agents that only run on a compression space with a target (declared by
+    their options model; torch-free, so the API checks it at submit)."""
+    return bool(getattr(AGENTS.get(name).options, "requires_target_space", False))
+
+
+#: Agents that run on any space (the generic contract suite's parameters).
+GENERIC_AGENTS = [n for n in AGENTS.names() if not requires_target_space(n)]

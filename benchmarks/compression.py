@@ -129,7 +129,10 @@ def final_numbers(model, space, arch, data, seed: int, epochs: list[float], args
                      teacher=model if args.distill > 0 else None, distill_weight=args.distill)
         out[f"test_acc_ft{ep:g}"] = evaluate_accuracy(comp.model, data.test)
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = export_model(base.model, Path(tmp) / "m.lsz", input_shape=data.input_shape)
+        ref = {"reference": args.model_name, "dataset": args.dataset, "limit": args.limit,
+               "epochs": args.ref_epochs, "width": args.width}
+        sizes = export_model(base.model, Path(tmp) / "m.lsz", input_shape=data.input_shape,
+                             meta={"model": ref, "kept": base.kept})
         loaded, _ = load_artifact(Path(tmp) / "m.lsz")
         out["size_bytes"] = sizes["size_bytes"]
         out["latency_ms"] = measure_latency_ms(loaded, data.input_shape, repeats=50)
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     refs: dict[str, dict] = {}
     for name in args.models.split(","):
+        args.model_name = name  # what the exported artifacts name as their model
         data = load_dataset(args.dataset, seed=0, limit=args.limit)
         model, info = trained_reference(name, data, epochs=args.ref_epochs, width=args.width)
         refs[name] = {**info, "flops": count_flops(model, data.input_shape),

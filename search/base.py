@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from spaces.base import Architecture, Space
 
@@ -64,6 +64,11 @@ class Evaluator(ABC):
     """Scores an architecture on the task (table look-up, proxy training, fine-tuning)."""
 
     name: str = "evaluator"
+    #: Capability: ``"module:function"`` that rebuilds a trial's model and writes its
+    #: deployable files, ``(spec, trial, out_dir, *, name=None, measure_latency=True) ->
+    #: search.export.ExportResult``; ``None`` for evaluators with no model to ship (table
+    #: look-ups). The finalize step and ``lightsearch export`` read it from the class.
+    model_exporter: ClassVar[str | None] = None
 
     @abstractmethod
     def signal_metrics(self) -> list[str]:

@@ -32,10 +32,12 @@ def add_search_commands(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="export models of a finished job (weights, TorchScript, "
                        "ONNX, model card)",
-                       description="Rebuild chosen trials of a job that used the 'train' "
-                       "evaluator (trained again with the search's seed: training is "
+                       description="Rebuild chosen trials of a 'train' or 'compress' job "
+                       "(trained or compressed again with the search's seed: both are "
                        "deterministic) and export each: weights, TorchScript, ONNX checked "
-                       "against PyTorch, a model card, and the exported file's latency.")
+                       "against PyTorch, a model card, and the exported file's latency "
+                       "(compress jobs add the packed .lsz and, for 8-bit policies, an int8 "
+                       "ONNX).")
     e.add_argument("results", help="results JSON written by 'lightsearch search' (or "
                    "downloaded with 'lightsearch download')")
     which = e.add_mutually_exclusive_group()
@@ -62,7 +64,7 @@ def load_results(path: str | Path) -> tuple[JobSpec, list[Any], dict[str, Any]]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from search.export import export_trial
+    from search.export import export_job_models, model_exporter
 
     try:
         spec, trials, doc = load_results(args.results)
@@ -81,16 +83,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"error: no such trial in {args.results}: {missing or 'no best trial'}; "
               f"trial ids run from 0 to {len(trials) - 1}", file=sys.stderr)
         return 2
-    if spec.evaluator.name != "train":
-        print(f"error: export needs a job with the 'train' evaluator; this job used "
-              f"{spec.evaluator.name!r}", file=sys.stderr)
+    if model_exporter(spec) is None:
+        print(f"error: export needs a job whose evaluator makes models ('train' or "
+              f"'compress'); this job used {spec.evaluator.name!r}", file=sys.stderr)
         return 2
-    for trial_id in ids:
-        folder = Path(args.out) / f"trial{trial_id}"
-        result = export_trial(spec, by_id[trial_id], folder,
-                              measure_latency=not args.no_latency)
+    exported = export_job_models(spec, trials, args.out, ids=ids,
+                                 measure_latency=not args.no_latency)
+    for trial_id, result in exported.items():
         extra = result.card.get("extra", {})
-        print(f"trial {trial_id}: {folder} (val_acc searched "
+        print(f"trial {trial_id}: {Path(args.out) / f'trial{trial_id}'} (val_acc searched "
               f"{extra.get('searched_val_acc')}, reproduced {extra.get('reproduced_val_acc')})")
     return 0
 
@@ -118,8 +119,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from search.finalize import finalize
     from search.loop import SearchLoop
-    from search.results import build_results
     from search.sinks import MemorySink
 
     torch.set_num_threads(int(os.environ.get("LIGHTSEARCH_TORCH_THREADS", "1")))
@@ -151,23 +152,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     summary = loop.run()
     if bar is not None:
         bar.close()
-    results = build_results(spec, sink.trials, status=summary.status, reason=summary.reason,
-                            space=loop.space, elapsed_s=summary.elapsed_s,
-                            reference=summary.reference)
     out = Path(args.out or Path("results") / f"{spec.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, default=str))
+    models = out.with_name(f"{out.stem}-models")
+    done = finalize(spec, sink.trials, status=summary.status, reason=summary.reason,
+                    elapsed_s=summary.elapsed_s, results_path=out, models_dir=models,
+                    space=loop.space, reference=summary.reference)
     if not args.quiet:
-        print_summary(results)
+        print_summary(done.results)
     print(f"results: {out}")
-    if summary.status == "succeeded" and spec.evaluator.name == "train" and (
-            spec.export.best or spec.export.pareto):
-        from search.export import export_job_models
-
-        models = out.with_name(f"{out.stem}-models")
-        exported = export_job_models(spec, sink.trials, models)
-        print(f"models: {models} (trials {', '.join(map(str, exported))})")
-    return 0 if summary.status == "succeeded" else 1
+    if done.export_error:
+        print(f"error: model export failed: {done.export_error}", file=sys.stderr)
+    elif done.exported:
+        print(f"models: {models} (trials {', '.join(map(str, done.exported))})")
+    return 0 if summary.status == "succeeded" and not done.export_error else 1
 
 
 def print_summary(results: dict[str, Any], max_rows: int = 20) -> None:

@@ -17,7 +17,7 @@ import platform
 import subprocess
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,20 +280,40 @@ def export_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Path, *,
     )
 
 
+def model_exporter(spec: JobSpec) -> Callable[..., ExportResult] | None:
+    """The job's evaluator's declared exporter (``Evaluator.model_exporter``), or None when
+    its evaluator makes no models (imports the evaluator class, not its heavy state)."""
+    import importlib
+
+    from search.registry import EVALUATORS
+
+    path = getattr(EVALUATORS.get(spec.evaluator.name).load(), "model_exporter", None)
+    if not path:
+        return None
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def export_job_models(spec: JobSpec, trials: Sequence[TrialRecord],
-                      out_dir: str | Path) -> dict[int, ExportResult]:
-    """The files ``spec.export`` asks for (best trial, Pareto front), one folder each:
-    ``out_dir/trial<ID>``. Only ``train`` jobs have models to export; others give nothing."""
+                      out_dir: str | Path, *, ids: Sequence[int] | None = None,
+                      measure_latency: bool | None = None) -> dict[int, ExportResult]:
+    """The files ``spec.export`` asks for (best trial, Pareto front), or the trials ``ids``,
+    one folder each: ``out_dir/trial<ID>``. Evaluators without an exporter give nothing."""
     from search.results import best_trial, pareto_trials
 
-    if spec.evaluator.name != "train":
+    exporter = model_exporter(spec)
+    if exporter is None:
         return {}
     chosen: dict[int, TrialRecord] = {}
-    best = best_trial(trials) if spec.export.best else None
-    if best is not None:
-        chosen[best.trial_id] = best
-    if spec.export.pareto and len(spec.objectives) >= 2:
-        chosen.update((t.trial_id, t) for t in pareto_trials(trials, spec))
-    return {tid: export_trial(spec, t, Path(out_dir) / f"trial{tid}",
-                              measure_latency=spec.export.measure_latency)
+    if ids is not None:
+        by_id = {t.trial_id: t for t in trials}
+        chosen = {i: by_id[i] for i in ids}
+    else:
+        best = best_trial(trials) if spec.export.best else None
+        if best is not None:
+            chosen[best.trial_id] = best
+        if spec.export.pareto and len(spec.objectives) >= 2:
+            chosen.update((t.trial_id, t) for t in pareto_trials(trials, spec))
+    latency = spec.export.measure_latency if measure_latency is None else measure_latency
+    return {tid: exporter(spec, t, Path(out_dir) / f"trial{tid}", measure_latency=latency)
             for tid, t in sorted(chosen.items())}

@@ -8,6 +8,7 @@ the field at fault and the valid choices.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -238,6 +239,16 @@ class JobSpec(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _agent_space(self) -> JobSpec:
+        from agents.registry import requires_target_space
+
+        if requires_target_space(self.agent.name) and not (
+                self.space.name == "compression" and self.space.options.get("target")):
+            raise ValueError(f"agent.name: {self.agent.name!r} needs a compression job with a "
+                             "target (kind 'compress', 'target': {metric, ratio})")
+        return self
+
+    @model_validator(mode="after")
     def _objectives(self) -> JobSpec:
         names = [o.metric for o in self.objectives]
         if len(set(names)) != len(names):
@@ -250,6 +261,9 @@ class JobSpec(_Strict):
     @property
     def max_proposals(self) -> int:
         return self.budget.max_proposals or PROPOSALS_PER_EVALUATION * self.budget.evaluations
+
+
+_FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): ")
 
 
 class SpecError(ValueError):
@@ -278,6 +292,8 @@ def spec_errors(err: ValidationError) -> list[SpecError]:
         msg = str(e["msg"]).removeprefix("Value error, ")
         if isinstance((e.get("ctx") or {}).get("error"), UnknownName):
             loc = f"{loc}.name"
+        if not loc and (m := _FIELD_PREFIX.match(msg)):  # a whole-spec check naming a field
+            loc, msg = m.group(1), msg[m.end():]
         out.append(SpecError(loc, msg))
     return out
 

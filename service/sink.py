@@ -29,7 +29,7 @@ from search.sinks import ResultSink, TrialRecord
 from search.spec import JobSpec
 from search.trials import Change, HvReference, Standing
 from service import jobstate
-from service.artifacts import job_dir, store_trial_artifacts, write_job_file
+from service.artifacts import job_dir, store_trial_artifacts
 from service.core.db import Database
 from service.core.errors import LeaseLost
 from service.fastpath import RawWriter
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 JOBS, CHECKPOINTS = Job.__table__, Checkpoint.__table__
 CANCEL_SELECT = select(JOBS.c.cancel_requested, JOBS.c.worker_id, JOBS.c.attempts).where(
     JOBS.c.id == bindparam("_job"))
-
-
-#: ``(trials, status, reason, elapsed_s, reference=HvReference | None) -> results.json text``
-ResultsWriter = Callable[..., str]
 
 
 class WorkerShutdown(Exception):
@@ -90,14 +86,14 @@ class SqlSink(ResultSink):
     def __init__(self, db: Database, claim: Claim, spec: JobSpec, *, artifact_root: Path,
                  stored: Sequence[TrialRecord] = (), cancel_poll_s: float = 0.25,
                  shutdown: threading.Event | None = None,
-                 results_writer: ResultsWriter | None = None) -> None:
+                 write_results: bool = False) -> None:
         self.db = db
         self.claim = claim
         self.spec = spec
         self.artifact_root = artifact_root
         self.cancel_poll_s = cancel_poll_s
         self.shutdown = shutdown or threading.Event()
-        self.results_writer = results_writer
+        self.write_results = write_results
         self.records: dict[int, TrialRecord] = {r.trial_id: r for r in stored}
         # Announced by the loop (on_reference); until then, the one stored with the job.
         self.reference = stored_reference(db, claim.job_id)
@@ -247,12 +243,8 @@ class SqlSink(ResultSink):
 
     def on_end(self, status: str, reason: str | None = None) -> None:
         self.check_owner()  # a shutdown or a lost lease is not the user's 'cancelled'
-        if self.results_writer is not None:
-            text = self.results_writer(list(self.records.values()), status, reason,
-                                       self.elapsed_s, reference=self.standing.reference)
-            write_job_file(self.artifact_root, self.claim.job_id, "results.json", text)
-        if status == "succeeded":
-            reason = self._export_models(reason)
+        if self.write_results:
+            reason = self._finalize(status, reason)
         self._refresh_statistics(vacuum=False)  # sampled: cheap at any table size
         with self.db.writer.begin() as conn:
             try:
@@ -272,24 +264,16 @@ class SqlSink(ResultSink):
             log.warning("job %s: refreshing planner statistics failed", self.claim.job_id,
                         exc_info=True)
 
-    def _export_models(self, reason: str | None) -> str | None:
-        """Deployable files for a ``train`` job (``spec.export``), under ``models/`` in the
-        job folder, before the job reads succeeded. An export that fails is reported in the
-        job's reason and in ``models/export-error.txt``; the search results stand."""
-        if self.spec.evaluator.name != "train" or not (self.spec.export.best
-                                                         or self.spec.export.pareto):
-            return reason
-        from search.export import export_job_models
+    def _finalize(self, status: str, reason: str | None) -> str | None:
+        """The shared post-search step (``search.finalize``): ``results.json`` and, for a
+        job that succeeded, the deployable models under ``models/`` in the job folder,
+        before the job reads finished. Returns the job's reason (an export failure noted)."""
+        from search.finalize import finalize
 
-        folder = job_dir(self.artifact_root, self.claim.job_id) / "models"
-        try:
-            export_job_models(self.spec, list(self.records.values()), folder)
-        except Exception as err:  # noqa: BLE001 - the search's results must not be lost
-            log.exception("job %s: export failed", self.claim.job_id)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "export-error.txt").write_text(f"{type(err).__name__}: {err}\n")
-            return f"{reason or 'done'}; model export failed: {type(err).__name__}: {err}"
-        return reason
+        folder = job_dir(self.artifact_root, self.claim.job_id)
+        return finalize(self.spec, list(self.records.values()), status=status, reason=reason,
+                        elapsed_s=self.elapsed_s, results_path=folder / "results.json",
+                        models_dir=folder / "models", reference=self.standing.reference).reason
 
     def should_stop(self) -> bool:
         """Cancel flag, re-read at most every ``cancel_poll_s`` (the loop polls often)."""

@@ -23,9 +23,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from search.sinks import TrialRecord
 from search.spec import JobSpec, SpecError
-from search.trials import HvReference
 from service import jobstate
 from service.core.config import Settings
 from service.core.db import Database
@@ -33,7 +31,7 @@ from service.core.errors import InvalidTransition, LeaseLost
 from service.migrations import upgrade
 from service.models import Job, JobStatus, utcnow
 from service.queue import Claim, claim_job, heartbeat, release
-from service.sink import ResultsWriter, SqlSink, TrackedExecutor, WorkerShutdown, load_resume
+from service.sink import SqlSink, TrackedExecutor, WorkerShutdown, load_resume
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +169,7 @@ class Worker:
             self._mark_started(claim, name, resumed=bool(stored) or checkpoint is not None)
             sink = SqlSink(self.db, claim, spec, artifact_root=self.artifact_root,
                            stored=stored, cancel_poll_s=self.settings.cancel_poll_s,
-                           shutdown=self.stop, results_writer=_results_writer(spec))
+                           shutdown=self.stop, write_results=True)
             if name == "ray" and not _ray_ready():
                 raise RuntimeError("Ray is not initialized (the worker's main loop starts it)")
             # The service's Ray (RAY_ADDRESS) wins over any address in the job spec.
@@ -219,20 +217,4 @@ class Worker:
             return False
         return True
 
-
-def _results_writer(spec: JobSpec) -> ResultsWriter:
-    """Writes the same results document as ``lightsearch search`` (results.json artifact)."""
-
-    def write(trials: list[TrialRecord], status: str, reason: str | None,
-              elapsed_s: float, reference: HvReference | None = None) -> str:
-        from search.results import build_results
-        from service.core.db import json_dumps
-        from spaces.registry import SPACES
-
-        space = SPACES.create(spec.space.name, options=spec.space.options)
-        ordered = sorted(trials, key=lambda t: t.trial_id)
-        return json_dumps(build_results(spec, ordered, status=status, reason=reason,
-                                        space=space, elapsed_s=elapsed_s,
-                                        reference=reference))
-    return write
 

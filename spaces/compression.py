@@ -110,9 +110,9 @@ class ModelRef(_Strict):
 
     Exactly one of: ``reference`` (a reference network, trained inside the job on ``dataset``
     unless ``weights`` gives its state dict), ``artifact`` (a LightSearch compressed artifact,
-    or a whole torch module of LightSearch's own classes, loaded weights-only), or ``space`` +
-    ``arch`` (+ ``weights``) for an architecture of a LightSearch space that can build torch
-    models. ``weights``: a state dict as safetensors or a weights-only torch file.
+    ``.lsz``, of an earlier job; never a pickle), or ``space`` + ``arch`` (+ ``weights``) for
+    an architecture of a LightSearch space that can build torch models. ``weights``: a state
+    dict as safetensors or a weights-only torch file.
     """
 
     reference: Literal["resnet_small", "mobilenetv2_small"] | None = None
@@ -163,6 +163,10 @@ class CompressionSpaceOptions(_Strict):
     target: TargetSpec | None = None
     max_prune: float = Field(0.9, gt=0, lt=1, description="Largest channel prune ratio.")
     max_sparsity: float = Field(0.95, gt=0, lt=1, description="Largest fine-grained sparsity.")
+    channel_multiple: int = Field(
+        1, ge=1, le=256,
+        description="Round each group's kept channels to a multiple of this (8 keeps ONNX "
+        "Runtime's blocked kernels; a group narrower than it is kept whole).")
     bit_choices: list[Literal[32, 16, 8, 6, 4, 3, 2, 1]] = Field(
         default_factory=lambda: [8, 4, 2, 1], min_length=1)
     share_choices: list[Literal[8, 6, 5, 4, 3, 2, 1]] = Field(
@@ -198,6 +202,7 @@ class CompressionSpace(Space):
         share_choices: Sequence[int] = (8, 4, 2),
         latency_model: LatencyModel | None = None,
         config: Mapping[str, Any] | None = None,
+        channel_multiple: int = 1,
     ) -> None:
         unknown = sorted(set(controls) - set(CONTROLS))
         if unknown or not controls:
@@ -209,6 +214,9 @@ class CompressionSpace(Space):
             raise ValueError(f"max_prune must be in (0, 1), got {max_prune}")
         if not 0 < max_sparsity < 1:
             raise ValueError(f"max_sparsity must be in (0, 1), got {max_sparsity}")
+        if int(channel_multiple) < 1:
+            raise ValueError(f"channel_multiple must be >= 1, got {channel_multiple}")
+        self.channel_multiple = int(channel_multiple)
         self.table = table
         self.controls = tuple(c for c in CONTROLS if c in controls)
         self.max_prune = float(max_prune)
@@ -295,7 +303,8 @@ class CompressionSpace(Space):
             self.table, controls=self.controls, target=self.target,
             max_prune=min(self.max_prune, max_prune), max_sparsity=self.max_sparsity,
             bit_choices=self.bit_choices, share_choices=self.share_choices,
-            latency_model=self.latency_model, config=self._config)
+            latency_model=self.latency_model, config=self._config,
+            channel_multiple=self.channel_multiple)
 
     def snap(self, name: str, value: Any) -> Any:
         """A ``prune:`` value moved onto the channel grid: the ratio its rounded channel count
@@ -320,9 +329,15 @@ class CompressionSpace(Space):
 
     # ---- costs ------------------------------------------------------------------------------
     def keep(self, group: int, ratio: float) -> int:
-        """Channels kept in ``group`` when a fraction ``ratio`` is pruned (at least one)."""
+        """Channels kept in ``group`` when a fraction ``ratio`` is pruned (at least one),
+        rounded to the nearest multiple of ``channel_multiple`` (at least one multiple; a
+        group with fewer channels than that, or a count rounding past it, keeps them all)."""
         c = self._groups[group].channels
-        return max(1, int(math.floor(c * (1.0 - float(ratio)) + 0.5)))
+        kept = max(1, int(math.floor(c * (1.0 - float(ratio)) + 0.5)))
+        m = self.channel_multiple
+        if m > 1:
+            kept = min(c, max(m, int(math.floor(kept / m + 0.5)) * m))
+        return kept
 
     def kept_channels(self, arch: Mapping[str, Any]) -> dict[int, int]:
         kept = {g.index: g.channels for g in self.table.groups}
@@ -401,14 +416,20 @@ class CompressionSpace(Space):
         return out
 
     # ---- the resource target ------------------------------------------------------------------
+    def uncompressed(self, metric: str) -> float:
+        """The reference's cost: every channel, dense float32 weights (``identity()`` is the
+        least compression *allowed*, e.g. 8-bit when 32 is not a bit choice)."""
+        return self.cost({}, metric)
+
     def _set_budget(self, target: TargetSpec) -> None:
-        full = self.cost(self.identity(), target.metric)
+        full = self.uncompressed(target.metric)
         self.budget = target.ratio * full
         least = self.cost(self.most_compressed(), target.metric)
         if least > self.budget * (1 + 1e-12):
             raise ValueError(
                 f"target.ratio {target.ratio:g} of {target.metric} is out of reach with controls "
-                f"{list(self.controls)}: the most compressed policy keeps {least / full:.4f}")
+                f"{list(self.controls)}: the most compressed policy keeps {least / full:.4f} "
+                "of the uncompressed (float32) model")
 
     def fits(self, arch: Mapping[str, Any]) -> bool:
         """True when a full policy meets the target (always true without a target)."""

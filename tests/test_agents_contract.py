@@ -12,7 +12,7 @@ import pickle
 import pytest
 
 from agents.base import Agent, Proposal, TrialResult, TrialState
-from agents.registry import AGENTS
+from agents.registry import AGENTS, GENERIC_AGENTS
 from spaces.base import Continuous, Space
 from spaces.nb201 import NB201Space
 from tests.agent_helpers import (
@@ -24,7 +24,7 @@ from tests.agent_helpers import (
     make_agent,
 )
 
-NAMES = AGENTS.names()
+NAMES = GENERIC_AGENTS  # compression-only agents: tests/compression/test_agent_contract.py
 SPACES = {"nb201": NB201Space, "toy": ToySpace}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.registry import AGENTS
+from agents.registry import GENERIC_AGENTS
 from spaces.base import Architecture
 from spaces.nb201 import DATA_DIR, NB201Space
 from tests.agent_helpers import MatchSpace, best_reward, make_agent
@@ -22,7 +22,7 @@ from tests.agent_helpers import MatchSpace, best_reward, make_agent
 BUDGET = 100
 BATCH = 4
 N_DECISIONS, N_CHOICES = 6, 5
-LEARNERS = [n for n in AGENTS.names() if n != "random"]
+LEARNERS = [n for n in GENERIC_AGENTS if n != "random"]
 # Seeds per agent: more where an agent is cheap or its lead over random is smaller.
 N_SEEDS = {"evolution": 40, "nsga2": 20, "tpe": 6, "mnas": 6, "reinforce": 6}
 

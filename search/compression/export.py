@@ -1,20 +1,22 @@
-"""The compressed model as a file that is really smaller, and its loader.
+"""The compressed model as a file that is really smaller, and its loader (no pickle).
 
-An artifact is a zip with three members:
+An artifact (``.lsz``, format ``lightsearch-compressed/2``) is a zip with two members:
 
-- ``skeleton.pt``: the pruned module structure with every tensor emptied (a torch module
-  file, read back weights-only with only ``torch.nn``'s and LightSearch's layer classes
-  allowed, so a crafted artifact cannot run code: ``search.weights``);
-- ``manifest.json``: per tensor its shape and encoding;
+- ``manifest.json``: the format, the input shape, ``meta`` (``model``: the job's model
+  reference, ``kept``: channels kept per prunable group, ``policy``), and per tensor its
+  name, shape, encoding and the byte ranges of its parts in ``data.bin``;
 - ``data.bin``: the tensors' bytes. Weights are stored as float32, as b-bit integers packed
   into bytes plus a float32 scale per output channel, as packed sign bits plus XNOR-Net's
   channel scales, or as packed codebook indices plus the codebook. Sparse weights store a
   one-bit-per-weight mask and only the non-zero entries. Biases and batch-norm tensors stay
   float32.
 
-Loading decodes every weight to float32, so the loaded model computes exactly what the
-compressed model computed when it was evaluated; its speed comes from the removed channels
-(integer kernels are the deployment runtime's business).
+Loading rebuilds the module structure from ``meta.model`` (the reference network, or the
+space architecture, it was compressed from) with ``meta.kept`` channels per group, then
+decodes every weight to float32, so the loaded model computes exactly what the compressed
+model computed when it was evaluated. Nothing is unpickled: the manifest is JSON and the
+data raw little-endian bytes. Integer kernels are the ONNX export's business
+(``search.compression.ship``).
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ from torch.nn.utils import parametrize
 
 from search.compression.prune import Mask
 from search.compression.quantize import Binarize, Quantize, Share
-from search.weights import load_skeleton
 
-FORMAT = "lightsearch-compressed/1"
+FORMAT = "lightsearch-compressed/2"
 
 
 def pack_bits(values: np.ndarray, bits: int) -> bytes:
@@ -79,8 +80,9 @@ def _layer_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None,
 
 
 def export_model(model: nn.Module, path: str | Path, *, input_shape: tuple[int, ...],
-                 meta: dict[str, Any] | None = None) -> dict[str, int]:
-    """Write ``model`` (pruned, masked, quantized or shared) to ``path``.
+                 meta: dict[str, Any]) -> dict[str, int]:
+    """Write ``model`` (pruned, masked, quantized or shared) to ``path``; ``meta`` must hold
+    ``model`` (a ``ModelRef`` as JSON) and ``kept`` (group -> channels) to rebuild it.
 
     Returns ``{"size_bytes": file size, "weight_bytes": bytes of conv/linear weights}``.
     """
@@ -136,15 +138,15 @@ def export_model(model: nn.Module, path: str | Path, *, input_shape: tuple[int, 
         writer.entries.append({"name": name, "shape": list(t.shape), "encoding": "raw",
                                "dtype": str(t.dtype).removeprefix("torch."),
                                "values": writer.blob(t.numpy().tobytes())})
-    skeleton = _emptied(plain)
-    sk = io.BytesIO()
-    torch.save(skeleton, sk)
+    missing = [k for k in ("model", "kept") if k not in meta]
+    if missing:
+        raise ValueError(f"artifact meta needs {missing} to rebuild the model without pickle")
+    meta = {**meta, "kept": {str(g): int(k) for g, k in dict(meta["kept"]).items()}}
     manifest = {"format": FORMAT, "input_shape": list(input_shape), "tensors": writer.entries,
-                "meta": meta or {}}
+                "meta": meta}
     path = Path(path)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.json", json.dumps(manifest))
-        zf.writestr("skeleton.pt", sk.getvalue())
+        zf.writestr("manifest.json", json.dumps(manifest, separators=(",", ":")))
         zf.writestr("data.bin", writer.buf.getvalue())
     return {"size_bytes": path.stat().st_size, "weight_bytes": int(weight_bytes)}
 
@@ -173,19 +175,6 @@ def _materialized(model: nn.Module) -> nn.Module:
             m.__class__ = m.__class__.__bases__[0]  # torch's Parametrized* subclasses it
             del m._modules["parametrizations"]
             m._parameters["weight"] = nn.Parameter(effective[n])
-    return out
-
-
-def _emptied(model: nn.Module) -> nn.Module:
-    out = copy.deepcopy(model)
-    for m in out.modules():
-        for n, p in list(m._parameters.items()):
-            if p is not None:
-                m._parameters[n] = nn.Parameter(torch.empty(0, dtype=p.dtype),
-                                                requires_grad=p.requires_grad)
-        for n, b in list(m._buffers.items()):
-            if b is not None:
-                m._buffers[n] = torch.empty(0, dtype=b.dtype)
     return out
 
 
@@ -226,21 +215,40 @@ def _decode(entry: dict[str, Any], data: bytes) -> torch.Tensor:
     return torch.from_numpy(out.reshape(shape))
 
 
+def skeleton(meta: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
+    """The module structure of an artifact: its model rebuilt and pruned to ``kept``
+    channels per group (which channels does not matter: every tensor is then replaced)."""
+    from search.compression.factory import architecture
+    from search.compression.graph import analyze
+    from search.compression.prune import prune_channels
+    from spaces.compression import ModelRef
+
+    # Only the structure matters here, so a weights file named in the manifest is not read.
+    ref = ModelRef.model_validate({**meta["model"], "weights": None})
+    net = copy.deepcopy(architecture(ref)[0]).eval()
+    table = analyze(net, tuple(input_shape)).table
+    prune_channels(net, table, {int(g): int(k) for g, k in meta["kept"].items()})
+    return net
+
+
 def load_artifact(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of an artifact (float32 weights); returns it and the manifest."""
     with zipfile.ZipFile(path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         if manifest.get("format") != FORMAT:
             raise ValueError(f"{path} is not a LightSearch compressed artifact "
-                             f"(format {manifest.get('format')!r})")
-        model = load_skeleton(zf.read("skeleton.pt"), f"{Path(path).name} (skeleton.pt)")
+                             f"(format {manifest.get('format')!r}, expected {FORMAT!r})")
         data = zf.read("data.bin")
+    model = skeleton(manifest["meta"], tuple(manifest["input_shape"]))
+    state = model.state_dict()
     for entry in manifest["tensors"]:
-        *path_parts, leaf = entry["name"].split(".")
-        owner = model.get_submodule(".".join(path_parts))
+        if entry["name"] not in state:
+            raise ValueError(f"{path}: tensor {entry['name']!r} is not in the rebuilt model")
         tensor = _decode(entry, data)
-        if leaf in owner._parameters:
-            owner._parameters[leaf] = nn.Parameter(tensor, requires_grad=True)
-        else:
-            owner._buffers[leaf] = tensor
+        if tuple(tensor.shape) != tuple(state[entry["name"]].shape):
+            raise ValueError(f"{path}: tensor {entry['name']!r} has shape "
+                             f"{tuple(tensor.shape)}, the rebuilt model "
+                             f"{tuple(state[entry['name']].shape)}")
+        state[entry["name"]] = tensor
+    model.load_state_dict(state)
     return model.eval(), manifest

@@ -60,11 +60,10 @@ def architecture(ref: ModelRef) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 def load_model_file(path: str) -> nn.Module:
-    """A LightSearch compressed artifact, or a whole torch module of ``torch.nn``'s and
-    LightSearch's layer classes; both read weights-only (``search.weights``), never run."""
+    """A LightSearch compressed artifact (``.lsz``: JSON and raw bytes). Whole pickled torch
+    modules are refused: nothing a user names is unpickled (a state dict goes through
+    ``model.space`` + ``arch`` + ``weights``, loaded with ``weights_only``)."""
     import zipfile
-
-    from search.weights import load_module
 
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
@@ -72,7 +71,9 @@ def load_model_file(path: str) -> nn.Module:
                 from search.compression.export import load_artifact
 
                 return load_artifact(path)[0]
-    return load_module(path, "model.artifact")
+    raise ValueError(f"model.artifact: {path} is not a LightSearch compressed artifact "
+                     "(.lsz); for a network of a LightSearch space give model.space, "
+                     "model.arch and model.weights (a state dict)")
 
 
 def _load_weights(model: nn.Module, path: str | None) -> None:
@@ -104,7 +105,8 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
                controls: Sequence[str] = ("prune",),
                target: Mapping[str, Any] | TargetSpec | None = None, max_prune: float = 0.9,
                max_sparsity: float = 0.95, bit_choices: Sequence[int] = (8, 4, 2, 1),
-               share_choices: Sequence[int] = (8, 4, 2)) -> CompressionSpace:
+               share_choices: Sequence[int] = (8, 4, 2),
+               channel_multiple: int = 1) -> CompressionSpace:
     """The ``compression`` space of a job (registry factory)."""
     if model is None:
         raise ValueError("model: a compression space needs the model to compress")
@@ -116,14 +118,16 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
     config = {"model": ref.model_dump(), "controls": list(controls),
               "target": tgt.model_dump() if tgt else None, "max_prune": max_prune,
               "max_sparsity": max_sparsity, "bit_choices": list(bit_choices),
-              "share_choices": list(share_choices)}
+              "share_choices": list(share_choices), "channel_multiple": channel_multiple}
     kwargs = dict(controls=controls, max_prune=max_prune, max_sparsity=max_sparsity,
-                  bit_choices=bit_choices, share_choices=share_choices, config=config)
+                  bit_choices=bit_choices, share_choices=share_choices, config=config,
+                  channel_multiple=channel_multiple)
     latency_model = None
     if tgt is not None and tgt.metric == "latency":
         from search.compression.latency import cached_latency_model
 
-        plain = CompressionSpace(table, controls=["prune"], max_prune=max_prune)
+        plain = CompressionSpace(table, controls=["prune"], max_prune=max_prune,
+                                 channel_multiple=channel_multiple)  # fitted on such policies
         latency_model = cached_latency_model(net, plain, tgt.profiler, shape, seed=ref.seed)
     space = CompressionSpace(table, target=tgt, latency_model=latency_model, **kwargs)
     check_cost_model(net, space, shape)

@@ -74,7 +74,8 @@ def cached_latency_model(model: nn.Module, space: CompressionSpace, profiler: st
     """The fitted model, cached on disk per (layer table, profiler) so a job resumes with the
     same cost model it started with."""
     key = json.dumps({"table": space.table.to_dict(), "profiler": profiler, "seed": seed,
-                      "torch": torch.__version__}, sort_keys=True)
+                      "torch": torch.__version__, "multiple": space.channel_multiple},
+                     sort_keys=True)
     path = cache_dir() / f"latency-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
         data = json.loads(path.read_text())

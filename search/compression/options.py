@@ -24,8 +24,13 @@ class CompressEvaluatorOptions(NoOptions):
     batch_size: int = Field(64, ge=1, le=65536)
     distill_weight: float = Field(0.0, ge=0, le=1, description="Weight of the KD loss.")
     temperature: float = Field(4.0, gt=0, le=100, description="KD softmax temperature.")
-    signal: Literal["before_finetune", "after_finetune"] = Field(
-        "before_finetune", description="Which validation accuracy the agent sees as val_acc.")
+    signal: Literal["before_finetune", "after_finetune", "shipped"] = Field(
+        "before_finetune", description="Which validation accuracy the agent sees as val_acc "
+        "('shipped': the better of before and after fine-tuning, the state exported).")
     measure_latency: bool = Field(True, description="Time the exported model on this CPU.")
+    latency_backends: list[Literal["torch", "onnxruntime"]] = Field(
+        default_factory=lambda: ["torch"], min_length=1,
+        description="'torch': latency_ms, PyTorch eager on the decoded model; 'onnxruntime': "
+        "latency_ort_ms, ONNX Runtime on the model's exported ONNX file (1 thread each).")
     export_dir: str | None = path_field("output",
                                         description="Write each model's artifact here.")

@@ -339,6 +339,7 @@ class TrainingEvaluator(Evaluator):
     """Proxy-train each candidate (``TrainConfig``) on ``dataset`` (``load_dataset`` options)."""
 
     name = "train"
+    model_exporter = "search.export:export_trial"  # trained again from the search's seed
 
     def __init__(self, dataset: Mapping[str, Any] | None = None, asha: Mapping[str, Any] |
                  None = None, **train: Any) -> None:

@@ -12,6 +12,11 @@ from spaces.compression import CompressionSpace
 
 torch.set_num_threads(1)
 
+#: The model references of the fixtures below (what an artifact's manifest names).
+REFS = {name: {"reference": ref, "dataset": "digits", "limit": 600, "epochs": 6, "width": 0.5,
+               "seed": 0} for name, ref in (("resnet", "resnet_small"),
+                                            ("mobilenet", "mobilenetv2_small"))}
+
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> str:

@@ -15,7 +15,7 @@ from search.compression.measure import count_flops, count_params
 from search.compression.prune import reconstruct
 from search.compression.quantize import Share, kmeans_1d
 from spaces.compression import weight_bytes
-from tests.compression.conftest import space_of
+from tests.compression.conftest import REFS, space_of
 
 CASES = [
     ["prune"],
@@ -63,7 +63,8 @@ def test_policy_runs_shrinks_as_predicted_and_exports_exactly(
         if "prune" in controls or "sparsity" in controls:
             assert space.cost(arch, "params") < space.cost({}, "params")
         path = tmp_path / f"{net}-{i}.lsz"
-        sizes = export_model(comp.model, path, input_shape=(1, 8, 8))
+        sizes = export_model(comp.model, path, input_shape=(1, 8, 8),
+                             meta={"model": REFS[net], "kept": comp.kept})
         predicted = _weight_bytes_predicted(space, arch)
         n_layers = len(space.table.weighted())
         # Bit packing rounds each stream up to whole bytes (at most 3 streams per layer).
@@ -74,7 +75,8 @@ def test_policy_runs_shrinks_as_predicted_and_exports_exactly(
         assert manifest["input_shape"] == [1, 8, 8]
     # The most compressed export is smaller than the uncompressed one.
     full = export_model(apply_policy(model, space, space.identity()).model,
-                        tmp_path / "full.lsz", input_shape=(1, 8, 8))
+                        tmp_path / "full.lsz", input_shape=(1, 8, 8),
+                        meta={"model": REFS[net], "kept": {}})
     assert sizes["weight_bytes"] < full["weight_bytes"]
 
 
@@ -82,8 +84,9 @@ def test_quantized_exports_store_integers_not_floats(resnet, tmp_path) -> None:
     space = space_of(resnet, controls=["bits"], bit_choices=[4])
     arch = space.most_compressed()
     comp = apply_policy(resnet, space, arch)
-    float_size = export_model(resnet, tmp_path / "f.lsz", input_shape=(1, 8, 8))
-    q_size = export_model(comp.model, tmp_path / "q.lsz", input_shape=(1, 8, 8))
+    meta = {"model": REFS["resnet"], "kept": {}}
+    float_size = export_model(resnet, tmp_path / "f.lsz", input_shape=(1, 8, 8), meta=meta)
+    q_size = export_model(comp.model, tmp_path / "q.lsz", input_shape=(1, 8, 8), meta=meta)
     # 4-bit weights: about 1/8 of float32 (plus per-channel scales).
     assert q_size["weight_bytes"] < 0.2 * float_size["weight_bytes"]
     conv = dict(comp.model.named_modules())["layers.0.conv1"]

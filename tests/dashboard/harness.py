@@ -196,11 +196,9 @@ def fill_job(service: Service, token: str, records: list[TrialRecord],
             raise RuntimeError("another job was queued; stop the worker for fill_job")
         if time.monotonic() > deadline:
             raise TimeoutError("could not claim the job")
-    from service.worker import _results_writer  # the worker's own results.json writer
-
-    parsed = JobSpec.model_validate(spec)
+    parsed = JobSpec.model_validate(spec)  # results: the worker's own finalize step
     sink = SqlSink(service.db, claim, parsed, artifact_root=service.settings.artifact_dir,
-                   results_writer=_results_writer(parsed) if results else None)
+                   write_results=results)
     # The reference point the job's own loop would fix (its tables, else the first trials).
     from search.loop import SearchLoop
     from search.sinks import MemorySink

@@ -1,0 +1,279 @@
+"""Deployable files of a compression trial: the same files as a NAS job's, plus the packed
+artifact and, for integer policies, an int8 ONNX model.
+
+``export_compressed_trial`` compresses the trial's policy again with the search's seed
+(``search.compression.pipeline``: the state that scored best on validation, before or
+after fine-tuning), then writes, in one folder:
+
+- ``<name>.pt`` / ``.ts`` / ``.onnx``: float32 weights (the decoded compressed weights),
+  TorchScript and ONNX, each checked against PyTorch (``search.export.export_model``);
+- ``<name>.lsz``: the packed artifact (``search.compression.export``; b-bit integers,
+  codebooks and masks as packed bits, JSON manifest, no pickle);
+- ``<name>_int8.onnx``, when every weighted layer of the policy is 8 bits or fewer (or a
+  codebook): ONNX Runtime's static quantization (QDQ, int8 per-channel weights, uint8
+  activations calibrated on training images), checked by accuracy against the float model;
+- ``<name>_card.json`` / ``.md``: reference model, target, policy per layer, accuracy
+  before/after fine-tuning and which state was shipped, sizes in bytes against float32,
+  and ONNX Runtime latency measured on the files next to the reference's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from search.compression.data import Split
+from search.compression.export import _materialized
+from search.compression.export import export_model as export_packed
+from search.compression.options import CompressEvaluatorOptions
+from search.compression.pipeline import compress_trial
+from search.export import ExportResult, _sha256, card_markdown, export_model
+from search.profilers.measured import (
+    measure_interleaved,
+    onnx_bytes,
+    ort_runner,
+    ort_session,
+    threads_set,
+)
+from spaces.compression import CompressionSpace
+
+if TYPE_CHECKING:
+    from search.sinks import TrialRecord
+    from search.spec import JobSpec
+
+LATENCY_PROTOCOL = ("ONNX Runtime, batch 1, 1 thread, files measured in interleaved "
+                    "rounds (min over 7 rounds of 20 runs' medians, thread CPU time)")
+
+
+def integer_policy(space: CompressionSpace, arch: Mapping[str, Any]) -> bool:
+    """True when every weighted layer stores 8 bits or fewer (bit-width or codebook)."""
+    for op in space.table.weighted():
+        bits, share = arch.get(f"bits:{op.name}"), arch.get(f"share:{op.name}")
+        if share is None and (bits is None or int(bits) > 8):
+            return False
+    return True
+
+
+def onnx_accuracy(session: Any, split: Split, batch_size: int = 256) -> float:
+    """Top-1 accuracy in percent of an ONNX Runtime session on ``split``."""
+    name = session.get_inputs()[0].name
+    x, y = split.x.numpy(), split.y.numpy()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        out = session.run(None, {name: np.ascontiguousarray(x[i:i + batch_size])})[0]
+        correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
+    return 100.0 * correct / max(1, len(y))
+
+
+def quantize_int8(src: Path, dest: Path, calib: Split, samples: int = 256) -> None:
+    """Static int8 quantization with ONNX Runtime's tools (QDQ format, per-channel symmetric
+    int8 weights, uint8 activations with ranges from ``samples`` training images)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            x = calib.x[:samples].numpy()
+            self.batches = iter([{"input": x[i:i + 32]} for i in range(0, len(x), 32)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, on the root logger
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # its helper files stay out of the folder
+            staged = Path(tmp) / "int8.onnx"
+            quantize_static(str(src), str(staged), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8,
+                            extra_options={"WeightSymmetric": True})
+            dest.write_bytes(compact(staged).SerializeToString())
+    finally:
+        logging.getLogger().setLevel(quiet)
+
+
+def compact(path: Path) -> Any:
+    """The ONNX graph with short tensor names and no node names, doc strings or shape
+    annotations (all optional): for a small network the names of the quantizer's extra
+    nodes take as many bytes as its int8 weights. Inputs and outputs keep their names."""
+    import onnx
+
+    model = onnx.load(str(path))
+    g = model.graph
+    keep = {v.name for v in (*g.input, *g.output)}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names):x}")
+
+    for t in g.initializer:
+        t.name = short(t.name)
+    for n in g.node:
+        n.name, n.doc_string = "", ""
+        n.input[:] = [short(x) for x in n.input]
+        n.output[:] = [short(x) for x in n.output]
+    del g.value_info[:]
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_compressed_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Path, *,
+                            name: str | None = None, measure_latency: bool = True
+                            ) -> ExportResult:
+    """Compress ``trial``'s policy again and write its deployable files (module docstring)."""
+    from search.loop import evaluation_seed
+    from spaces.registry import SPACES
+
+    space = SPACES.create(spec.space.name, options=spec.space.options)
+    if not isinstance(space, CompressionSpace):
+        raise ValueError(f"a compress export needs the 'compression' space, got "
+                         f"{spec.space.name!r}")
+    opts = CompressEvaluatorOptions.model_validate(spec.evaluator.options)
+    seed = evaluation_seed(spec.seed, trial.arch_key)
+    arch = space.validate(trial.arch)
+    ct = compress_trial(opts, space, arch, seed=seed)
+    data, shape = ct.data, ct.data.input_shape
+    name = name or f"trial{trial.trial_id}"
+    out = Path(out_dir)
+    plain = _materialized(ct.model).eval()
+    dataset = {"name": data.name, "sizes": {k: len(getattr(data, k))
+                                            for k in ("train", "val", "test")},
+               "normalization": "standardized with the training split's mean and std",
+               "source": "search.compression.data"}
+    recorded = {k: v for k, v in trial.recorded.items() if k != "policy"}
+    result = export_model(plain, out, input_shape=shape, arch=arch, space=space,
+                          metrics=trial.metrics, recorded=recorded, dataset=dataset,
+                          seed=seed, name=name, measure_latency=measure_latency,
+                          extra={"trial_id": trial.trial_id, "job": spec.name,
+                                 "searched_val_acc": trial.metrics.get("val_acc"),
+                                 "reproduced_val_acc": 100 * ct.signal})
+    files = {k: Path(v) for k, v in result.files.items()}
+    files["lsz"] = out / f"{name}.lsz"
+    export_packed(ct.model, files["lsz"], input_shape=shape,
+                  meta={"model": opts.model.model_dump(mode="json"), "kept": ct.kept,
+                        "policy": arch})
+    float_session = ort_session(str(files["onnx"]), 1)
+    accuracy = {"onnx_val_acc": onnx_accuracy(float_session, data.val),
+                "onnx_test_acc": onnx_accuracy(float_session, data.test)}
+    int8_session = None
+    if integer_policy(space, arch):
+        files["onnx_int8"] = out / f"{name}_int8.onnx"
+        quantize_int8(files["onnx"], files["onnx_int8"], data.train)
+        int8_session = ort_session(str(files["onnx_int8"]), 1)
+        accuracy["onnx_int8_val_acc"] = onnx_accuracy(int8_session, data.val)
+        accuracy["onnx_int8_test_acc"] = onnx_accuracy(int8_session, data.test)
+    ref_bytes = onnx_bytes(ct.base, torch.zeros(1, *shape), dynamic_batch=True)
+    compression = {
+        "reference_model": opts.model.model_dump(mode="json", exclude_none=True),
+        "reference_accuracy": {"val_acc": 100 * ct.base_info["val_acc"],
+                               "test_acc": 100 * ct.base_info["test_acc"]},
+        "target": space.target.model_dump() if space.target else None,
+        "meets_target": space.fits(arch),
+        "controls": list(space.controls),
+        "channel_multiple": space.channel_multiple,
+        "policy": ct.recorded["policy"],
+        "accuracy": {k: ct.recorded.get(k) for k in (
+            "val_acc_before_finetune", "test_acc_before_finetune", "val_acc_after_finetune",
+            "test_acc_after_finetune", "val_acc_shipped")} | accuracy,
+        "shipped_state": ct.recorded["shipped_state"],
+        "size": sizes(space, arch, files, len(ref_bytes)),
+        "flops": {"compressed": space.cost(arch, "flops"),
+                  "reference": space.uncompressed("flops"),
+                  "ratio": space.cost(arch, "flops") / space.uncompressed("flops")},
+    }
+    if measure_latency:
+        compression["latency"] = file_latency(ref_bytes, float_session, int8_session, shape)
+    card = result.card
+    card["compression"] = compression
+    card["files"] = {k: {"path": p.name, "sha256": _sha256(p), "bytes": p.stat().st_size}
+                     for k, p in files.items() if k not in ("card_json", "card_md")}
+    files["card_json"].write_text(json.dumps(card, indent=2, default=str))
+    files["card_md"].write_text(card_markdown(card) + compression_markdown(compression))
+    return ExportResult({k: str(p) for k, p in files.items()}, card)
+
+
+def sizes(space: CompressionSpace, arch: Mapping[str, Any], files: Mapping[str, Path],
+          reference_onnx: int) -> dict[str, Any]:
+    """Bytes of the weights and of each file, with ratios against float32."""
+    float_weights = space.uncompressed("size")
+    policy = space.cost(arch, "size")
+    out: dict[str, Any] = {"float32_weight_bytes": float_weights,
+                           "policy_weight_bytes": policy,
+                           "policy_ratio_of_float32": policy / float_weights,
+                           "reference_onnx_bytes": reference_onnx}
+    for key in ("lsz", "onnx", "onnx_int8"):
+        if key in files:
+            n = files[key].stat().st_size
+            out[f"{key}_bytes"] = n
+            out[f"{key}_ratio_of_reference_onnx"] = n / reference_onnx
+    return out
+
+
+def file_latency(reference: bytes, compressed: Any, int8: Any, shape: tuple[int, ...]
+                 ) -> dict[str, Any]:
+    """ONNX Runtime latency of the reference's ONNX, the exported ONNX and the int8 ONNX,
+    measured side by side in interleaved rounds (a shared machine's drift hits all alike)."""
+    x = np.zeros((1, *shape), np.float32)
+    sessions = {"reference_onnx": ort_session(reference, 1), "onnx": compressed}
+    if int8 is not None:
+        sessions["onnx_int8"] = int8
+    with threads_set(1):
+        stats = measure_interleaved([ort_runner(s, x) for s in sessions.values()],
+                                    rounds=7, repeats=20, clock="cpu")
+    ms = {k: float(s.min_ms) for k, s in zip(sessions, stats, strict=True)}
+    out: dict[str, Any] = {f"{k}_ort_ms": v for k, v in ms.items()}
+    for k in ("onnx", "onnx_int8"):
+        if k in ms:
+            out[f"{k}_ratio_of_reference"] = ms[k] / ms["reference_onnx"]
+    out["protocol"] = LATENCY_PROTOCOL
+    return out
+
+
+def compression_markdown(c: Mapping[str, Any]) -> str:
+    """The compression section of the Markdown card."""
+    acc, size = c["accuracy"], c["size"]
+    lines = ["", "## Compression", "",
+             f"- Reference model: `{json.dumps(c['reference_model'])}` (val "
+             f"{c['reference_accuracy']['val_acc']:.2f}%, test "
+             f"{c['reference_accuracy']['test_acc']:.2f}%)",
+             f"- Target: {c['target']} (met: {c['meets_target']}); controls {c['controls']}, "
+             f"channel multiple {c['channel_multiple']}",
+             f"- FLOPs: {c['flops']['compressed']:,.0f} of {c['flops']['reference']:,.0f} "
+             f"({c['flops']['ratio']:.3f})",
+             f"- Shipped state: **{c['shipped_state']}**",
+             "", "| accuracy (%) | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in acc.items() if isinstance(v, int | float)]
+    lines += ["", "| size | bytes | ratio |", "| --- | --- | --- |",
+              f"| weights, float32 | {size['float32_weight_bytes']:,.0f} | 1 |",
+              f"| weights, policy's formats | {size['policy_weight_bytes']:,.0f} | "
+              f"{size['policy_ratio_of_float32']:.4f} |",
+              f"| reference ONNX (float32) | {size['reference_onnx_bytes']:,} | 1 |"]
+    for key in ("lsz", "onnx", "onnx_int8"):
+        if f"{key}_bytes" in size:
+            lines.append(f"| {key} file | {size[f'{key}_bytes']:,} | "
+                         f"{size[f'{key}_ratio_of_reference_onnx']:.4f} |")
+    lat = c.get("latency")
+    if lat:
+        lines += ["", f"Latency ({lat['protocol']}):", ""]
+        lines += [f"- {k}: {v:.4g}" for k, v in lat.items() if isinstance(v, float)]
+    lines += ["", "| layer | policy |", "| --- | --- |"]
+    lines += [f"| {r['layer']} | " + ", ".join(f"{k}={v}" for k, v in r.items()
+                                                if k != "layer") + " |" for r in c["policy"]]
+    return "\n".join(lines) + "\n"
+
+
+
