@@ -21,7 +21,6 @@ from service.dashboard import queries
 from service.models import Job
 from service.queue import claim_job
 from service.sink import SqlSink
-from service.worker import _results_writer
 from tests.service.conftest import auth
 from tests.test_trials import OUTCOMES, oracle
 from tests.trial_helpers import register, scripted_spec
@@ -40,7 +39,7 @@ def _run_on_db(app: Any, spec_doc: dict[str, Any]) -> str:
     claim = claim_job(db, "prop-worker", 60)
     assert claim is not None and claim.job_id == job.id
     sink = SqlSink(db, claim, spec, artifact_root=state.settings.artifact_dir,
-                   results_writer=_results_writer(spec))
+                   write_results=True)
     try:
         run_search(spec, sink)
     finally:
