@@ -2,7 +2,8 @@
 
 Order: remove channels (structured pruning), optionally refit the next layers by least
 squares, zero small weights (fine-grained sparsity), attach weight formats (bits, binary,
-shared), then recalibrate batch norm. The result runs as is, fine-tunes, and exports.
+shared; soft weight sharing retrains the model on ``calib`` under its mixture prior first),
+then recalibrate batch norm. The result runs as is, fine-tunes, and exports.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from search.compression.bn import recalibrate_bn
 from search.compression.data import Split
 from search.compression.prune import apply_sparsity, prune_channels, reconstruct
 from search.compression.quantize import apply_format
+from search.compression.soft_sharing import soft_share
 from spaces.compression import CompressionSpace
 
 
@@ -47,13 +49,21 @@ def apply_policy(base: nn.Module, space: CompressionSpace, arch: Mapping[str, An
         x = calib.x[: min(len(calib), 256)]
         refit = reconstruct(model, base, space.table, indices, x, seed=seed)
     modules = dict(model.named_modules())
+    soft: list[tuple[nn.Module, int]] = []
     for op in space.table.weighted():
         m = modules[op.name]
         apply_sparsity(m, float(arch.get(f"sparsity:{op.name}", 0.0)))
         bits = arch.get(f"bits:{op.name}")
         share = arch.get(f"share:{op.name}")
+        if share is not None and space.soft_share is not None:
+            soft.append((m, int(share)))
+            share = None
         apply_format(m, bits=None if bits is None else int(bits),
                      share=None if share is None else int(share))
+    if soft:
+        if calib is None:
+            raise ValueError("soft weight sharing retrains the model: it needs training data")
+        soft_share(model, soft, calib, space.soft_share, seed=seed)
     if recalibrate and calib is not None:
         recalibrate_bn(model, calib, max_samples=calib_samples)
     return Compressed(model.eval(), kept, indices, refit)

@@ -106,7 +106,8 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
                target: Mapping[str, Any] | TargetSpec | None = None, max_prune: float = 0.9,
                max_sparsity: float = 0.95, bit_choices: Sequence[int] = (8, 4, 2, 1),
                share_choices: Sequence[int] = (8, 4, 2),
-               channel_multiple: int = 1) -> CompressionSpace:
+               channel_multiple: int = 1,
+               soft_share: Mapping[str, Any] | None = None) -> CompressionSpace:
     """The ``compression`` space of a job (registry factory)."""
     if model is None:
         raise ValueError("model: a compression space needs the model to compress")
@@ -118,10 +119,11 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
     config = {"model": ref.model_dump(), "controls": list(controls),
               "target": tgt.model_dump() if tgt else None, "max_prune": max_prune,
               "max_sparsity": max_sparsity, "bit_choices": list(bit_choices),
-              "share_choices": list(share_choices), "channel_multiple": channel_multiple}
+              "share_choices": list(share_choices), "channel_multiple": channel_multiple,
+              "soft_share": dict(soft_share) if soft_share else None}
     kwargs = dict(controls=controls, max_prune=max_prune, max_sparsity=max_sparsity,
                   bit_choices=bit_choices, share_choices=share_choices, config=config,
-                  channel_multiple=channel_multiple)
+                  channel_multiple=channel_multiple, soft_share=soft_share)
     latency_model = None
     if tgt is not None and tgt.metric == "latency":
         from search.compression.latency import cached_latency_model

@@ -31,6 +31,7 @@ from torch.nn.utils import parametrize
 
 from search.compression.data import Split, batches
 from search.compression.quantize import Share
+from spaces.compression import SoftShareOptions
 
 SCOPES = ("layer", "global")
 
@@ -102,22 +103,30 @@ def _weights(layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     return [m.weight for m in layers]
 
 
-def retrain(model: nn.Module, layers: Sequence[nn.Module], split: Split, *, components: int = 8,
-            scope: str = "layer", tau: float = 5e-3, epochs: float = 1.0, lr: float = 1e-3,
+def retrain(model: nn.Module, layers: Sequence[nn.Module], split: Split, *,
+            components: int | Sequence[int] = 8, scope: str = "layer", tau: float = 5e-3,
+            epochs: float = 1.0, lr: float = 1e-3,
             prior_lr: float = 5e-4, pi_zero: float = 0.99, batch_size: int = 64,
             seed: int = 0) -> list[MixturePrior]:
-    """Retrain ``model`` with the mixture prior on ``layers``' weights (Adam, as the paper)."""
+    """Retrain ``model`` with the mixture prior on ``layers``' weights (Adam, as the paper).
+
+    ``components``: non-zero components, one count for all layers or one per layer (a global
+    mixture takes the largest)."""
+    counts = ([int(components)] * len(layers) if isinstance(components, int)
+              else [int(c) for c in components])
+    if len(counts) != len(layers):
+        raise ValueError(f"components: {len(counts)} counts for {len(layers)} layers")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {list(SCOPES)}, got {scope!r}")
     if tau < 0 or epochs < 0:
         raise ValueError(f"tau and epochs must be >= 0, got {tau} and {epochs}")
     weights = _weights(layers)
     if scope == "global":
-        priors = [MixturePrior(components, torch.cat([w.detach().flatten() for w in weights]),
+        priors = [MixturePrior(max(counts), torch.cat([w.detach().flatten() for w in weights]),
                                pi_zero)]
         groups = [weights]
     else:
-        priors = [MixturePrior(components, w, pi_zero) for w in weights]
+        priors = [MixturePrior(c, w, pi_zero) for c, w in zip(counts, weights, strict=True)]
         groups = [[w] for w in weights]
     n_weights = sum(w.numel() for w in weights)
     opt = torch.optim.Adam([{"params": [p for p in model.parameters() if p.requires_grad],
@@ -172,3 +181,16 @@ def quantize_to_mixture(layers: Sequence[nn.Module], priors: Sequence[MixturePri
         zeros += int((~nonzero).sum())
         count += w.numel()
     return SoftShareResult([], used_total, zeros / max(1, count))
+
+
+def soft_share(model: nn.Module, layers: Sequence[tuple[nn.Module, int]], split: Split,
+               options: SoftShareOptions, *, seed: int = 0) -> SoftShareResult:
+    """The ``share`` control by soft weight sharing: ``layers`` pairs each layer with its
+    codebook bits ``b`` (``2**b - 1`` non-zero components, so its codebook fits ``2**b``
+    entries, as k-means sharing's); ``options`` is a ``SoftShareOptions``."""
+    modules = [m for m, _ in layers]
+    priors = retrain(model, modules, split, components=[max(1, 2 ** b - 1) for _, b in layers],
+                     scope=options.scope, tau=options.tau, epochs=options.epochs,
+                     lr=options.lr, prior_lr=options.prior_lr, pi_zero=options.pi_zero,
+                     seed=seed)
+    return quantize_to_mixture(modules, priors)
