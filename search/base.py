@@ -21,6 +21,10 @@ class MetricNotMeasured(LookupError):
     """A device or table has no measurement for this architecture (blank or -1): never 0."""
 
 
+class ProfileFailed(RuntimeError):
+    """This one profile failed (a remote device timed out): the trial fails, the job goes on."""
+
+
 @dataclass
 class Evaluation:
     """What an evaluator returns.
@@ -50,6 +54,14 @@ class Profiler(ABC):
     def describe(self) -> dict[str, Any]:
         """Provenance recorded with results and model cards (device, units, version)."""
         return {"name": self.name, "metrics": self.metrics()}
+
+    def attach(self, sink: Any) -> None:
+        """Called once by the loop with its result sink, before the first profile: a
+        profiler that needs what the sink offers (``device_link``) takes it here."""
+
+    def begin_batch(self, archs: list[Architecture], space: Space) -> None:
+        """Called with a batch's new architectures before they are profiled one by one: a
+        profiler whose work runs elsewhere (remote devices) can queue it all at once."""
 
 
 class Evaluator(ABC):
