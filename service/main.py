@@ -14,7 +14,15 @@ from service.api import errors
 from service.api.cache import ResponseCache
 from service.api.deps import AppState, AuthCache
 from service.api.limits import BodyLimitMiddleware
-from service.api.routes import dashboard_data, health, jobs, registries, stream, users
+from service.api.routes import (
+    dashboard_data,
+    devices,
+    health,
+    jobs,
+    registries,
+    stream,
+    users,
+)
 from service.core.config import Settings
 from service.core.db import Database
 from service.migrations import upgrade
@@ -56,7 +64,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
                                      ResponseCache(settings.response_cache_entries))
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (jobs, registries, users, stream, dashboard_data):
+    for module in (jobs, registries, users, stream, dashboard_data, devices):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -277,6 +277,12 @@ class SqlSink(ResultSink):
             return f"{reason or 'done'}; model export failed: {type(err).__name__}: {err}"
         return reason
 
+    def device_link(self) -> Any:
+        """Remote devices, with the rights of the job's owner (``remote:`` profilers)."""
+        from service.devices.link import DbDeviceLink
+
+        return DbDeviceLink.for_job(self.db, self.claim.job_id)
+
     def should_stop(self) -> bool:
         """Cancel flag, re-read at most every ``cancel_poll_s`` (the loop polls often)."""
         if self.shutdown.is_set() or self._lease_lost:

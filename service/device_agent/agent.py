@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Sequence
@@ -140,6 +139,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds each model runs while its energy is measured")
     p.add_argument("--poll-s", type=float, default=0.2, help="seconds between empty polls")
     p.add_argument("--max-measurements", type=int, help="exit after this many")
+    p.add_argument("--agent-key", help="this agent's id (8-64 of A-Z a-z 0-9 _ -; default: "
+                   "random per start)")
     p.add_argument("--log-level", default="info")
 
 
@@ -154,7 +155,8 @@ def main_args(args: argparse.Namespace) -> int:
         power = PowerReading(args.power_file, args.power_command, args.power_scale,
                              args.power_interval, args.energy_s)
     agent = DeviceAgent(args.server, args.token,
-                        MeasureConfig(args.threads, args.provider, power), poll_s=args.poll_s)
+                        MeasureConfig(args.threads, args.provider, power), poll_s=args.poll_s,
+                        agent_key=args.agent_key)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     try:
         agent.run(args.max_measurements)

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from search.profilers.measured import (
-    CLOCKS,
     cpu_name,
     default_clock,
     measure_interleaved,
@@ -106,19 +105,25 @@ def split_models(blob: bytes, sizes: Sequence[int]) -> list[bytes]:
     return out
 
 
+def model_input(session: Any, options: dict[str, Any]) -> np.ndarray:
+    """A fixed random input: the model's own static shape, else ``(batch, *input_shape)``
+    from the options."""
+    shape = session.get_inputs()[0].shape
+    if not all(isinstance(v, int) and v > 0 for v in shape):
+        shape = [int(options.get("batch_size", 1)),
+                 *(int(v) for v in options.get("input_shape", [1, 28, 28]))]
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
 def measure_models(models: Sequence[bytes], options: dict[str, Any],
                    config: MeasureConfig) -> list[dict[str, Any]]:
     """Time every model in the same interleaved rounds; energy per model where configured."""
-    batch = int(options.get("batch_size", 1))
-    shape = [batch, *(int(v) for v in options.get("input_shape", [1, 28, 28]))]
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    clock = default_clock(config.threads)
-    assert clock in CLOCKS
-    runners = [ort_runner(ort_session(m, config.threads, (config.provider,)), x)
-               for m in models]
+    sessions = [ort_session(m, config.threads, (config.provider,)) for m in models]
+    runners = [ort_runner(s, model_input(s, options)) for s in sessions]
     stats = measure_interleaved(runners, warmup=int(options.get("warmup", 5)),
                                 rounds=int(options.get("rounds", 5)),
-                                repeats=int(options.get("repeats", 10)), clock=clock)
+                                repeats=int(options.get("repeats", 10)),
+                                clock=default_clock(config.threads))
     out = [{"min_ms": s.min_ms, "median_ms": s.median_ms, "spread": s.spread,
             "fastest_ms": s.fastest_ms} for s in stats]
     if config.power is not None:
