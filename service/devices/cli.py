@@ -126,14 +126,27 @@ def cmd_device_list(args: argparse.Namespace) -> int:
 
 
 def cmd_device_predictor(args: argparse.Namespace) -> int:
+    from search.spec import SpecError, load_spec
     from service.core.security import Principal
     from service.devices.link import DbDeviceLink
+    from spaces.registry import SPACES
 
+    space_name, space_opts, options = "mnasnet", {}, {}
+    try:
+        if args.job:
+            spec = load_spec(args.job)
+            space_name, space_opts = spec.space.name, spec.space.options
+            options = next((dict(p.options) for p in spec.profilers
+                            if p.name == f"predictor:remote:{args.name}"), {})
+        space = SPACES.create(space_name, options=space_opts)
+    except (SpecError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    options.update(calibration_archs=args.archs, timeout_s=args.timeout)
     _settings, db = _db(args)
     try:
         link = DbDeviceLink(db, Principal(0, "(cli)", True))
-        summary = build_predictor(link, args.name, job_file=args.job, archs=args.archs,
-                                  prefetch=args.prefetch, timeout_s=args.timeout)
+        summary = build_predictor(link, args.name, space, options, prefetch=args.prefetch)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -143,31 +156,22 @@ def cmd_device_predictor(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_predictor(link: Any, device: str, *, job_file: str | None = None, archs: int = 30,
-                    prefetch: int = 0, timeout_s: float = 3600.0) -> dict[str, Any]:
-    """Measure a device's layer table and calibration through ``link`` and store them under
-    the device; returns what was built."""
+def build_predictor(link: Any, device: str, space: Any, options: dict[str, Any], *,
+                    prefetch: int = 0) -> dict[str, Any]:
+    """Measure a device's layer table and calibration for ``space`` through ``link`` (its
+    agents) and store them under the device; returns what was built. Layers and calibration
+    networks are timed in the same interleaved rounds on the device."""
     import numpy as np
 
     from search.profilers.remote_predictor import RemotePredictor
-    from search.spec import load_spec
-    from spaces.registry import SPACES
 
-    space_name, space_opts, options = "mnasnet", {}, {}
-    if job_file:
-        spec = load_spec(job_file)
-        space_name, space_opts = spec.space.name, spec.space.options
-        options = next((dict(p.options) for p in spec.profilers
-                        if p.name == f"predictor:remote:{device}"), {})
-    options.update(calibration_archs=archs, timeout_s=timeout_s)
-    space = SPACES.create(space_name, options=space_opts)
+    link.check(device)
     predictor = RemotePredictor(device, **options)
     predictor.use_link(link)
-    link.check(device)
-    predictor.coefficients(space)  # layers and calibration networks, in the same rounds
+    predictor.coefficients(space)
     if prefetch:
         rng = np.random.default_rng(predictor.seed + 1)
         predictor.prefetch([space.sample(rng) for _ in range(prefetch)], space)
     table = predictor.table()
     return {"device": device, "key": predictor.table_key, "layers": len(table["units"]),
-            "calibrations": table["calibrations"]}
+            "calibrations": table["calibrations"], "agent": table.get("agent", {})}
