@@ -3,8 +3,8 @@ its per-layer table and calibration measured by a device's agents and kept by th
 under the device name, so later jobs predict for that device without it being online.
 
 Only what the table lacks is measured: layers and calibration networks are exported to ONNX
-here and sent to the device in groups of ``REMOTE_GROUP`` models, each group timed there in
-the same interleaved rounds (ONNX Runtime, the agent's threads and provider). A job whose
+here and sent to the device in groups of up to 512 models (64 MB), each group timed there
+in the same interleaved rounds (ONNX Runtime, the agent's threads and provider). A job whose
 networks need layers the table does not hold queues them on the device like ``remote:``
 does (and waits up to ``timeout_s``); ``lightsearch device predictor --prefetch N`` measures
 the layers of N sampled networks ahead of time.
@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from search.profilers.measured import LatencyStats
-from search.profilers.predictor import TABLE_VERSION, LatencyPredictor, _digest
+from search.profilers.predictor import GROUP, TABLE_VERSION, LatencyPredictor, _digest
 from search.profilers.remote import DeviceLink, link_from, metric_prefix
 
-#: models sent to the device in one measurement (timed in the same rounds there)
-REMOTE_GROUP = 256
+#: models sent to the device in one measurement (timed in the same rounds there), as many
+#: as the local ONNX Runtime predictor times together
+REMOTE_GROUP = GROUP["onnxruntime"]
+#: ... and at most this many bytes of ONNX in one measurement (networks of the default
+#: MnasNet skeleton are 0.3-2 MB; a measurement is one database row and one download)
+REMOTE_BYTES = 64 * 2**20
 
 
 class RemotePredictor(LatencyPredictor):
@@ -98,25 +102,33 @@ class RemotePredictor(LatencyPredictor):
         return make
 
     def _timed(self, factories: Sequence[Callable[[], Any]]) -> list[float]:
+        out: list[float] = []
+        group: list[bytes] = []
+        for make in factories:
+            group.append(make())
+            if len(group) >= REMOTE_GROUP or sum(map(len, group)) >= REMOTE_BYTES:
+                out.extend(self._measure_group(group))
+                group = []
+        if group:
+            out.extend(self._measure_group(group))
+        return out
+
+    def _measure_group(self, models: list[bytes]) -> list[float]:
+        """Time models together on the device (one measurement, interleaved rounds)."""
         from search.base import ProfileFailed
 
-        out: list[float] = []
         link = self._link()
-        for start in range(0, len(factories), REMOTE_GROUP):
-            models = [make() for make in factories[start:start + REMOTE_GROUP]]
-            # layers differ in input shape: the agent reads each from its (static) model
-            options = {"warmup": self.warmup, "rounds": self.rounds, "repeats": self.repeats,
-                       "batch_size": self.batch_size}
-            ticket = link.submit(self.remote, models, options)
-            try:
-                result = link.wait(ticket, self.timeout_s)
-            except ProfileFailed as err:
-                raise ProfileFailed(f"{self.name}: {err}") from None
-            self.agent = dict(result.get("device") or {})
-            out.extend(LatencyStats(m["min_ms"], m["median_ms"], m["spread"], [],
-                                    m["fastest_ms"]).value(self.statistic)
-                       for m in result["models"])
-        return out
+        # layers differ in input shape: the agent reads each from its (static) model
+        options = {"warmup": self.warmup, "rounds": self.rounds, "repeats": self.repeats,
+                   "batch_size": self.batch_size}
+        ticket = link.submit(self.remote, models, options)
+        try:
+            result = link.wait(ticket, self.timeout_s)
+        except ProfileFailed as err:
+            raise ProfileFailed(f"{self.name}: {err}") from None
+        self.agent = dict(result.get("device") or {})
+        return [LatencyStats(m["min_ms"], m["median_ms"], m["spread"], [],
+                             m["fastest_ms"]).value(self.statistic) for m in result["models"]]
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
