@@ -131,6 +131,8 @@ class RemotePredictor(LatencyPredictor):
                              m["fastest_ms"]).value(self.statistic) for m in result["models"]]
 
     def describe(self) -> dict[str, Any]:
+        if self.link is None:  # not attached to a job: no table to read
+            return {"name": self.name, "metrics": self.metrics(), "device": self.device()}
         out = super().describe()
         out["device"] = {**self.device(), "agent": self.table().get("agent", {})}
         out["table"] = f"service database, device {self.remote!r}, key {self.table_key}"
