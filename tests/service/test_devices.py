@@ -4,6 +4,7 @@ and energy integration; the agent's light imports."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -267,3 +268,24 @@ def test_agent_imports_no_torch_or_ray() -> None:
     out = subprocess.run([PYTHON, "-c", code], cwd=REPO, env=subprocess_env(),
                          capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_cli_device_token_and_list(tmp_path: Path, capsys: Any, db_url: str,
+                                   monkeypatch: Any) -> None:
+    from service.cli import main
+
+    # the commands export their flags to the environment: restored after the test
+    monkeypatch.setenv("LIGHTSEARCH_DATA_DIR", str(tmp_path / "cli"))
+    monkeypatch.setenv("LIGHTSEARCH_DATABASE_URL", db_url)
+    server = ["--data-dir", str(tmp_path / "cli"), "--database-url", db_url]
+    assert main(["device", "token", "create", "--name", "jetson", "--users", "alice",
+                 *server]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("lsd_")
+    assert main(["device", "token", "create", "--name", "Bad/Name", *server]) == 2
+    assert main(["device", "list", "--json", *server]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["status"], r["users"]) for r in rows] == [
+        ("jetson", "offline", ["alice"])]
+    assert main(["device", "token", "revoke", "--name", "jetson", *server]) == 0
+    assert "1 token(s)" in capsys.readouterr().out
