@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,6 +316,7 @@ def main() -> int:
         result["server_peak_rss_MiB"] = peak_rss_mib(server.proc.pid)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     result["load_end"] = os.getloadavg()
     report(result)
     if args.out:
