@@ -12,7 +12,9 @@ Protocol (printed with the table):
    4-vs-1 is a paired per-repetition ratio, reported with a 95% t confidence interval.
    Goal: 2 agents >= 1.8x one agent. This machine has 2 cores shared with other users:
    the load average is printed per cell, and with load above 2 two agents cannot get two
-   cores.
+   cores. Each agent runs in its own session, as separate devices would: Linux's scheduler
+   autogroups (on here) give all processes of one session a single share of the CPU, so
+   agents started from one shell would split one share however many there are.
 2. **A device killed mid-measurement.** The server with its worker runs a job whose
    profiler is ``remote:<device>`` with 2 agents; as soon as an agent holds a lease it is
    SIGKILLed. Reported: job status, trials complete / failed, the killed measurement's
@@ -74,7 +76,7 @@ class Agents:
              self.token, "--agent-key", key, "--threads", "1", "--poll-s", "0.05",
              "--log-level", "warning"],
             cwd=REPO, env=subprocess_env(OMP_NUM_THREADS="1"), stdout=log,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, start_new_session=True)
 
     def peaks(self) -> dict[str, float | None]:
         return {k: peak_rss_mib(p.pid) for k, p in self.procs.items() if p.poll() is None}
@@ -144,20 +146,22 @@ def throughput(server: Server, token: str, db_url: str, args: argparse.Namespace
             seed = 1000 + rep * 100 + n
             models = models_for(seed, args.models)
             agents = Agents(server.url, token, work)
-            for i in range(n):
-                agents.start(f"tp-{rep}-{n}-{i}-agent")
-            wait_until(lambda n=n: api.get(f"/devices/{DEVICE}").json()["agents_online"] >= n,
-                       120)
-            time.sleep(1.0)  # agents idle-polling: imports done
-            load0 = os.getloadavg()[0]
-            t0 = time.perf_counter()
-            tickets = [link.submit(DEVICE, [m], options) for m in models]
-            for t in tickets:
-                status, _r, error = queue.wait(db, t.id, 1800)
-                assert status == "done", error
-            seconds = time.perf_counter() - t0
-            peaks = agents.peaks()
-            agents.stop()
+            try:
+                for i in range(n):
+                    agents.start(f"tp-{rep}-{n}-{i}-agent")
+                wait_until(lambda n=n: api.get(f"/devices/{DEVICE}").json()["agents_online"]
+                           >= n, 120)
+                time.sleep(1.0)  # agents idle-polling: imports done
+                load0 = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                tickets = [link.submit(DEVICE, [m], options) for m in models]
+                for t in tickets:
+                    status, _r, error = queue.wait(db, t.id, 1800)
+                    assert status == "done", error
+                seconds = time.perf_counter() - t0
+                peaks = agents.peaks()
+            finally:
+                agents.stop()
             cell = {"rep": rep, "agents": n, "models": len(models), "seconds": seconds,
                     "per_minute": len(models) / seconds * 60, "load_start": load0,
                     "load_end": os.getloadavg()[0],

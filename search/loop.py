@@ -377,7 +377,7 @@ class SearchLoop:
                 continue
             profiled[key] = metrics
             self._fill(pending[key], key, outcome, records, eval_index[key])
-        # Early-ended (invalid/pruned) new architectures.
+        # Early-ended (invalid/pruned, or a failed profile) new architectures.
         for key, props in pending.items():
             early = failed_early.get(key) or self.cache.get(key)
             if props[0].trial_id not in records and early is not None and not cancelled:
