@@ -61,13 +61,25 @@ class DeviceAgent:
         return info
 
     def run(self, max_measurements: int | None = None) -> None:
-        self.register()
+        """Serve until stopped; a server that is down is waited for, a token the server
+        refuses (401/403: revoked, or not a device token) ends the agent."""
+        registered = False
         while not self.stop.is_set():
             if max_measurements is not None and self.done >= max_measurements:
                 return
             try:
+                if not registered:
+                    self.register()
+                    registered = True
                 if not self.step():
                     self.stop.wait(self.poll_s)
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code in (401, 403):
+                    log.error("the server refuses this token: %s", err.response.text[:300])
+                    raise
+                registered = err.response.status_code != 404  # 404: registration lost
+                log.warning("server error (%s); retrying", err)
+                self.stop.wait(max(self.poll_s, 1.0))
             except httpx.HTTPError as err:
                 log.warning("service unreachable (%s); retrying", err)
                 self.stop.wait(max(self.poll_s, 1.0))
@@ -162,6 +174,8 @@ def main_args(args: argparse.Namespace) -> int:
         agent.run(args.max_measurements)
     except KeyboardInterrupt:
         pass
+    except httpx.HTTPStatusError:
+        return 1
     finally:
         agent.close()
     return 0

@@ -289,3 +289,38 @@ def test_cli_device_token_and_list(tmp_path: Path, capsys: Any, db_url: str,
         ("jetson", "offline", ["alice"])]
     assert main(["device", "token", "revoke", "--name", "jetson", *server]) == 0
     assert "1 token(s)" in capsys.readouterr().out
+
+
+def agent_on(app: Any, token: str, **kw: Any) -> Any:
+    """A real ``DeviceAgent`` whose HTTP client is the app's test client (no socket)."""
+    from fastapi.testclient import TestClient
+
+    from service.device_agent.agent import DeviceAgent
+    from service.device_agent.measure import MeasureConfig
+
+    agent = DeviceAgent("http://testserver", token, MeasureConfig(threads=1), **kw)
+    agent.http.close()
+    agent.http = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    return agent
+
+
+def test_agent_loop_measures_a_queued_model(app: Any, client: Any, db: Any,
+                                           tokens: dict[str, str]) -> None:
+    dev = device_token(client, tokens["root"])
+    link, ticket = queue_model(db, _tiny_onnx(4), name="rpi4")
+    agent = agent_on(app, dev, poll_s=0.01)
+    agent.run(max_measurements=1)
+    result = link.wait(ticket, 5)
+    timing = result["models"][0]
+    assert 0 < timing["fastest_ms"] <= timing["min_ms"] <= timing["median_ms"]
+    assert result["device"]["onnxruntime"] and result["device"]["threads"] == 1
+    row = client.get("/api/v1/devices/rpi4", headers=auth(tokens["root"])).json()
+    assert row["measurements_done"] == 1 and row["description"]["cpu"]
+
+
+def test_agent_with_a_user_token_stops(app: Any, tokens: dict[str, str]) -> None:
+    import httpx
+
+    agent = agent_on(app, tokens["alice"])
+    with pytest.raises(httpx.HTTPStatusError, match="403"):
+        agent.run()
