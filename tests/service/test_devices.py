@@ -324,3 +324,25 @@ def test_agent_with_a_user_token_stops(app: Any, tokens: dict[str, str]) -> None
     agent = agent_on(app, tokens["alice"])
     with pytest.raises(httpx.HTTPStatusError, match="403"):
         agent.run()
+
+
+def test_agent_reads_power_and_the_profiler_reports_energy(app: Any, client: Any, db: Any,
+                                                           tokens: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    from search.profilers.remote import RemoteLatencyProfiler
+    from service.device_agent.measure import PowerReading
+
+    dev = device_token(client, tokens["root"])
+    power_file = tmp_path / "power_now"
+    power_file.write_text("3000000\n")  # 3 W, in microwatts
+    link, ticket = queue_model(db, _tiny_onnx(4), name="rpi4")
+    agent = agent_on(app, dev, poll_s=0.01)
+    agent.config.power = PowerReading(file=str(power_file), scale=1e-6, interval_s=0.01,
+                                      energy_s=0.3)
+    agent.run(max_measurements=1)
+    metrics = RemoteLatencyProfiler("rpi4").metrics_of(link.wait(ticket, 5))
+    # 3 W for a whole call: at least the call's fastest time, at most its wall time + slack
+    assert metrics["rpi4_energy_mj"] >= 3 * metrics["rpi4_latency_ms"] * 0.5
+    assert metrics["rpi4_energy_mj"] < 3 * 50.0
+    assert set(metrics) == {"rpi4_latency_ms", "rpi4_latency_median_ms",
+                            "rpi4_latency_spread", "rpi4_energy_mj"}
