@@ -24,6 +24,10 @@ class MetricNotMeasured(LookupError):
     """A device or table has no measurement for this architecture (blank or -1): never 0."""
 
 
+class ProfileFailed(RuntimeError):
+    """This one profile failed (a remote device timed out): the trial fails, the job goes on."""
+
+
 @dataclass
 class Evaluation:
     """What an evaluator returns.
@@ -58,6 +62,14 @@ class Profiler(ABC):
         """Every value of its metrics over the whole space, when a table holds them (fixes a
         job's hypervolume reference point and its true front); None otherwise."""
         return None
+
+    def attach(self, sink: Any) -> None:
+        """Called once by the loop with its result sink, before the first profile: a
+        profiler that needs what the sink offers (``device_link``) takes it here."""
+
+    def begin_batch(self, archs: list[Architecture], space: Space) -> None:
+        """Called with a batch's new architectures before they are profiled one by one: a
+        profiler whose work runs elsewhere (remote devices) can queue it all at once."""
 
 
 class Evaluator(ABC):

@@ -24,7 +24,7 @@ from typing import Any
 
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
 from agents.registry import AGENTS
-from search.base import Evaluator, MetricNotMeasured, Profiler
+from search.base import Evaluator, MetricNotMeasured, ProfileFailed, Profiler
 from search.executors import EvalTask, Executor, make_executor
 from search.metrics import check_metrics
 from search.objectives import constraint_violations, make_reward
@@ -123,6 +123,7 @@ class SearchLoop:
         for i, p in enumerate(spec.profilers):
             with _field(f"profilers[{i}]"):
                 self.profilers.append(PROFILERS.create(p.name, options=p.options))
+                self.profilers[-1].attach(sink)
         with _field("evaluator"):
             self.evaluator: Evaluator = EVALUATORS.create(
                 spec.evaluator.name, options=spec.evaluator.options
@@ -237,6 +238,8 @@ class SearchLoop:
                 metrics.update(profiler.profile(arch, self.space))
             except MetricNotMeasured:
                 pass  # nothing measured by this profiler: required metrics are checked below
+            except ProfileFailed as err:  # this trial fails (not cached: may be transient)
+                return metrics, _Outcome(TrialState.FAILED, None, metrics, error=str(err))
         profiled = {m for p in self.profilers for m in p.metrics()}
         missing = [m for m in self.required_metrics if m in profiled and m not in metrics]
         if missing:
@@ -328,6 +331,23 @@ class SearchLoop:
             return self.progress
         return None
 
+    def _begin_batch(self, proposals: list[Proposal]) -> None:
+        """Tell the profilers which new architectures this batch will profile."""
+        archs: dict[str, dict[str, Any]] = {}
+        for prop in proposals:
+            if prop.trial_id in self._replay:
+                continue
+            try:
+                arch = self.space.validate(prop.arch)
+            except InvalidArchitecture:
+                continue
+            key = self.space.key(arch)
+            if key not in self.cache:
+                archs.setdefault(key, arch)
+        if archs:
+            for profiler in self.profilers:
+                profiler.begin_batch(list(archs.values()), self.space)
+
     def _run_batch(self, size: int) -> tuple[list[TrialRecord], bool]:
         proposals: list[Proposal] = [self.agent.ask() for _ in range(size)]
         self.proposals += len(proposals)
@@ -336,7 +356,9 @@ class SearchLoop:
         profiled: dict[str, dict[str, float]] = {}
         tasks: list[EvalTask] = []
         replayed: set[int] = set()
+        failed_early: dict[str, _Outcome] = {}
         eval_index: dict[str, int] = {}
+        self._begin_batch(proposals)
         for prop in proposals:
             try:
                 arch = self.space.validate(prop.arch)
@@ -366,7 +388,10 @@ class SearchLoop:
             metrics, early = self._profile(arch)
             profiled[key] = metrics
             if early is not None:
-                self.cache[key] = early
+                if early.state is TrialState.FAILED:
+                    failed_early[key] = early
+                else:
+                    self.cache[key] = early
                 continue
             seed = evaluation_seed(self.spec.seed, key)
             tasks.append(EvalTask(prop.trial_id, arch, seed))
@@ -397,10 +422,11 @@ class SearchLoop:
                 continue
             profiled[key] = metrics
             self._fill(pending[key], key, outcome, records, eval_index[key])
-        # Early-ended (invalid/pruned) new architectures.
+        # Early-ended (invalid/pruned, or a failed profile) new architectures.
         for key, props in pending.items():
-            if props[0].trial_id not in records and key in self.cache and not cancelled:
-                self._fill(props, key, self.cache[key], records, eval_index[key])
+            early = failed_early.get(key) or self.cache.get(key)
+            if props[0].trial_id not in records and early is not None and not cancelled:
+                self._fill(props, key, early, records, eval_index[key])
         if cancelled:
             return [], True
 

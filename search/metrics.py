@@ -251,6 +251,27 @@ def predictor_metrics(options: Any, backend: str) -> list[MetricInfo]:
                        "ms", "cpu", "min")]
 
 
+def metric_prefix(device: str) -> str:
+    """Metric names of a remote device: ``rpi4_latency_ms`` (dashes become underscores)."""
+    return device.replace("-", "_")
+
+
+def remote_metrics(options: Any, device: str) -> list[MetricInfo]:
+    p, where = metric_prefix(device), f"ONNX Runtime on {device}"
+    return [MetricInfo(f"{p}_latency_ms", f"Latency ({where})", "ms", device, "min"),
+            MetricInfo(f"{p}_latency_median_ms", f"Median latency ({where})", "ms", device,
+                       "min"),
+            MetricInfo(f"{p}_latency_spread", f"Latency spread ({where})", "IQR / median",
+                       device, "min"),
+            MetricInfo(f"{p}_energy_mj", f"Energy per inference ({where})", "mJ", device,
+                       "min")]
+
+
+def remote_predictor_metrics(options: Any, device: str) -> list[MetricInfo]:
+    return [MetricInfo(f"{metric_prefix(device)}_latency_pred_ms",
+                       f"Predicted latency (ONNX Runtime on {device})", "ms", device, "min")]
+
+
 # ---- collecting ------------------------------------------------------------------------------
 def declared(entry: Entry, options: BaseModel | dict[str, Any] | None) -> list[MetricInfo]:
     """The metrics ``entry`` produces with these options; None-safe for undeclared plugins

@@ -17,6 +17,7 @@ from search.model_options import (
     TorchAnalyticalOptions,
     TrainOptions,
 )
+from search.profilers.remote_options import RemoteOptions, RemotePredictorOptions
 from spaces.paths import path_field
 from spaces.registry import Entry, NoOptions, Registry
 
@@ -131,6 +132,14 @@ PROFILERS = Registry(
               PredictorOptions, "ONNX Runtime CPU latency predicted from a per-layer table "
               "measured once on this device + linear calibration.",
               fixed={"backend": "onnxruntime"}, metrics=f"{_M}predictor_metrics"),
+        Entry("remote:", "search.profilers.remote:RemoteLatencyProfiler", RemoteOptions,
+              "Latency (and energy) measured with ONNX Runtime by the agents of a registered "
+              "device ('remote:<device>'), by lease.", suffix="device",
+              metrics=f"{_M}remote_metrics"),
+        Entry("predictor:remote:", "search.profilers.remote_predictor:RemotePredictor",
+              RemotePredictorOptions, "ONNX Runtime latency predicted from a per-layer table "
+              "and calibration measured on a registered device ('predictor:remote:<device>').",
+              suffix="device", metrics=f"{_M}remote_predictor_metrics"),
     ],
 )
 

@@ -62,6 +62,11 @@ class ResultSink:
     def on_end(self, status: str, reason: str | None = None) -> None:
         """The job ended: 'succeeded', 'failed' or 'cancelled'."""
 
+    def device_link(self) -> Any:
+        """Remote devices the job may measure on (``search.profilers.remote.DeviceLink``);
+        None where there are none (the service's sink gives its device queue)."""
+        return None
+
     def should_stop(self) -> bool:
         """Polled between batches: True ends the job 'cancelled' (e.g. a user's cancel)."""
         return False
@@ -113,6 +118,9 @@ class FanOutSink(ResultSink):
     def on_checkpoint(self, state: dict[str, Any]) -> None:
         for s in self.sinks:
             s.on_checkpoint(state)
+
+    def device_link(self) -> Any:
+        return next((link for s in self.sinks if (link := s.device_link()) is not None), None)
 
     def on_end(self, status: str, reason: str | None = None) -> None:
         for s in self.sinks:

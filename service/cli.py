@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from search.cli import add_search_commands
-
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -34,6 +32,9 @@ def add_service_commands(sub: argparse._SubParsersAction) -> None:
     _add_worker(sub)
     _add_token(sub)
     _add_client(sub)
+    from service.devices.cli import add_device_commands
+
+    add_device_commands(sub, _server_options)
 
 
 # ---- server side -----------------------------------------------------------------------------
@@ -585,16 +586,21 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     return _run_client(args, go)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+
     parser = argparse.ArgumentParser(prog="lightsearch", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    add_search_commands(sub)
+    if not (argv and argv[0] == "device-agent"):  # the agent runs without torch or pydantic
+        from search.cli import add_search_commands
+
+        add_search_commands(sub)
     add_service_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -16,6 +16,7 @@ from service.api.deps import AppState, AuthCache
 from service.api.limits import BodyLimitMiddleware
 from service.api.routes import (
     dashboard_data,
+    devices,
     health,
     jobs,
     registries,
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
                                      ResponseCache(settings.response_cache_entries))
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (jobs, uploads, registries, users, stream, dashboard_data):
+    for module in (jobs, uploads, registries, users, stream, dashboard_data, devices):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -233,3 +233,97 @@ class Upload(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- remote devices (service/devices) ---------------------------------------------------------
+class Device(Base):
+    """A named kind of hardware that agents measure on (``remote:<name>``); several agents
+    may serve one name. ``users``: who may queue work on it (None: every user)."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    users: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    description: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    measurements_done: Mapped[int] = mapped_column(Integer, default=0)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeviceToken(Base):
+    """A token scoped to profiling on one device: agent routes only, never jobs."""
+
+    __tablename__ = "device_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"),
+                                           index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DeviceAgent(Base):
+    """One running agent process of a device (registered, sends heartbeats)."""
+
+    __tablename__ = "device_agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"),
+                                           index=True)
+    agent_key: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    measurements_done: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Measurement(Base):
+    """One queued measurement of ONNX models on a device: queued -> leased -> done|failed;
+    a lease that runs out puts it back to queued (``service.devices.queue`` owns the moves)."""
+
+    __tablename__ = "device_measurements"
+    __table_args__ = (Index("ix_device_measurements_queue", "device_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    owner_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    job_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    models: Mapped[bytes] = mapped_column(BlobType)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    agent_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DeviceResult(Base):
+    """A finished measurement's result, by device and model hash (+ options): a model is
+    measured once per device name."""
+
+    __tablename__ = "device_results"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    cache_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DevicePredictor(Base):
+    """A latency predictor's per-layer table and calibrations measured on a device."""
+
+    __tablename__ = "device_predictors"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    table: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -275,6 +275,12 @@ class SqlSink(ResultSink):
                         elapsed_s=self.elapsed_s, results_path=folder / "results.json",
                         models_dir=folder / "models", reference=self.standing.reference).reason
 
+    def device_link(self) -> Any:
+        """Remote devices, with the rights of the job's owner (``remote:`` profilers)."""
+        from service.devices.link import DbDeviceLink
+
+        return DbDeviceLink.for_job(self.db, self.claim.job_id)
+
     def should_stop(self) -> bool:
         """Cancel flag, re-read at most every ``cancel_poll_s`` (the loop polls often)."""
         if self.shutdown.is_set() or self._lease_lost:

@@ -7,7 +7,9 @@ factory, so the API process validates a job without importing torch or starting 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -46,6 +48,9 @@ class Entry:
     #: evaluators and profilers: "module:function" declaring the metrics they produce
     #: (``search.metrics``); called with the parsed options and ``fixed``
     metrics: str = ""
+    #: a family: ``name`` is a prefix (``remote:``) and the rest of a job's name (a device
+    #: name, ``FAMILY_MEMBER``) is passed to the factory as this argument
+    suffix: str | None = None
 
     def load(self) -> Any:
         module, _, attr = self.target.partition(":")
@@ -67,6 +72,10 @@ class Entry:
         }
 
 
+#: what may follow a family's prefix: lower-case letters, digits, '-' and '_'
+FAMILY_MEMBER = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
 class Registry:
     """A named set of entries of one kind (``agent``, ``space``, ``profiler``...)."""
 
@@ -85,13 +94,26 @@ class Registry:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if not isinstance(name, str):
+            return False
+        try:
+            self.get(name)
+        except UnknownName:
+            return False
+        return True
 
     def get(self, name: str) -> Entry:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownName(self.kind, name, self._entries) from None
+        entry = self._entries.get(name)
+        if entry is not None and entry.suffix is None:
+            return entry
+        for family in self._entries.values():
+            member = name[len(family.name):]
+            if family.suffix and name.startswith(family.name) and FAMILY_MEMBER.fullmatch(
+                    member):
+                return dataclasses.replace(family, name=name, suffix=None,
+                                           fixed={**family.fixed, family.suffix: member})
+        valid = [n + (f"<{e.suffix}>" if e.suffix else "") for n, e in self._entries.items()]
+        raise UnknownName(self.kind, name, valid)
 
     def create(self, name: str, *args: Any, options: Mapping[str, Any] | None = None,
                **kwargs: Any) -> Any:

@@ -142,7 +142,8 @@ def onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int = 17,
     return buf.getvalue()
 
 
-def ort_session(model: bytes | str, threads: int = 1) -> Any:
+def ort_session(model: bytes | str, threads: int = 1,
+                providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -151,7 +152,7 @@ def ort_session(model: bytes | str, threads: int = 1) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, opts, providers=list(providers))
 
 
 def ort_runner(session: Any, x: np.ndarray) -> Callable[[], Any]:

@@ -115,9 +115,20 @@ async def current_user(
         # On the event loop: one indexed point read, cheaper than a thread-pool hop.
         principal = state.db.hot.principal(key)
         if principal is None:
-            raise NotAuthenticated("invalid or revoked token")
+            raise rejected(state, credentials.credentials)
         state.auth_cache.put(key, principal)
     return principal
+
+
+def rejected(state: AppState, token: str) -> Exception:
+    """Why a token that is no user's fails: 403 for a live device token (it may reach the
+    device agent routes only), 401 otherwise."""
+    from service.devices.access import DEVICE_TOKEN_PREFIX, is_device_token
+
+    if token.startswith(DEVICE_TOKEN_PREFIX) and state.db.read(
+            lambda session: is_device_token(session, token)):
+        return Forbidden("a device token may only be used on the device agent routes")
+    return NotAuthenticated("invalid or revoked token")
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ async def job_read(
     if principal is None:
         principal, job = state.db.hot.principal_and_job(key, job_id)
         if principal is None:
-            raise NotAuthenticated("invalid or revoked token")
+            raise rejected(state, credentials.credentials)
         state.auth_cache.put(key, principal)
     else:
         job = state.db.hot.job_version(job_id)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         "claimed again by another worker (its worker is taken for dead).",
     )
     poll_s: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    device_lease_s: float = Field(30.0, gt=0, description="A device agent that has not "
+                                  "renewed its measurement's lease for this long loses it; "
+                                  "the measurement goes back to the device's queue.")
     cancel_poll_s: float = Field(0.25, gt=0, description="How often a job re-reads its cancel "
                                  "flag from the database.")
     max_attempts: int = Field(

@@ -1,6 +1,7 @@
 // Entry point: sign-in, the top bar and a hash router (#/jobs, #/jobs/<id>, #/jobs/<id>/trials/<n>).
 import { api, signIn, signOut, token } from "./api.js";
 import { CompareView } from "./compare.js";
+import { DevicesView } from "./devices.js";
 import { JobView } from "./job.js";
 import { JobsView } from "./jobs.js";
 import { clear, h } from "./util.js";
@@ -16,6 +17,7 @@ function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean);
   if (parts[0] === "signin") return { kind: "signin" };
   if (parts[0] === "compare") return { kind: "compare", ids: (parts[1] || "").split(",").filter(Boolean).map(decodeURIComponent) };
+  if (parts[0] === "devices") return { kind: "devices" };
   if (parts[0] === "jobs" && parts[1]) {
     return { kind: "job", id: decodeURIComponent(parts[1]), trial: parts[2] === "trials" ? Number(parts[3]) : null };
   }
@@ -25,7 +27,9 @@ function route() {
 function setNav(kind) {
   clear(document.getElementById("nav"),
     user ? h("a", { href: "#/jobs", class: kind === "jobs" || kind === "job" ? "active" : "" }, "Jobs") : null,
-    user ? h("a", { href: "#/compare", class: kind === "compare" ? "active" : "" }, "Compare") : null);
+    user ? h("a", { href: "#/compare", class: kind === "compare" ? "active" : "" }, "Compare") : null,
+
+    user ? h("a", { href: "#/devices", id: "nav-devices", class: kind === "devices" ? "active" : "" }, "Devices") : null);
   const box = document.getElementById("user");
   if (!user) { clear(box); return; }
   clear(box,
@@ -96,6 +100,13 @@ async function render() {
     const instance = new JobView(view, r.id, user);
     current = { kind: "job", key: r.id, instance };
     instance.start().then(() => instance.showTrial(r.trial));
+    return;
+  }
+  if (r.kind === "devices") {
+    if (current?.kind === "devices") return;
+    current?.instance?.destroy?.();
+    current = { kind: "devices", instance: new DevicesView(view) };
+    current.instance.start();
     return;
   }
   if (r.kind === "compare") {

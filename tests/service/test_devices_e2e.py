@@ -1,0 +1,155 @@
+"""A job measured on remote devices, end to end: a real server (uvicorn + worker
+subprocess), real device agents in their own processes on loopback, one of them killed
+(SIGKILL) while it holds a measurement. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.service.conftest import PYTHON, REPO, free_port, subprocess_env, wait_for
+from tests.service.proc import Server
+
+pytestmark = pytest.mark.slow
+
+PLUGINS = "tests.service.plugins,tests.service.device_plugins"
+
+
+def remote_job(budget: int = 6, **options: Any) -> dict[str, Any]:
+    return {
+        "name": "remote-e2e", "space": {"name": "mnasnet"}, "agent": {"name": "random"},
+        "evaluator": {"name": "svc-params"},
+        "profilers": [{"name": "remote:loop", "options": {"rounds": 100, "repeats": 20,
+                                                          **options}}],
+        "objectives": [{"metric": "params_k", "direction": "min"},
+                       {"metric": "loop_latency_ms", "direction": "min"}],
+        "budget": {"evaluations": budget}, "executor": {"name": "local", "batch_size": 3},
+        "seed": 1,
+    }
+
+
+class Agents:
+    """Device agent processes (``lightsearch device-agent``)."""
+
+    def __init__(self, url: str, token: str, log_dir: Path) -> None:
+        self.url, self.token, self.log_dir = url, token, log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, key: str) -> None:
+        log = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.procs[key] = subprocess.Popen(
+            [PYTHON, "-m", "service.cli", "device-agent", "--server", self.url, "--token",
+             self.token, "--agent-key", key, "--poll-s", "0.05", "--log-level", "warning"],
+            cwd=REPO, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self, key: str) -> None:
+        os.kill(self.procs[key].pid, signal.SIGKILL)
+        self.procs[key].wait(10)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_remote_job_survives_a_killed_agent(db_url: str, tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", free_port(),
+                    extra_args=("--executor", "spec", "--database-url", db_url),
+                    LIGHTSEARCH_DEVICE_LEASE_S="2", LIGHTSEARCH_PLUGINS=PLUGINS,
+                    LIGHTSEARCH_POLL_S="0.1")
+    server.start()
+    agents: Agents | None = None
+    engine = create_engine(db_url)
+    try:
+        api = server.client()
+        r = api.post("/devices/tokens", json={"name": "loop"})
+        assert r.status_code == 201, r.text
+        agents = Agents(server.url, r.json()["token"], tmp_path)
+        agents.start("agent-one")
+        agents.start("agent-two")
+        wait_for(lambda: api.get("/devices/loop").json()["agents_online"] == 2, 60)
+        job = api.post("/jobs", json=remote_job()).json()
+
+        def leased() -> Any:
+            with engine.connect() as conn:
+                return conn.execute(text(
+                    "SELECT m.id, a.agent_key FROM device_measurements m JOIN device_agents a "
+                    "ON a.id = m.agent_id WHERE m.status = 'leased'")).first()
+        victim_measurement, victim = wait_for(leased, 120, 0.02)
+        agents.kill(victim)  # mid-measurement: its lease runs out, the other agent takes it
+        done = wait_for(lambda: (j := api.get(f"/jobs/{job['id']}").json())["status"]
+                        in ("succeeded", "failed", "cancelled") and j, 300, 0.2)
+        assert done["status"] == "succeeded", done["reason"]
+        trials = api.get(f"/jobs/{job['id']}/trials", params={"limit": 100}).json()["data"]
+        assert len(trials) >= 6 and all(t["state"] == "complete" for t in trials), \
+            [(t["state"], t["error"]) for t in trials]
+        assert all(t["metrics"]["loop_latency_ms"] > 0 for t in trials)
+        with engine.connect() as conn:
+            row = conn.execute(text(
+                "SELECT m.status, m.attempts, a.agent_key FROM device_measurements m "
+                "JOIN device_agents a ON a.id = m.agent_id WHERE m.id = :id"),
+                {"id": victim_measurement}).first()
+            # the killed agent's measurement was leased again and done by the survivor
+            assert row.status == "done" and row.attempts == 2 and row.agent_key != victim
+            done_by = dict(conn.execute(text(
+                "SELECT agent_key, measurements_done FROM device_agents")).all())
+        survivor = next(k for k in done_by if k != victim)
+        assert done_by[survivor] >= 1
+        device = api.get("/devices/loop").json()
+        assert device["measurements_done"] == sum(done_by.values())
+        assert device["description"]["onnxruntime"]
+
+        # the same candidates again: answered from the device's result cache
+        before = device["measurements_done"]
+        again = api.post("/jobs", json=remote_job()).json()
+        final = wait_for(lambda: (j := api.get(f"/jobs/{again['id']}").json())["status"]
+                         in ("succeeded", "failed") and j, 120, 0.2)
+        assert final["status"] == "succeeded", final["reason"]
+        assert api.get("/devices/loop").json()["measurements_done"] == before
+    finally:
+        if agents is not None:
+            agents.stop()
+        server.stop()
+        engine.dispose()
+
+
+def test_remote_trial_times_out_not_the_job(db_url: str, tmp_path: Path) -> None:
+    """No agent online: each trial fails after its timeout with the reason; the job ends
+    with the failures recorded instead of waiting forever or crashing."""
+    server = Server(tmp_path / "data", free_port(),
+                    extra_args=("--executor", "spec", "--database-url", db_url),
+                    LIGHTSEARCH_PLUGINS=PLUGINS, LIGHTSEARCH_POLL_S="0.1")
+    server.start()
+    try:
+        api = server.client()
+        assert api.post("/devices/tokens", json={"name": "loop"}).status_code == 201
+        spec = remote_job(budget=2, timeout_s=1.0)
+        spec["budget"]["max_failures"] = 2
+        job = api.post("/jobs", json=spec).json()
+        final = wait_for(lambda: (j := api.get(f"/jobs/{job['id']}").json())["status"]
+                         in ("succeeded", "failed") and j, 120, 0.2)
+        trials = api.get(f"/jobs/{job['id']}/trials").json()["data"]
+        assert trials and all(t["state"] == "failed" for t in trials)
+        assert "remote:loop: no result within 1 s" in trials[0]["error"]
+        assert "no agent took it" in trials[0]["error"]
+        assert final["status"] == "failed" and "no result within" in final["reason"]
+        # an unknown device fails the job at the door of the loop, naming the field
+        bad = api.post("/jobs", json={**remote_job(), "profilers": [
+            {"name": "remote:nosuch"}]}).json()
+        final = wait_for(lambda: (j := api.get(f"/jobs/{bad['id']}").json())["status"]
+                         in ("succeeded", "failed") and j, 120, 0.2)
+        assert final["status"] == "failed"
+        assert "profilers[0]" in final["reason"] and "not registered" in final["reason"]
+    finally:
+        server.stop()
