@@ -286,8 +286,9 @@ def declared(entry: Entry, options: BaseModel | dict[str, Any] | None) -> list[M
 
 def describe_entry(entry: Entry) -> list[dict[str, Any]] | None:
     """Metrics of an entry with its default options, for ``/registries``; None when they
-    depend on the options (a CSV's columns) or the plugin declares none."""
-    if not entry.metrics:
+    depend on the options (a CSV's columns) or on a family's member (a device's name), or the
+    plugin declares none."""
+    if not entry.metrics or entry.suffix:
         return None
     try:
         return [{"name": m.name, **m.public()} for m in declared(entry, {})]

@@ -119,8 +119,12 @@ class Registry:
                **kwargs: Any) -> Any:
         return self.get(name).create(*args, options=options, **kwargs)
 
+    def entries(self) -> list[Entry]:
+        """The registered entries in name order (a family once, by its prefix)."""
+        return [self._entries[n] for n in self.names()]
+
     def describe(self) -> list[dict[str, Any]]:
-        return [self._entries[n].describe() for n in self.names()]
+        return [e.describe() for e in self.entries()]
 
 
 def options_error_text(err: ValidationError) -> str:

@@ -21,9 +21,8 @@ KINDS: dict[str, Registry] = {"spaces": SPACES, "agents": AGENTS, "profilers": P
 
 
 def _entries(registry: Registry) -> list[RegistryEntry]:
-    return [RegistryEntry(**registry.get(d["name"]).describe(),
-                          metrics=describe_entry(registry.get(d["name"])))
-            for d in registry.describe()]
+    return [RegistryEntry(**e.describe(), metrics=describe_entry(e))
+            for e in registry.entries()]
 
 
 @router.get("", response_model=RegistriesPublic)
