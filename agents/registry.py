@@ -50,9 +50,10 @@ class ControllerOptions(NoOptions):
         "'normalized': that divided by the batch's reward std; 'rank': centred batch ranks.",
     )
     fresh_tries: int = Field(
-        64, ge=0, le=100_000,
-        description="Samples drawn per ask to find an architecture not proposed before "
-        "(0: plain sampling; repeats cost no budget but teach nothing new).",
+        16, ge=0, le=100_000,
+        description="Plain samples drawn per ask to find an architecture not proposed before, "
+        "before the exact masked sampler takes over (proposals always come from the policy "
+        "restricted to new architectures, with that distribution's log-probabilities).",
     )
     sil_weight: float = Field(
         1.0, ge=0, le=100.0,
@@ -64,19 +65,31 @@ class ControllerOptions(NoOptions):
         description="How many of the best architectures (above the baseline) to imitate; "
         "Pareto mode imitates the current front instead.",
     )
-    pareto: Literal["auto", "off", "on"] = Field(
-        "auto",
-        description="Draw a latency target per proposal so a scalar reward covers a whole "
-        "Pareto front; 'auto' turns it on for jobs with two or more objectives.",
+    dyna_updates: int = Field(
+        0, ge=0, le=1000,
+        description="Dyna-style planning (Sutton 1991): policy-gradient steps on rewards "
+        "predicted by a Gaussian process fitted on the evaluations so far, after each real "
+        "update (0: none). Scalar rewards only.",
     )
-    pareto_alpha: float = Field(
-        -0.07, ge=-10.0, le=0.0,
-        description="Pareto mode: exponent w of ACC * (LAT/T)^w when LAT <= T (MnasNet soft).",
+    dyna_batch: int = Field(32, ge=2, le=4096,
+                            description="Fresh samples scored by the predictor per planning step.")
+    dyna_kappa: float = Field(
+        1.0, ge=0, le=100.0,
+        description="Planning reward: predicted mean + kappa x predicted std (UCB).")
+    pareto: bool = Field(
+        False,
+        description="MnasNet's multi-objective search: each proposal draws its own latency "
+        "target T and the agent learns from ACC * (LAT/T)^w (recorded as the trial's metric "
+        "'agent_reward'), so one policy covers a Pareto front. Off: the agent learns from the "
+        "job's reward. Needs one max (accuracy) and one min (latency) objective.",
     )
-    pareto_beta: float = Field(
-        -1.0, ge=-10.0, le=0.0,
-        description="Pareto mode: exponent w when LAT > T (MnasNet hard constraint: -1).",
+    pareto_mode: Literal["hard", "soft"] = Field(
+        "hard",
+        description="Pareto mode's MnasNet reward: 'hard' (alpha = 0, beta = -1: T is a real "
+        "constraint) or 'soft' (alpha = beta = pareto_w).",
     )
+    pareto_w: float = Field(-0.07, ge=-10.0, le=0.0,
+                            description="Pareto mode, 'soft': the exponent w (paper: -0.07).")
     pareto_reach: float = Field(
         0.1, ge=0.0, le=2.0,
         description="Pareto mode: how far below the fastest useful latency seen the targets "

@@ -16,6 +16,10 @@ from typing import Any
 
 from search.spec import JobSpec, SpecError, load_spec
 
+#: Process exit codes by job status: a job that stopped short of its budget because its
+#: agent ran out of new architectures ('exhausted') is neither a success nor a failure.
+EXIT_CODES = {"succeeded": 0, "exhausted": 3}
+
 
 def add_search_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run a search job in this process (no server)",
@@ -154,14 +158,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(results)
     print(f"results: {out}")
-    if summary.status == "succeeded" and spec.evaluator.name == "train" and (
+    if summary.status in ("succeeded", "exhausted") and spec.evaluator.name == "train" and (
             spec.export.best or spec.export.pareto):
         from search.export import export_job_models
 
         models = out.with_name(f"{out.stem}-models")
         exported = export_job_models(spec, sink.trials, models)
         print(f"models: {models} (trials {', '.join(map(str, exported))})")
-    return 0 if summary.status == "succeeded" else 1
+    return EXIT_CODES.get(summary.status, 1)
 
 
 def print_summary(results: dict[str, Any], max_rows: int = 20) -> None:

@@ -105,7 +105,7 @@ class BudgetSpec(_Strict):
     max_proposals: int | None = Field(
         None, ge=1,
         description="Stop after this many proposals, repeats included (default 50x evaluations):"
-        " a converged agent that only repeats itself ends the job.",
+        " an agent that only repeats itself ends the job 'exhausted'.",
     )
     max_failures: int | None = Field(
         None, ge=1, description="End the job 'failed' after this many failed trials in a row."

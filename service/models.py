@@ -68,10 +68,13 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Ran out of new architectures to propose before its budget (reason: evaluations reached).
+    EXHAUSTED = "exhausted"
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED,
+                        JobStatus.EXHAUSTED)
 
 
 

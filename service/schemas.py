@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from search.spec import JobSpec, ObjectiveSpec
 
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "exhausted"]
 TrialStateName = Literal["running", "complete", "failed", "invalid", "pruned"]
 
 

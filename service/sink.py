@@ -238,7 +238,7 @@ class SqlSink(ResultSink):
             text = self.results_writer(list(self.records.values()), status, reason,
                                        self.elapsed_s)
             write_job_file(self.artifact_root, self.claim.job_id, "results.json", text)
-        if status == "succeeded":
+        if status in ("succeeded", "exhausted"):
             reason = self._export_models(reason)
         history = self.frontier.finalize()
         self._refresh_statistics(vacuum=False)  # sampled: cheap at any table size

@@ -42,7 +42,7 @@ POLL_S = 0.25
 MAX_TRIALS_PER_EVENT = 1000
 MAX_CONNECTION_S = 600.0
 RETRY_MS = 1500
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled", "exhausted")
 
 
 def job_state(job: Job) -> dict[str, Any]:

@@ -15,7 +15,7 @@ const REDRAW_MS = 250;
 const SERIES_MS = 1000;
 const CONFIRM_MS = 8000;
 const afterPaint = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+const FINISHED = new Set(["succeeded", "failed", "cancelled", "exhausted"]);
 
 export class JobView {
   constructor(root, id, user) {
@@ -192,7 +192,7 @@ export class JobView {
     this.statEls.hv.set(fmt(s.hypervolume, 6), "");
     this.statEls.front.set(fmtInt(this.model.front.size), "");
     this.statEls.trials.set(fmtInt(s.trials), `${fmtInt(s.failed)} failed · ${fmtInt(s.cached)} repeats`);
-    const reason = s.reason && (s.status === "failed" || s.status === "cancelled") ? s.reason : "";
+    const reason = s.reason && (s.status === "failed" || s.status === "cancelled" || s.status === "exhausted") ? s.reason : "";
     if (this.banner.dataset.reason !== reason) {
       this.banner.dataset.reason = reason;
       clear(this.banner, !reason ? null : s.status === "failed"
