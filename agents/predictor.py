@@ -17,17 +17,19 @@ standardized targets, so nothing depends on the reward's scale or on the table.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 THETAS = (0.5, 1.0, 2.0, 4.0, 8.0)
 NOISES = (1e-3, 1e-2, 1e-1)
 
 
 class HammingGP:
-    """GP regression on rows of choice indices (``[n, d]`` ints)."""
+    """GP regression on rows of choice indices (``[n, d]`` ints). Linear algebra in torch
+    (float64), so it keeps to the thread count the process set (``torch.set_num_threads``)."""
 
     def __init__(self, max_points: int = 400) -> None:
         self.max_points = int(max_points)
-        self._x: np.ndarray | None = None
+        self._x: torch.Tensor | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> HammingGP:
         """Fit on (at most ``max_points``: the best half and the most recent rest) points."""
@@ -38,38 +40,39 @@ class HammingGP:
             keep = np.concatenate([best, rest])
             x, y = x[keep], y[keep]
         self._mu, self._sd = float(y.mean()), float(y.std()) or 1.0
-        z = (y - self._mu) / self._sd
-        h = _hamming(x, x) / x.shape[1]
-        best_fit: tuple[float, float, float, np.ndarray, np.ndarray] | None = None
+        xt = torch.as_tensor(x)
+        z = torch.as_tensor((y - self._mu) / self._sd).unsqueeze(1)
+        h = _hamming(xt, xt) / x.shape[1]
+        eye = torch.eye(len(x), dtype=torch.float64)
+        best_fit = None
         for theta in THETAS:
-            k = np.exp(-theta * h)
+            k = torch.exp(-theta * h)
             for noise in NOISES:
-                try:
-                    chol = np.linalg.cholesky(k + noise * np.eye(len(x)))
-                except np.linalg.LinAlgError:
+                chol, info = torch.linalg.cholesky_ex(k + noise * eye)
+                if int(info) != 0:
                     continue
-                alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-                nll = 0.5 * z @ alpha + np.log(np.diag(chol)).sum()
+                alpha = torch.cholesky_solve(z, chol)
+                nll = float(0.5 * (z * alpha).sum() + torch.log(torch.diagonal(chol)).sum())
                 if best_fit is None or nll < best_fit[0]:
                     best_fit = (nll, theta, noise, chol, alpha)
         if best_fit is None:  # pragma: no cover - the largest noise keeps K positive
             raise np.linalg.LinAlgError("no kernel setting gave a positive-definite matrix")
         _, self.theta, self.noise, self._chol, self._alpha = best_fit
-        self._x = x
+        self._x = xt
         return self
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation (in the targets' units) at rows ``x``."""
         if self._x is None:
             raise RuntimeError("fit the predictor first")
-        x = np.asarray(x, dtype=np.int64)
-        ks = np.exp(-self.theta * _hamming(x, self._x) / x.shape[1])
-        mean = ks @ self._alpha
-        v = np.linalg.solve(self._chol, ks.T)
-        var = np.clip(1.0 - (v * v).sum(0), 1e-12, None)
-        return self._mu + self._sd * mean, self._sd * np.sqrt(var)
+        xt = torch.as_tensor(np.asarray(x, dtype=np.int64))
+        ks = torch.exp(-self.theta * _hamming(xt, self._x) / xt.shape[1])
+        mean = (ks @ self._alpha).squeeze(1)
+        v = torch.linalg.solve_triangular(self._chol, ks.T, upper=False)
+        var = (1.0 - (v * v).sum(0)).clamp(min=1e-12)
+        return (self._mu + self._sd * mean.numpy(), self._sd * var.sqrt().numpy())
 
 
-def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise count of differing decisions, ``[len(a), len(b)]``."""
-    return (a[:, None, :] != b[None, :, :]).sum(-1).astype(np.float64)
+def _hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise count of differing decisions, ``[len(a), len(b)]`` (float64)."""
+    return (a[:, None, :] != b[None, :, :]).sum(-1).double()

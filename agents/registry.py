@@ -135,6 +135,21 @@ class NSGA2Options(NoOptions):
     crossover_prob: float = Field(0.9, ge=0, le=1.0, description="Crossover probability.")
 
 
+class GPOptions(NoOptions):
+    """Optuna's GPSampler (Gaussian-process Bayesian optimisation)."""
+
+    n_startup_trials: int = Field(10, ge=0, le=100_000, description="Random trials first.")
+
+
+class SMACOptions(NoOptions):
+    """SMAC3's random-forest Bayesian optimisation (hyperparameter-optimisation facade)."""
+
+    n_initial: int = Field(10, ge=1, le=100_000,
+                           description="Configurations of the initial (Sobol) design.")
+    random_probability: float = Field(
+        0.2, ge=0, le=1.0, description="Share of proposals drawn at random (interleaved).")
+
+
 class AMCOptions(NoOptions):
     """AMC's DDPG agent (He et al. 2018); defaults are the paper code's."""
 
@@ -173,6 +188,10 @@ AGENTS = Registry(
               "Optuna's Tree-structured Parzen Estimator sampler."),
         Entry("nsga2", "agents.optuna_agents:NSGA2Agent", NSGA2Options,
               "Optuna's NSGA-II sampler (multi-objective)."),
+        Entry("gp", "agents.optuna_agents:GPAgent", GPOptions,
+              "Optuna's GPSampler: Gaussian-process Bayesian optimisation."),
+        Entry("smac", "agents.smac_agent:SMACAgent", SMACOptions,
+              "SMAC3: random-forest Bayesian optimisation (Lindauer et al. 2022)."),
         Entry("amc", "agents.amc_ddpg:AMCAgent", AMCOptions,
               "AMC: DDPG agent choosing per-layer compression, layer by layer (He et al. 2018)."),
     ],
