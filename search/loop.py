@@ -245,9 +245,9 @@ class SearchLoop:
             return "succeeded", f"time budget of {budget.seconds:g} s reached"
         if self.proposals >= self.spec.max_proposals:
             return "exhausted", (
-                f"{self.evaluations} of {budget.evaluations} evaluations reached: "
-                f"{self.proposals} proposals made (limit {self.spec.max_proposals}) and the "
-                "agent keeps proposing architectures already evaluated")
+                f"{self.evaluations} of {budget.evaluations} evaluations reached: the limit of "
+                f"{self.spec.max_proposals} proposals ran out, "
+                f"{self.proposals - self.evaluations} of them repeats of evaluated architectures")
         limit = self.spec.budget.max_failures or DEFAULT_MAX_FAILURES
         if self.consecutive_failures >= limit:
             return "failed", f"{self.consecutive_failures} trials failed in a row"
