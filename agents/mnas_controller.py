@@ -125,9 +125,9 @@ class _ControllerAgent(Agent):
         fresh_tries: int = 16,
         sil_weight: float = 1.0,
         sil_top: int = 4,
-        dyna_updates: int = 0,
+        dyna_updates: int = 16,
         dyna_batch: int = 32,
-        dyna_kappa: float = 1.0,
+        dyna_kappa: float = 0.5,
         pareto: bool = False,
         pareto_mode: Literal["hard", "soft"] = "hard",
         pareto_w: float = -0.07,
@@ -586,10 +586,10 @@ class ReinforceController(_ControllerAgent):
 
     def __init__(self, space: Space, *, batch_size: int = 1, entropy_weight: float = 0.0,
                  baseline_decay: float = 0.9, advantage: AdvantageKind = "baseline",
-                 sil_weight: float = 0.0, **options: Any) -> None:
+                 sil_weight: float = 0.0, dyna_updates: int = 0, **options: Any) -> None:
         super().__init__(space, batch_size=batch_size, entropy_weight=entropy_weight,
                          baseline_decay=baseline_decay, advantage=advantage,
-                         sil_weight=sil_weight, **options)
+                         sil_weight=sil_weight, dyna_updates=dyna_updates, **options)
 
     def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
                 adv: torch.Tensor, cond: torch.Tensor | None,

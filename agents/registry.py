@@ -66,7 +66,7 @@ class ControllerOptions(NoOptions):
         "Pareto mode imitates the current front instead.",
     )
     dyna_updates: int = Field(
-        0, ge=0, le=1000,
+        16, ge=0, le=1000,
         description="Dyna-style planning (Sutton 1991): policy-gradient steps on rewards "
         "predicted by a Gaussian process fitted on the evaluations so far, after each real "
         "update (0: none). Scalar rewards only.",
@@ -74,7 +74,7 @@ class ControllerOptions(NoOptions):
     dyna_batch: int = Field(32, ge=2, le=4096,
                             description="Fresh samples scored by the predictor per planning step.")
     dyna_kappa: float = Field(
-        1.0, ge=0, le=100.0,
+        0.5, ge=0, le=100.0,
         description="Planning reward: predicted mean + kappa x predicted std (UCB).")
     pareto: bool = Field(
         False,
@@ -118,6 +118,8 @@ class ReinforceOptions(ControllerOptions):
     )
     sil_weight: float = Field(0.0, ge=0, le=100.0,
                               description="Self-imitation loss weight (see MnasOptions).")
+    dyna_updates: int = Field(0, ge=0, le=1000,
+                              description="Planning steps per update (see MnasOptions).")
 
 
 class TPEOptions(NoOptions):
