@@ -39,7 +39,7 @@ def test_example_job_runs_and_writes_results(tmp_path, example):
 @pytest.mark.parametrize(
     ("spec", "field", "hint"),
     [
-        ({"agent": {"name": "nope"}}, "agent.name", "valid agents: amc, evolution, mnas"),
+        ({"agent": {"name": "nope"}}, "agent.name", "valid agents: amc, evolution, gp, mnas"),
         ({"profilers": [{"name": "lut:iphone"}]}, "profilers", "lut:pixel3"),
         ({"budget": {"evaluations": -5}}, "budget.evaluations", "greater than or equal to 1"),
         ({"agent": {"name": "evolution", "options": {"population": 3}}}, "agent",
