@@ -127,7 +127,7 @@ class _ControllerAgent(Agent):
         sil_top: int = 4,
         dyna_updates: int = 16,
         dyna_batch: int = 32,
-        dyna_kappa: float = 0.5,
+        dyna_kappa: float = 2.0,
         pareto: bool = False,
         pareto_mode: Literal["hard", "soft"] = "hard",
         pareto_w: float = -0.07,

@@ -27,7 +27,7 @@ class HammingGP:
     """GP regression on rows of choice indices (``[n, d]`` ints). Linear algebra in torch
     (float64), so it keeps to the thread count the process set (``torch.set_num_threads``)."""
 
-    def __init__(self, max_points: int = 400) -> None:
+    def __init__(self, max_points: int = 256) -> None:
         self.max_points = int(max_points)
         self._x: torch.Tensor | None = None
 

@@ -74,7 +74,7 @@ class ControllerOptions(NoOptions):
     dyna_batch: int = Field(32, ge=2, le=4096,
                             description="Fresh samples scored by the predictor per planning step.")
     dyna_kappa: float = Field(
-        0.5, ge=0, le=100.0,
+        2.0, ge=0, le=100.0,
         description="Planning reward: predicted mean + kappa x predicted std (UCB).")
     pareto: bool = Field(
         False,
