@@ -95,8 +95,11 @@ ORIENTATION_MO = {"nsga2": {"pixel3": {200: 0.991, 500: 0.996}}}
 
 def job_spec(suite: Suite, agent: str, seed: int, budget: int,
              options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The job every agent runs: the default proposal cap, the job's default reward."""
+    """The job every agent runs: the default proposal cap, the job's default reward. On a
+    two-objective suite mnas runs in its Pareto mode (``pareto: true``), as a user would."""
     objectives = [{"metric": suite.signal, "direction": "max"}]
+    if suite.multi and agent == "mnas":
+        options = {"pareto": True, **(options or {})}
     profilers: list[dict[str, Any]] = []
     if suite.multi:
         objectives.append({"metric": suite.latency, "direction": "min"})
