@@ -332,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     suites = ([user_suite(args)] if args.table
               else [SUITES[s] for s in args.suites.split(",") if s])
     seeds = parse_seeds(args.seeds)
+    if not seeds:
+        ap.error(f"--seeds {args.seeds!r} names no seed (a count >= 1, a range a-b, or a list)")
     bad = [a for a in agents if a not in AGENTS]
     if bad:
         ap.error(f"unknown agent(s) {bad}; valid: {', '.join(AGENTS)}")
