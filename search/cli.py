@@ -117,7 +117,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from search.loop import SearchLoop
+    from search.loop import REPEAT_WARNING, SearchLoop
     from search.results import build_results
     from search.sinks import MemorySink
 
@@ -136,8 +136,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         if bar is not None:
             bar.update(done - bar.n)
+            post = {}
             if loop.best is not None and loop.best.reward is not None:
-                bar.set_postfix(best=f"{loop.best.reward:.4g}")
+                post["best"] = f"{loop.best.reward:.4g}"
+            if loop.repeat_rate > REPEAT_WARNING:  # the job may end 'exhausted'
+                post["repeats"] = f"{loop.repeat_rate:.0%}"
+            if post:
+                bar.set_postfix(post)
 
     try:
         loop = SearchLoop(spec, sink, progress=progress)
