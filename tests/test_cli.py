@@ -64,3 +64,16 @@ def test_unreadable_job_file(tmp_path):
     proc = lightsearch("search", str(bad), cwd=tmp_path)
     assert proc.returncode == 2 and "not valid JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_job_short_of_its_budget_exits_3_and_says_exhausted(tmp_path):
+    spec = json.loads((REPO / "examples" / "nb201_val_acc.json").read_text())
+    spec["agent"] = {"name": "random"}
+    spec["budget"] = {"evaluations": 30, "max_proposals": 5}
+    job_file, out = tmp_path / "j.json", tmp_path / "r.json"
+    job_file.write_text(json.dumps(spec))
+    proc = lightsearch("search", str(job_file), "--out", str(out), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    results = json.loads(out.read_text())
+    assert results["status"] == "exhausted"
+    assert results["reason"].startswith("5 of 30 evaluations reached")
