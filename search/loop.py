@@ -299,8 +299,8 @@ class SearchLoop:
         return sum(self._recent) / len(self._recent) if self._recent else 0.0
 
     def _note_repeats(self, records: list[TrialRecord]) -> None:
-        """Warn (once per episode above the threshold) when the agent mostly repeats itself:
-        its job may end ``exhausted`` short of the budget."""
+        """Warn when the agent mostly repeats itself (its job may end ``exhausted`` short of
+        the budget): once, and again only after the rate fell below half the threshold."""
         self._recent.extend(rec.cached for rec in records)
         high = len(self._recent) == REPEAT_WINDOW and self.repeat_rate > REPEAT_WARNING
         if high and not self._warned:
@@ -308,7 +308,9 @@ class SearchLoop:
                         "architectures (%d of %d evaluations, %d proposals)", self.spec.name,
                         100 * self.repeat_rate, REPEAT_WINDOW, self.evaluations,
                         self.spec.budget.evaluations, self.proposals)
-        self._warned = high
+            self._warned = True
+        elif self.repeat_rate < REPEAT_WARNING / 2:
+            self._warned = False
 
     def _progress_bar(self) -> Callable[[int, int], None] | None:
         if callable(self.progress):
