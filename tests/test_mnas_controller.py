@@ -134,8 +134,8 @@ def test_controller_learns_a_toy_target(cls) -> None:
 
 def test_plain_ppo_learns_a_toy_target_with_the_masked_sampler_only() -> None:
     # fresh_tries=0 (every proposal from the exact masked sampler) and no self-imitation:
-    # the PPO update alone must find the target, and every proposal is new.
-    agent = MnasController(ToySpace(), seed=0, fresh_tries=0, sil_weight=0.0)
+    # the PPO update alone (no planning) must find the target, and every proposal is new.
+    agent = MnasController(ToySpace(), seed=0, fresh_tries=0, sil_weight=0.0, dyna_updates=0)
     archs = drive(agent, matches, 110)
     assert target_prob(agent) > 0.5
     assert len({json.dumps(a, sort_keys=True) for a in archs}) == 110
