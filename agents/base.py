@@ -23,6 +23,11 @@ from typing import Any, ClassVar, Literal
 from spaces.base import Architecture, Space
 
 Direction = Literal["max", "min"]
+#: An agent that learns from a reward of its own (e.g. MnasNet's Pareto mode, with a latency
+#: target per proposal) describes it in ``Proposal.info["reward"]`` as a job reward spec; the
+#: search loop computes it with the job's reward functions and records it, and tells it back,
+#: as this metric. Agents never import the search package.
+AGENT_REWARD = "agent_reward"
 
 
 class TrialState(enum.StrEnum):
@@ -55,7 +60,8 @@ class Proposal:
     """What ``ask`` returns: an architecture to evaluate and the agent's note about it.
 
     ``info`` is recorded with the trial (e.g. the latency target a Pareto-aware controller
-    drew for this proposal); the loop does not interpret it.
+    drew for this proposal); the loop interprets one key only, ``reward`` (see
+    ``AGENT_REWARD``).
     """
 
     trial_id: int

@@ -10,10 +10,15 @@ Speed matters because the controller runs once per proposal: the heads of all de
 one padded weight tensor (unused choices masked), sampling runs step by step under
 ``no_grad`` with one uniform draw per step from an explicit generator, and ``log_prob``
 re-scores stored actions with one fused LSTM call (teacher forcing) for the update.
+
+``sample_excluding`` draws from the policy restricted to architectures outside a given set,
+exactly: ``pi(a) / (1 - pi(S))`` for ``a`` not in ``S``. A controller that has collapsed onto
+architectures already evaluated still proposes new ones, and PPO gets their true log-prob.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -128,3 +133,67 @@ class LSTMController(nn.Module):
         logp = logp_all.gather(2, actions.unsqueeze(2)).squeeze(2).sum(1)
         entropy = -(logp_all.exp() * logp_all).sum(-1).sum(1)
         return logp, entropy
+
+    @torch.no_grad()
+    def sample_excluding(
+        self, excluded: Sequence[Sequence[int]], generator: torch.Generator,
+        cond: torch.Tensor | None = None,
+    ) -> tuple[list[int], float] | None:
+        """One architecture from the policy restricted to those not in ``excluded`` (unique
+        rows of choice indices), by ancestral sampling: each choice is weighted by the
+        policy's mass of its completions outside the set, ``pi(prefix + c)`` minus the mass
+        of the excluded architectures below it (float64); a subtree whose every completion is
+        excluded gets weight 0. The product of these conditionals is ``pi(a) / (1 - pi(S))``.
+
+        Returns the choices and their *unrestricted* log-prob ``log pi(a)``, or None when every
+        architecture is excluded. Cost: one batched ``log_prob`` over ``excluded``."""
+        ex = torch.as_tensor(list(excluded), dtype=torch.long).reshape(-1, self.steps)
+        mass: dict[tuple[int, ...], float] = {}
+        count: dict[tuple[int, ...], int] = {}
+        if len(ex):
+            ex_cond = None if cond is None else cond.expand(len(ex), -1)
+            p_ex = self.log_prob(ex, ex_cond)[0].double().exp().tolist()
+            for row, p in zip(ex.tolist(), p_ex, strict=True):
+                for t in range(1, self.steps + 1):
+                    key = tuple(row[:t])
+                    mass[key] = mass.get(key, 0.0) + p
+                    count[key] = count.get(key, 0) + 1
+        leaves = [math.prod(self.sizes[t:]) for t in range(self.steps + 1)]
+        if len(ex) >= leaves[0]:
+            return None
+        extra = self._extra(1, cond)
+        w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
+        b_ih, b_hh = self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
+        x = self.embed.weight[0].unsqueeze(0)
+        h = torch.zeros(1, self.hidden_size)
+        c = torch.zeros(1, self.hidden_size)
+        prefix: list[int] = []
+        logp = 0.0
+        for t in range(self.steps):
+            if extra is not None:
+                x = x + extra
+            h, c = torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
+            lp = torch.log_softmax(self._logits(h, t), dim=-1)[0, : self.sizes[t]].double()
+            weights = []
+            for choice, lp_c in enumerate(lp.tolist()):
+                key = (*prefix, choice)
+                if count.get(key, 0) >= leaves[t + 1]:
+                    weights.append(0.0)  # every completion excluded
+                else:
+                    joint = math.exp(logp + lp_c)
+                    # Rounding may leave a partly excluded subtree at <= 0: keep it reachable.
+                    weights.append(max(joint - mass.get(key, 0.0), 1e-12 * joint, 1e-300))
+            total = sum(weights)
+            u = float(torch.rand(1, generator=generator)) * total
+            choice, acc = len(weights) - 1, 0.0
+            for i, w in enumerate(weights):
+                acc += w
+                if w > 0 and u < acc:
+                    choice = i
+                    break
+            while weights[choice] == 0.0:  # u landed on the rounding edge
+                choice -= 1
+            prefix.append(choice)
+            logp += lp[choice].item()
+            x = self.embed.weight[choice + int(self.offsets[t])].unsqueeze(0)
+        return prefix, logp

@@ -6,28 +6,41 @@ log-probability under the trial id, so any number of proposals may be in flight;
 over ``ppo_epochs`` passes (MnasNet, Tan et al. 2019) or one REINFORCE step (the NAS-Bench-201
 baseline), both against an exponential moving-average reward baseline, with an entropy bonus.
 
+The reward is the job's (``TrialResult.reward``, from the job's reward spec). With
+``pareto=True`` it is MnasNet's ``ACC * (LAT / T) ** w`` with a latency target ``T`` the agent
+draws per proposal: the proposal asks for it in ``Proposal.info["reward"]`` and the search
+loop computes it with the one MnasNet reward function (``search.objectives``), records it as
+the trial's metric ``agent_reward`` and tells it back; this module never imports ``search``.
+
 What makes it sample-efficient when repeats cost no budget (defaults of ``mnas``):
 
-- ``fresh_tries``: ``ask`` draws up to that many samples and proposes the first architecture
-  not proposed before, so a sharp policy enumerates the neighbourhood of its mode instead of
-  resubmitting it; the log-prob stored is the policy's own, as PPO needs.
+- restricted sampling: proposals come from the policy restricted to architectures not
+  proposed before, ``pi(a) / (1 - pi(S))``: first by rejection (``fresh_tries`` draws), then
+  exactly by ``LSTMController.sample_excluding`` when the policy has collapsed onto ``S``.
+  The log-prob stored and re-computed in the update is the restricted one, so PPO's
+  importance ratio is that of the distribution that drew the sample. A job never stalls on
+  repeats while a new architecture exists.
 - advantages are divided by the batch's reward spread (``advantage='normalized'``): the step
   size does not depend on the reward's scale.
 - self-imitation (``sil_weight``, Oh et al. 2018): each update also raises the likelihood of
   the ``sil_top`` best architectures told so far, weighted by how far they beat the baseline.
-  PPO's clip limits how far one batch moves the policy, so without it a lucky architecture
-  is seen once and forgotten; the weight fades as the policy's own samples catch up.
+  Under restricted sampling this puts the policy's mass next to the elites (shared prefixes).
+- Dyna-style planning (``dyna_updates``; Sutton 1991, with a learned performance predictor
+  as in BANANAS / NPENAS / BRP-NAS): after each real update a Gaussian process
+  (``agents.predictor.HammingGP``) is fitted on every reward told so far, and the policy takes
+  ``dyna_updates`` more policy-gradient steps on ``dyna_batch`` fresh restricted samples
+  scored by the predictor's upper confidence bound (mean + ``dyna_kappa`` std). The samples
+  that are *proposed* still come from the policy; the model only multiplies what each real
+  evaluation teaches it. Scalar rewards only (not in Pareto mode).
 - failed, invalid and pruned trials (no reward) get the lowest reward seen so far, so the
   policy learns to avoid them; before any reward is seen they are left out.
 
-Pareto mode (two or more objectives): a scalar reward finds one point, not a front. Each
-proposal draws its own latency target ``T`` (log-uniform over the latencies seen, from the
-fastest architecture with at least half the best accuracy to the slowest, reaching a little
-below), the LSTM gets ``log T`` as an input feature, and the trial's reward is MnasNet's
-``ACC * (LAT / T) ** w`` with that trial's own ``T`` (``w = pareto_alpha`` when ``LAT <= T``,
-``pareto_beta`` above), computed from the metrics: accuracy is the max-direction objective,
-latency the min-direction one. Self-imitation then targets the current front, each point
-conditioned on its own latency. ``T`` goes into ``Proposal.info["latency_target"]``.
+Pareto mode: each proposal draws its own latency target ``T`` (log-uniform over the
+latencies seen, from the fastest architecture with at least half the best accuracy to the
+slowest, reaching a little below), and the LSTM gets ``log T`` as an input feature; ``hard``
+mode (the default: ``alpha = 0, beta = -1``) makes ``T`` a real constraint, ``soft``
+(``alpha = beta = w``) only rescales the reward. Self-imitation targets the current front,
+each point conditioned on its own latency.
 """
 
 from __future__ import annotations
@@ -41,13 +54,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
+from agents.base import AGENT_REWARD, Agent, Objective, Proposal, TrialResult, TrialState
 from agents.controller import LSTMController
+from agents.predictor import HammingGP
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 from spaces.isolation import seeded
 
 AdvantageKind = Literal["baseline", "normalized", "rank"]
 _Elites = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # actions, cond, weights
+#: Floor of the unexcluded mass ``1 - pi(S)`` in the restricted log-prob: below it float
+#: rounding decides, so sampling and the update use the same clamped value.
+_MIN_MASS = 1e-6
 
 
 def ppo_clip_loss(
@@ -106,12 +123,15 @@ class _ControllerAgent(Agent):
         temperature: float = 1.0,
         tanh_constant: float | None = None,
         advantage: AdvantageKind = "normalized",
-        fresh_tries: int = 64,
+        fresh_tries: int = 16,
         sil_weight: float = 1.0,
         sil_top: int = 4,
-        pareto: Literal["auto", "off", "on"] = "auto",
-        pareto_alpha: float = -0.07,
-        pareto_beta: float = -1.0,
+        dyna_updates: int = 16,
+        dyna_batch: int = 32,
+        dyna_kappa: float = 2.0,
+        pareto: bool = False,
+        pareto_mode: Literal["hard", "soft"] = "hard",
+        pareto_w: float = -0.07,
         pareto_reach: float = 0.1,
     ) -> None:
         super().__init__(space, objectives=objectives, seed=seed)
@@ -125,10 +145,13 @@ class _ControllerAgent(Agent):
                f"must be in [0, 1), got {baseline_decay}")
         _check("entropy_weight", entropy_weight >= 0, f"must be >= 0, got {entropy_weight}")
         _check("fresh_tries", fresh_tries >= 0, f"must be >= 0, got {fresh_tries}")
+        _check("dyna_updates", dyna_updates >= 0, f"must be >= 0, got {dyna_updates}")
+        _check("dyna_batch", dyna_batch >= 2, f"must be >= 2, got {dyna_batch}")
         _check("advantage", advantage in ("baseline", "normalized", "rank"),
                f"must be 'baseline', 'normalized' or 'rank', got {advantage!r}")
-        _check("pareto", pareto in ("auto", "off", "on"),
-               f"must be 'auto', 'off' or 'on', got {pareto!r}")
+        _check("pareto", isinstance(pareto, bool), f"must be true or false, got {pareto!r}")
+        _check("pareto_mode", pareto_mode in ("hard", "soft"),
+               f"must be 'hard' or 'soft', got {pareto_mode!r}")
         self.batch_size = int(batch_size)
         self.entropy_weight = float(entropy_weight)
         self.baseline_decay = float(baseline_decay)
@@ -136,10 +159,13 @@ class _ControllerAgent(Agent):
         self.fresh_tries = int(fresh_tries)
         self.sil_weight = float(sil_weight)
         self.sil_top = int(sil_top)
-        self.pareto_alpha = float(pareto_alpha)
-        self.pareto_beta = float(pareto_beta)
+        self.dyna_updates = int(dyna_updates)
+        self.dyna_batch = int(dyna_batch)
+        self.dyna_kappa = float(dyna_kappa)
+        self.pareto = pareto
+        self.pareto_mode = pareto_mode
+        self.pareto_w = float(pareto_w)
         self.pareto_reach = float(pareto_reach)
-        self.pareto = pareto == "on" or (pareto == "auto" and len(self.objectives) >= 2)
         self.accuracy_metric = self.latency_metric = ""
         if self.pareto:
             maxs = [o.metric for o in self.objectives if o.direction == "max"]
@@ -159,58 +185,137 @@ class _ControllerAgent(Agent):
         self._next_id = 0
         self._pending: dict[int, dict[str, Any]] = {}
         self._buffer: list[dict[str, Any]] = []
-        self._seen: set[str] = set()
-        self._known: dict[str, Any] = {}  # arch key -> reward (or objectives) once told
+        # Architectures the restricted policy leaves out (proposed, or found invalid), in the
+        # order they were added: a sample records how many were out when it was drawn.
+        self._excluded: list[list[int]] = []
+        self._excluded_set: set[tuple[int, ...]] = set()
+        self._known: dict[tuple[int, ...], Any] = {}  # actions -> reward (or objectives)
         self._baseline: float | None = None
         self._min_reward: float | None = None
         self._scale: float | None = None  # moving average of |reward - baseline|
         self._observed: list[tuple[float, float]] = []  # (accuracy, latency), pareto mode
         self._cond_scale: tuple[float, float] | None = None
+        self._p_excluded: list[float] | None = None  # pi(s) of excluded s under current net
         self.updates = 0
 
     # ---- ask ------------------------------------------------------------------------------
     def ask(self) -> Proposal:
         target = self._draw_target() if self.pareto else None
         cond = self._cond(target)
-        actions, logp, arch = self._sample_fresh(cond)
-        key = self.space.key(arch)
+        actions, logp, arch, k = self._sample_restricted(cond)
+        logp_r = logp - float(self._log_unexcluded([k], cond)[0])
         trial_id = self._next_id
         self._next_id += 1
-        self._seen.add(key)
-        self._pending[trial_id] = {"actions": actions, "logp": logp, "target": target,
-                                   "key": key}
-        info: dict[str, Any] = {"log_prob": round(logp, 4)}
-        if self.pareto:
+        self._exclude(actions, math.exp(logp) if cond is None else None)
+        self._pending[trial_id] = {"actions": actions, "logp": logp_r, "k": k,
+                                   "target": target}
+        info: dict[str, Any] = {"log_prob": round(logp_r, 4)}
+        if target is not None:
             info["latency_target"] = target
+            info["reward"] = {"kind": "mnas", "accuracy": self.accuracy_metric,
+                              "latency": self.latency_metric, "target": target,
+                              "mode": self.pareto_mode, "w": self.pareto_w}
         return Proposal(trial_id, arch, info)
 
-    def _sample_fresh(self, cond: torch.Tensor | None) -> tuple[list[int], float, Architecture]:
-        """The first valid sample not proposed before; else the first valid; else the first.
+    def _decode(self, row: Sequence[int]) -> Architecture:
+        return {d.name: d.choices[a] for d, a in zip(self.space.decisions, row, strict=True)}
 
-        Samples come in growing rounds (4, 16, 64...), cheap while most samples are new."""
-        first: tuple[list[int], float, Architecture] | None = None
-        first_valid: tuple[list[int], float, Architecture] | None = None
-        budget, n = max(1, self.fresh_tries), 4
-        decisions = self.space.decisions
+    def _exclude(self, row: list[int], prob: float | None = None) -> None:
+        key = tuple(row)
+        if key in self._excluded_set:
+            return
+        self._excluded_set.add(key)
+        self._excluded.append(list(row))
+        if self._p_excluded is not None:
+            if prob is None:
+                self._p_excluded = None  # recomputed when next needed
+            else:
+                self._p_excluded.append(prob)
+
+    def _sample_restricted(
+        self, cond: torch.Tensor | None
+    ) -> tuple[list[int], float, Architecture, int]:
+        """A valid architecture not proposed before, from the restricted policy; its
+        unrestricted log-prob; how many architectures were excluded when it was drawn.
+
+        Rejection first, in growing rounds (4, 16, ... up to ``fresh_tries`` draws: cheap while
+        most samples are new), then the exact masked sampler. Invalid samples are excluded
+        from then on. Only when every architecture is excluded does a plain (repeat) sample
+        come back, with ``k = 0``: the unrestricted policy drew it."""
+        budget, n = self.fresh_tries, 4
         while budget > 0:
             n = min(n, budget)
             budget -= n
             actions, logps = self.net.sample(
                 n, self._gen, None if cond is None else cond.expand(n, 1))
             for row, lp in zip(actions.tolist(), logps.tolist(), strict=True):
-                arch = {d.name: d.choices[a] for d, a in zip(decisions, row, strict=True)}
-                first = first or (row, lp, arch)
-                try:
-                    self.space.check(arch)
-                except InvalidArchitecture:
+                if tuple(row) in self._excluded_set:
                     continue
-                if self.fresh_tries == 0 or self.space.key(arch) not in self._seen:
-                    return row, lp, arch
-                first_valid = first_valid or (row, lp, arch)
+                arch = self._valid(row)
+                if arch is not None:
+                    return row, lp, arch, len(self._excluded)
             n *= 4
-        result = first_valid or first
-        assert result is not None  # at least one sample was drawn
-        return result
+        while (drawn := self.net.sample_excluding(self._excluded, self._gen, cond)) is not None:
+            row, lp = drawn
+            arch = self._valid(row)
+            if arch is not None:
+                return row, lp, arch, len(self._excluded)
+        actions, logps = self.net.sample(1, self._gen, cond)
+        row = actions[0].tolist()
+        return row, float(logps[0]), self._decode(row), 0
+
+    def _valid(self, row: list[int]) -> Architecture | None:
+        arch = self._decode(row)
+        try:
+            self.space.check(arch)
+        except InvalidArchitecture:
+            self._exclude(row)
+            return None
+        return arch
+
+    def _log_unexcluded(self, ks: Sequence[int], cond: torch.Tensor | None,
+                        *, grad: bool = False) -> torch.Tensor:
+        """``log(1 - pi(S_k))`` per sample (``S_k``: the first ``k`` excluded architectures),
+        clamped at ``_MIN_MASS``; with gradients for the update, else from a cache."""
+        kmax = max(ks, default=0)
+        if kmax == 0:
+            return torch.zeros(len(ks))
+        if cond is None:
+            if grad:
+                lp = self.net.log_prob(torch.tensor(self._excluded[:kmax]))[0].double()
+                p = lp.exp()
+            else:
+                p = torch.tensor(self._excluded_probs()[:kmax], dtype=torch.float64)
+            cum = torch.cat([torch.zeros(1, dtype=torch.float64), p.cumsum(0)])
+            mass = 1.0 - cum[torch.tensor(list(ks))]
+        else:
+            rows = []
+            for i, k in enumerate(ks):
+                if k == 0:
+                    rows.append(torch.ones((), dtype=torch.float64))
+                    continue
+                with torch.set_grad_enabled(grad):
+                    lp = self.net.log_prob(torch.tensor(self._excluded[:k]),
+                                           cond[i : i + 1].expand(k, 1))[0]
+                rows.append(1.0 - lp.double().exp().sum())
+            mass = torch.stack(rows)
+        return torch.log(mass.clamp(min=_MIN_MASS)).float()
+
+    def _excluded_probs(self) -> list[float]:
+        if self._p_excluded is None or len(self._p_excluded) != len(self._excluded):
+            with torch.no_grad():
+                lp = self.net.log_prob(torch.tensor(self._excluded))[0] if self._excluded \
+                    else torch.zeros(0)
+            self._p_excluded = lp.double().exp().tolist()
+        return self._p_excluded
+
+    def restricted_log_prob(self, actions: torch.Tensor, ks: Sequence[int],
+                            cond: torch.Tensor | None = None) -> tuple[torch.Tensor,
+                                                                       torch.Tensor]:
+        """Log-prob under the restricted policy that drew each sample (with gradients), and
+        the unrestricted policy's entropy: what the PPO update needs."""
+        logp, ent = self.net.log_prob(actions, cond)
+        return logp - self._log_unexcluded(ks, cond, grad=True), ent
 
     # ---- pareto targets -------------------------------------------------------------------
     def _target_range(self) -> tuple[float, float] | None:
@@ -226,7 +331,7 @@ class _ControllerAgent(Agent):
         return lo, max(float(np.log(max(obs[:, 1].max(), 1e-12))), lo)
 
     def _draw_target(self) -> float | None:
-        """A latency target, once the conditioning scale is fixed (at the first update)."""
+        """A latency target, once the conditioning scale is fixed."""
         u = float(torch.rand(1, generator=self._gen))
         rng = self._target_range()
         if rng is None or self._cond_scale is None:
@@ -237,8 +342,8 @@ class _ControllerAgent(Agent):
         return float(math.exp(lo + u * (rng[1] - lo)))
 
     def _fix_cond_scale(self) -> None:
-        """Fix the input feature's centre and scale once, from the first batch's latencies,
-        so that a given ``log T`` keeps one meaning for the whole search."""
+        """Fix the input feature's centre and scale once, as soon as latencies spread, so
+        that a given ``log T`` keeps one meaning for the whole search."""
         rng = self._target_range()
         if self._cond_scale is None and rng is not None and rng[1] - rng[0] > 1e-6:
             self._cond_scale = ((rng[0] + rng[1]) / 2, (rng[1] - rng[0]) / 2)
@@ -253,11 +358,6 @@ class _ControllerAgent(Agent):
         centre, half = self._cond_scale
         return torch.tensor([[(math.log(target) - centre) / half]], dtype=torch.float32)
 
-    def pareto_reward(self, accuracy: float, latency: float, target: float) -> float:
-        """MnasNet's ``ACC * (LAT / T) ** w`` with ``w`` alpha below the target, beta above."""
-        w = self.pareto_alpha if latency <= target else self.pareto_beta
-        return float(accuracy * (max(latency, 1e-12) / target) ** w)
-
     # ---- tell -----------------------------------------------------------------------------
     def tell(self, trial_id: int, result: TrialResult) -> None:
         if trial_id not in self._pending:
@@ -265,48 +365,37 @@ class _ControllerAgent(Agent):
         if result.state is TrialState.RUNNING:
             raise ValueError(f"trial {trial_id}: tell needs a finished state, got 'running'")
         entry = self._pending.pop(trial_id)
+        key = tuple(entry["actions"])
         if self.pareto:
             acc = result.metrics.get(self.accuracy_metric)
             lat = result.metrics.get(self.latency_metric)
             ok = result.state is TrialState.COMPLETE and acc is not None and lat is not None
-            entry["objectives"] = (float(acc), float(lat)) if ok else None
             if ok:
                 self._observed.append((float(acc), float(lat)))
-            self._known[entry["key"]] = (entry["actions"], entry["objectives"])
+                self._fix_cond_scale()
+            self._known[key] = (float(acc), float(lat)) if ok else None
+            reward = result.metrics.get(AGENT_REWARD)
+            entry["reward"] = float(reward) if ok and reward is not None else None
+            # A trial drawn before there was a target has nothing to learn from.
+            entry["skip"] = entry["target"] is None
         else:
             entry["reward"] = float(result.reward) if result.ok else None
-            self._known[entry["key"]] = (entry["actions"], entry["reward"])
+            self._known[key] = entry["reward"]
+            entry["skip"] = False
         self._buffer.append(entry)
         if len(self._buffer) >= self.batch_size:
             batch, self._buffer = self._buffer, []
-            self._learn(batch)
-
-    def _rewards(self, batch: list[dict[str, Any]]) -> list[float | None]:
-        if not self.pareto:
-            return [e["reward"] for e in batch]
-        self._fix_cond_scale()
-        if self._cond_scale is None:
-            return [None] * len(batch)  # no latency spread seen yet: nothing to target
-        out: list[float | None] = []
-        for e in batch:
-            if e["target"] is None:
-                # Sampled before the scale was fixed, with input 0: the centre's target.
-                e["target"] = math.exp(self._cond_scale[0])
-            out.append(None if e["objectives"] is None
-                       else self.pareto_reward(*e["objectives"], e["target"]))
-        return out
+            self._learn([e for e in batch if not e["skip"]])
 
     def _learn(self, batch: list[dict[str, Any]]) -> None:
-        rewards = self._rewards(batch)
-        known = [r for r in rewards if r is not None]
+        known = [e["reward"] for e in batch if e["reward"] is not None]
         if known:
             low = min(known)
             self._min_reward = low if self._min_reward is None else min(self._min_reward, low)
-        if self._min_reward is None:
+        if self._min_reward is None or not batch:
             return  # nothing to learn from yet
-        kept = [(e, self._min_reward if r is None else r)
-                for e, r in zip(batch, rewards, strict=True)]
-        r = np.array([x[1] for x in kept], dtype=np.float64)
+        r = np.array([self._min_reward if e["reward"] is None else e["reward"] for e in batch],
+                     dtype=np.float64)
         if self._baseline is None:
             self._baseline = float(r.mean())
         adv = batch_advantages(r, self._baseline, self.advantage)
@@ -314,13 +403,46 @@ class _ControllerAgent(Agent):
         decay = self.baseline_decay
         self._scale = spread if self._scale is None else decay * self._scale + (1 - decay) * spread
         self._baseline = decay * self._baseline + (1 - decay) * float(r.mean())
-        actions = torch.tensor([e["actions"] for e, _ in kept], dtype=torch.long)
-        old_logp = torch.tensor([e["logp"] for e, _ in kept], dtype=torch.float32)
-        cond = (torch.cat([self._cond(e["target"]) for e, _ in kept]) if self.pareto else None)
-        self._update(actions, old_logp, torch.tensor(adv, dtype=torch.float32), cond,
+        actions = torch.tensor([e["actions"] for e in batch], dtype=torch.long)
+        old_logp = torch.tensor([e["logp"] for e in batch], dtype=torch.float32)
+        ks = [e["k"] for e in batch]
+        cond = torch.cat([self._cond(e["target"]) for e in batch]) if self.pareto else None
+        self._update(actions, ks, old_logp, torch.tensor(adv, dtype=torch.float32), cond,
                      self._elites())
         self.updates += 1
+        self._p_excluded = None
+        if self.dyna_updates and not self.pareto:
+            self._plan()
+            self._p_excluded = None
 
+    # ---- Dyna-style planning on a learned predictor ---------------------------------------
+    def _plan(self) -> None:
+        """``dyna_updates`` policy-gradient steps on predicted rewards of fresh samples."""
+        told = [(a, self._min_reward if v is None else v) for a, v in self._known.items()]
+        if len(told) < 2 * self.batch_size:
+            return
+        x = np.array([a for a, _ in told], dtype=np.int64)
+        y = np.array([v for _, v in told], dtype=np.float64)
+        if y.std() <= 1e-12:
+            return
+        model = HammingGP().fit(x, y)
+        for _ in range(self.dyna_updates):
+            actions, _ = self.net.sample(4 * self.dyna_batch, self._gen)
+            fresh = [row for row in actions.tolist() if tuple(row) not in self._excluded_set]
+            fresh = fresh[: self.dyna_batch]
+            if len(fresh) < 2:
+                return  # the policy sits on evaluated architectures: nothing to plan on
+            mean, sd = model.predict(np.array(fresh))
+            score = mean + self.dyna_kappa * sd
+            if score.std() <= 1e-12:
+                continue
+            adv = torch.tensor((score - score.mean()) / score.std(), dtype=torch.float32)
+            # On-policy samples of the restricted policy with centred advantages: the
+            # normalizer log(1 - pi(S)) is shared and drops out of the gradient.
+            logp, ent = self.net.log_prob(torch.tensor(fresh))
+            self._step(-(adv * logp).mean() - self.entropy_weight * ent.mean())
+
+    # ---- self-imitation -------------------------------------------------------------------
     def _elites(self) -> _Elites | None:
         """Self-imitation targets (Oh et al. 2018): the best architectures told so far.
 
@@ -333,16 +455,17 @@ class _ControllerAgent(Agent):
             return None
         if not self.pareto:
             base, scale = self._baseline or 0.0, max(self._scale or 0.0, 1e-12)
-            scored = sorted(((v, a) for a, v in self._known.values()
+            scored = sorted(((v, list(a)) for a, v in self._known.items()
                              if v is not None and v > base), key=lambda x: -x[0])
             top = scored[: self.sil_top]
             if not top:
                 return None
             weights = torch.tensor([(v - base) / scale for v, _ in top], dtype=torch.float32)
             return torch.tensor([a for _, a in top], dtype=torch.long), None, weights
-        pts = [(o[0], o[1], a) for a, o in self._known.values() if o is not None and o[1] > 0]
+        pts = [(o[0], o[1], list(a)) for a, o in self._known.items()
+               if o is not None and o[1] > 0]
         rng = self._target_range()
-        if not pts or rng is None:
+        if not pts or rng is None or self._cond_scale is None:
             return None
         pts.sort(key=lambda x: (x[1], -x[0]))
         front, best = [], -math.inf
@@ -364,8 +487,8 @@ class _ControllerAgent(Agent):
         return -self.sil_weight * (weights * logp).mean()
 
     @abstractmethod
-    def _update(self, actions: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                cond: torch.Tensor | None,
+    def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
+                adv: torch.Tensor, cond: torch.Tensor | None,
                 elites: _Elites | None) -> None:
         """One policy update on a batch of told trials (the algorithm's own rule)."""
 
@@ -386,8 +509,8 @@ class _ControllerAgent(Agent):
             "next_id": self._next_id,
             "pending": {k: dict(v) for k, v in self._pending.items()},
             "buffer": [dict(e) for e in self._buffer],
-            "seen": list(self._seen),
-            "known": dict(self._known),
+            "excluded": list(self._excluded),
+            "known": [[list(a), v] for a, v in self._known.items()],
             "baseline": self._baseline,
             "min_reward": self._min_reward,
             "scale": self._scale,
@@ -405,13 +528,16 @@ class _ControllerAgent(Agent):
         self._next_id = int(state["next_id"])
         self._pending = {int(k): dict(v) for k, v in copy.deepcopy(state["pending"]).items()}
         self._buffer = [dict(e) for e in copy.deepcopy(state["buffer"])]
-        self._seen = set(state["seen"])
-        self._known = copy.deepcopy(dict(state["known"]))
+        self._excluded = [list(r) for r in state["excluded"]]
+        self._excluded_set = {tuple(r) for r in self._excluded}
+        self._known = {tuple(a): (tuple(v) if isinstance(v, list | tuple) else v)
+                       for a, v in state["known"]}
         self._baseline = state["baseline"]
         self._min_reward = state["min_reward"]
         self._scale = state["scale"]
         self._observed = [tuple(x) for x in state["observed"]]
         self._cond_scale = None if state["cond_scale"] is None else tuple(state["cond_scale"])
+        self._p_excluded = None
         self.updates = int(state["updates"])
 
 
@@ -444,11 +570,11 @@ class MnasController(_ControllerAgent):
         self.ppo_epochs = int(ppo_epochs)
         super().__init__(space, **options)
 
-    def _update(self, actions: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                cond: torch.Tensor | None,
+    def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
+                adv: torch.Tensor, cond: torch.Tensor | None,
                 elites: _Elites | None) -> None:
         for _ in range(self.ppo_epochs):
-            logp, ent = self.net.log_prob(actions, cond)
+            logp, ent = self.restricted_log_prob(actions, ks, cond)
             loss = ppo_clip_loss(logp, old_logp, adv, self.clip)
             self._step(loss - self.entropy_weight * ent.mean() + self._sil_loss(elites))
 
@@ -460,14 +586,14 @@ class ReinforceController(_ControllerAgent):
 
     def __init__(self, space: Space, *, batch_size: int = 1, entropy_weight: float = 0.0,
                  baseline_decay: float = 0.9, advantage: AdvantageKind = "baseline",
-                 sil_weight: float = 0.0, **options: Any) -> None:
+                 sil_weight: float = 0.0, dyna_updates: int = 0, **options: Any) -> None:
         super().__init__(space, batch_size=batch_size, entropy_weight=entropy_weight,
                          baseline_decay=baseline_decay, advantage=advantage,
-                         sil_weight=sil_weight, **options)
+                         sil_weight=sil_weight, dyna_updates=dyna_updates, **options)
 
-    def _update(self, actions: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                cond: torch.Tensor | None,
+    def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
+                adv: torch.Tensor, cond: torch.Tensor | None,
                 elites: _Elites | None) -> None:
-        logp, ent = self.net.log_prob(actions, cond)
+        logp, ent = self.restricted_log_prob(actions, ks, cond)
         self._step(-(logp * adv).mean() - self.entropy_weight * ent.mean()
                    + self._sil_loss(elites))

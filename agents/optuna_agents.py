@@ -1,4 +1,4 @@
-"""Optuna's TPE and NSGA-II samplers behind the ask/tell interface.
+"""Optuna's TPE, NSGA-II and Gaussian-process samplers behind the ask/tell interface.
 
 Each agent owns an in-memory Optuna study and drives it with ``study.ask``/``study.tell``.
 Categorical decisions become ``CategoricalDistribution`` over choice *indices* (so any
@@ -9,9 +9,10 @@ Resuming: Optuna keeps all sampler knowledge in the study's storage (NSGA-II's g
 and parent caches are trial/study system attributes), so ``state_dict`` stores the trials and
 study attributes, and ``load_state_dict`` replays them into a fresh study. The one thing
 outside the storage is the samplers' random state. Optuna has no public accessor for it, so
-``_sampler_rngs`` reaches for the two ``RandomState`` objects that TPE and NSGA-II hold and
-fails loudly if a future Optuna moves them. (Building a fresh seeded sampler per ask avoids
-that, but drops the samplers' search-space cache and made every ask O(trials): 30 ms at 200.)
+``_sampler_rngs`` reaches for the two ``RandomState`` objects that TPE, NSGA-II and the GP
+sampler hold and fails loudly if a future Optuna moves them. (Building a fresh seeded sampler
+per ask avoids that, but drops the samplers' search-space cache and made every ask
+O(trials): 30 ms at 200.)
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ _DIRECTIONS = {"max": "maximize", "min": "minimize"}
 
 
 def _sampler_rngs(sampler: optuna.samplers.BaseSampler) -> list[np.random.RandomState]:
-    """The random states of a TPE or NSGA-II sampler: its own and its random sampler's."""
+    """The random states of a TPE, NSGA-II or GP sampler: its own and its random sampler's."""
     try:
-        return [sampler._rng.rng, sampler._random_sampler._rng.rng]  # type: ignore[attr-defined]
+        inner = (getattr(sampler, "_independent_sampler", None)
+                 or sampler._random_sampler)  # type: ignore[attr-defined]
+        return [sampler._rng.rng, inner._rng.rng]  # type: ignore[attr-defined]
     except AttributeError as err:
         raise RuntimeError(
             f"optuna {optuna.__version__}: cannot reach {type(sampler).__name__}'s random "
@@ -281,3 +284,28 @@ class NSGA2Agent(_OptunaAgent):
         if any(o.metric not in result.metrics for o in self.objectives):
             return None
         return [float(result.metrics[o.metric]) for o in self.objectives]
+
+
+class GPAgent(_OptunaAgent):
+    """Optuna's ``GPSampler``: Gaussian-process Bayesian optimisation (log expected
+    improvement, categorical decisions in the kernel) on the scalar reward (maximized)."""
+
+    name: ClassVar[str] = "gp"
+
+    def __init__(
+        self,
+        space: Space,
+        *,
+        objectives: Sequence[Objective] = (),
+        seed: int = 0,
+        n_startup_trials: int = 10,
+    ) -> None:
+        if n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials}")
+        self.n_startup_trials = int(n_startup_trials)
+        super().__init__(space, objectives=objectives, seed=seed)
+
+    def _make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.GPSampler(
+            n_startup_trials=self.n_startup_trials, seed=seed, warn_independent_sampling=False
+        )

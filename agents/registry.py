@@ -50,9 +50,10 @@ class ControllerOptions(NoOptions):
         "'normalized': that divided by the batch's reward std; 'rank': centred batch ranks.",
     )
     fresh_tries: int = Field(
-        64, ge=0, le=100_000,
-        description="Samples drawn per ask to find an architecture not proposed before "
-        "(0: plain sampling; repeats cost no budget but teach nothing new).",
+        16, ge=0, le=100_000,
+        description="Plain samples drawn per ask to find an architecture not proposed before, "
+        "before the exact masked sampler takes over (proposals always come from the policy "
+        "restricted to new architectures, with that distribution's log-probabilities).",
     )
     sil_weight: float = Field(
         1.0, ge=0, le=100.0,
@@ -64,19 +65,31 @@ class ControllerOptions(NoOptions):
         description="How many of the best architectures (above the baseline) to imitate; "
         "Pareto mode imitates the current front instead.",
     )
-    pareto: Literal["auto", "off", "on"] = Field(
-        "auto",
-        description="Draw a latency target per proposal so a scalar reward covers a whole "
-        "Pareto front; 'auto' turns it on for jobs with two or more objectives.",
+    dyna_updates: int = Field(
+        16, ge=0, le=1000,
+        description="Dyna-style planning (Sutton 1991): policy-gradient steps on rewards "
+        "predicted by a Gaussian process fitted on the evaluations so far, after each real "
+        "update (0: none). Scalar rewards only.",
     )
-    pareto_alpha: float = Field(
-        -0.07, ge=-10.0, le=0.0,
-        description="Pareto mode: exponent w of ACC * (LAT/T)^w when LAT <= T (MnasNet soft).",
+    dyna_batch: int = Field(32, ge=2, le=4096,
+                            description="Fresh samples scored by the predictor per planning step.")
+    dyna_kappa: float = Field(
+        2.0, ge=0, le=100.0,
+        description="Planning reward: predicted mean + kappa x predicted std (UCB).")
+    pareto: bool = Field(
+        False,
+        description="MnasNet's multi-objective search: each proposal draws its own latency "
+        "target T and the agent learns from ACC * (LAT/T)^w (recorded as the trial's metric "
+        "'agent_reward'), so one policy covers a Pareto front. Off: the agent learns from the "
+        "job's reward. Needs one max (accuracy) and one min (latency) objective.",
     )
-    pareto_beta: float = Field(
-        -1.0, ge=-10.0, le=0.0,
-        description="Pareto mode: exponent w when LAT > T (MnasNet hard constraint: -1).",
+    pareto_mode: Literal["hard", "soft"] = Field(
+        "hard",
+        description="Pareto mode's MnasNet reward: 'hard' (alpha = 0, beta = -1: T is a real "
+        "constraint) or 'soft' (alpha = beta = pareto_w).",
     )
+    pareto_w: float = Field(-0.07, ge=-10.0, le=0.0,
+                            description="Pareto mode, 'soft': the exponent w (paper: -0.07).")
     pareto_reach: float = Field(
         0.1, ge=0.0, le=2.0,
         description="Pareto mode: how far below the fastest useful latency seen the targets "
@@ -105,6 +118,8 @@ class ReinforceOptions(ControllerOptions):
     )
     sil_weight: float = Field(0.0, ge=0, le=100.0,
                               description="Self-imitation loss weight (see MnasOptions).")
+    dyna_updates: int = Field(0, ge=0, le=1000,
+                              description="Planning steps per update (see MnasOptions).")
 
 
 class TPEOptions(NoOptions):
@@ -120,6 +135,21 @@ class NSGA2Options(NoOptions):
     population_size: int = Field(20, ge=2, le=10_000, description="Individuals per generation.")
     mutation_prob: float | None = Field(None, ge=0, le=1.0, description="Per-decision mutation.")
     crossover_prob: float = Field(0.9, ge=0, le=1.0, description="Crossover probability.")
+
+
+class GPOptions(NoOptions):
+    """Optuna's GPSampler (Gaussian-process Bayesian optimisation)."""
+
+    n_startup_trials: int = Field(10, ge=0, le=100_000, description="Random trials first.")
+
+
+class SMACOptions(NoOptions):
+    """SMAC3's random-forest Bayesian optimisation (hyperparameter-optimisation facade)."""
+
+    n_initial: int = Field(10, ge=1, le=100_000,
+                           description="Configurations of the initial (Sobol) design.")
+    random_probability: float = Field(
+        0.2, ge=0, le=1.0, description="Share of proposals drawn at random (interleaved).")
 
 
 class AMCOptions(NoOptions):
@@ -180,6 +210,10 @@ AGENTS = Registry(
               "Optuna's Tree-structured Parzen Estimator sampler."),
         Entry("nsga2", "agents.optuna_agents:NSGA2Agent", NSGA2Options,
               "Optuna's NSGA-II sampler (multi-objective)."),
+        Entry("gp", "agents.optuna_agents:GPAgent", GPOptions,
+              "Optuna's GPSampler: Gaussian-process Bayesian optimisation."),
+        Entry("smac", "agents.smac_agent:SMACAgent", SMACOptions,
+              "SMAC3: random-forest Bayesian optimisation (Lindauer et al. 2022)."),
         Entry("amc", "agents.amc_ddpg:AMCAgent", AMCOptions,
               "AMC: DDPG agent choosing per-layer compression, layer by layer (He et al. 2018)."),
         Entry("uniform", "agents.compression_baselines:UniformAgent", TargetSpaceOptions,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from search.spec import JobSpec, SpecError, load_spec
+from search.status import EXIT_CODES
 
 
 def add_search_commands(sub: argparse._SubParsersAction) -> None:
@@ -120,7 +121,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from search.finalize import finalize
-    from search.loop import SearchLoop
+    from search.loop import REPEAT_WARNING, SearchLoop
     from search.sinks import MemorySink
 
     torch.set_num_threads(int(os.environ.get("LIGHTSEARCH_TORCH_THREADS", "1")))
@@ -138,8 +139,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         if bar is not None:
             bar.update(done - bar.n)
+            post = {}
             if loop.best is not None and loop.best.reward is not None:
-                bar.set_postfix(best=f"{loop.best.reward:.4g}")
+                post["best"] = f"{loop.best.reward:.4g}"
+            if loop.repeat_rate > REPEAT_WARNING:  # the job may end 'exhausted'
+                post["repeats"] = f"{loop.repeat_rate:.0%}"
+            if post:
+                bar.set_postfix(post)
 
     try:
         loop = SearchLoop(spec, sink, progress=progress)
@@ -164,7 +170,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"error: model export failed: {done.export_error}", file=sys.stderr)
     elif done.exported:
         print(f"models: {models} (trials {', '.join(map(str, done.exported))})")
-    return 0 if summary.status == "succeeded" and not done.export_error else 1
+    return 1 if done.export_error else EXIT_CODES.get(summary.status, 1)
 
 
 def print_summary(results: dict[str, Any], max_rows: int = 20) -> None:

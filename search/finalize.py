@@ -1,9 +1,9 @@
 """The post-search step, one for ``lightsearch search`` and the service's worker.
 
 When a job ends: the results document is written (atomically), then, for a job that
-succeeded and whose evaluator declares a model exporter (``Evaluator.model_exporter``: the
-``train`` and ``compress`` evaluators), the trials ``spec.export`` asks for become
-deployable files, one folder per trial. A failed export is reported (in the returned reason
+succeeded or ended exhausted (its trials are as good as any) and whose evaluator declares a
+model exporter (``Evaluator.model_exporter``: the ``train`` and ``compress`` evaluators), the
+trials ``spec.export`` asks for become deployable files, one folder per trial. A failed export is reported (in the returned reason
 and ``<models>/export-error.txt``); the search's results stand.
 """
 
@@ -78,7 +78,7 @@ def finalize(spec: JobSpec, trials: Sequence[TrialRecord], *, status: str,
                                     elapsed_s=elapsed_s, reference=reference))
     write_atomic(Path(results_path), json.dumps(results, indent=1, default=str))
     done = Finalized(results, reason)
-    if not (export and status == "succeeded" and wants_export(spec)):
+    if not (export and status in ("succeeded", "exhausted") and wants_export(spec)):
         return done
     from search.export import export_job_models
 

@@ -9,20 +9,26 @@ An evaluation that says ``recorded["pruned"] = True`` (stopped early by ASHA) is
 trial: its metrics are kept, it gets no reward.
 
 Budgets count distinct architectures: a repeat is answered from the job's cache and costs
-nothing. Keeping batches synchronous makes a job deterministic for a seed on any executor,
-and gives checkpoints with nothing in flight, so a resumed job continues exactly.
+nothing. An agent that keeps repeating itself is warned about (``REPEAT_WARNING`` of the
+last ``REPEAT_WINDOW`` proposals) and, at ``spec.max_proposals``, ends the job ``exhausted``
+with the evaluations it reached: never a plain ``succeeded`` short of the budget.
+
+Keeping batches synchronous makes a job deterministic for a seed on any executor, and gives
+checkpoints with nothing in flight, so a resumed job continues exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
+from agents.base import AGENT_REWARD, Agent, Objective, Proposal, TrialResult, TrialState
 from agents.registry import AGENTS
 from search.base import Evaluator, MetricNotMeasured, ProfileFailed, Profiler
 from search.executors import EvalTask, Executor, make_executor
@@ -30,13 +36,17 @@ from search.metrics import check_metrics
 from search.objectives import constraint_violations, make_reward
 from search.registry import EVALUATORS, PROFILERS
 from search.sinks import ResultSink, TrialRecord
-from search.spec import JobSpec, SpecError
+from search.spec import JobSpec, RewardSpec, SpecError
 from search.trials import HvReference, Standing, complete_reference, partial_reference
 from spaces.base import InvalidArchitecture, Space
 from spaces.registry import SPACES
 
 CHECKPOINT_VERSION = 1
 DEFAULT_MAX_FAILURES = 20
+REPEAT_WINDOW = 50  # proposals over which the repeat rate is measured
+REPEAT_WARNING = 0.9  # warn when more than this share of recent proposals were repeats
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +59,7 @@ class ResumeState:
 
 @dataclass
 class SearchSummary:
-    status: str  # succeeded | failed | cancelled
+    status: str  # succeeded | failed | cancelled | exhausted (stopped short of the budget)
     reason: str | None
     evaluations: int
     proposals: int
@@ -148,6 +158,8 @@ class SearchLoop:
         # Best trial, front and hypervolume, by the one definition in ``search.trials``.
         self.standing = Standing(spec.objectives)
         self._reference_parts = self._known_reference()
+        self._recent: deque[bool] = deque(maxlen=REPEAT_WINDOW)  # True: a repeat
+        self._warned = False
         self._replay: dict[int, TrialRecord] = {}
         if resume is not None:
             self._restore(resume)
@@ -275,8 +287,10 @@ class SearchLoop:
         if budget.seconds is not None and self._elapsed(start) >= budget.seconds:
             return "succeeded", f"time budget of {budget.seconds:g} s reached"
         if self.proposals >= self.spec.max_proposals:
-            return "succeeded", (f"{self.proposals} proposals made (limit "
-                                 f"{self.spec.max_proposals}); the agent keeps repeating itself")
+            return "exhausted", (
+                f"{self.evaluations} of {budget.evaluations} evaluations reached: the limit of "
+                f"{self.spec.max_proposals} proposals ran out, "
+                f"{self.proposals - self.evaluations} of them repeats of evaluated architectures")
         limit = self.spec.budget.max_failures or DEFAULT_MAX_FAILURES
         if self.consecutive_failures >= limit:
             return "failed", f"{self.consecutive_failures} trials failed in a row"
@@ -301,6 +315,7 @@ class SearchLoop:
                 remaining = self.spec.budget.evaluations - self.evaluations
                 batch = min(self.spec.executor.batch_size, remaining)
                 records, cancelled = self._run_batch(batch)
+                self._note_repeats(records)
                 for rec in records:
                     if rec.state is TrialState.FAILED:
                         last_error = rec.error
@@ -318,13 +333,32 @@ class SearchLoop:
         status, reason = stop
         if status == "failed" and last_error:
             reason = f"{reason}; last error: {last_error.strip().splitlines()[-1]}"
-        if status == "succeeded" and self.completed == 0:
+        if status in ("succeeded", "exhausted") and self.completed == 0:
             status, reason = "failed", f"no trial completed ({reason})" + (
                 f"; last error: {last_error.strip().splitlines()[-1]}" if last_error else "")
         self.sink.on_end(status, reason)
         return SearchSummary(status, reason, self.evaluations, self.proposals,
                              self._elapsed(start), self.best, self.standing.front_ids(),
                              self.standing.hypervolume, self.standing.reference)
+
+    @property
+    def repeat_rate(self) -> float:
+        """Share of repeats among the last ``REPEAT_WINDOW`` proposals (0 before any)."""
+        return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+    def _note_repeats(self, records: list[TrialRecord]) -> None:
+        """Warn when the agent mostly repeats itself (its job may end ``exhausted`` short of
+        the budget): once, and again only after the rate fell below half the threshold."""
+        self._recent.extend(rec.cached for rec in records)
+        high = len(self._recent) == REPEAT_WINDOW and self.repeat_rate > REPEAT_WARNING
+        if high and not self._warned:
+            log.warning("job %s: %.0f%% of the last %d proposals repeated evaluated "
+                        "architectures (%d of %d evaluations, %d proposals)", self.spec.name,
+                        100 * self.repeat_rate, REPEAT_WINDOW, self.evaluations,
+                        self.spec.budget.evaluations, self.proposals)
+            self._warned = True
+        elif self.repeat_rate < REPEAT_WARNING / 2:
+            self._warned = False
 
     def _progress_bar(self) -> Callable[[int, int], None] | None:
         if callable(self.progress):
@@ -457,11 +491,24 @@ class SearchLoop:
             records[prop.trial_id] = self._record(prop, arch, key, outcome, cached=i > 0)
         records[props[0].trial_id].evaluation_index = evaluation_index
 
+    def _agent_reward(self, prop: Proposal, outcome: _Outcome) -> dict[str, float]:
+        """The reward an agent asked for in ``prop.info["reward"]`` (a reward spec, e.g.
+        MnasNet's with this proposal's latency target), as the metric ``AGENT_REWARD``."""
+        request = prop.info.get("reward")
+        if request is None or outcome.state is not TrialState.COMPLETE:
+            return {}
+        try:
+            fn = make_reward(RewardSpec.model_validate(request), self.spec.objectives)
+            return {AGENT_REWARD: float(fn(outcome.metrics))}
+        except (ValueError, MetricNotMeasured):
+            return {}  # not computable for this trial: the agent gets no reward of its own
+
     def _record(self, prop: Proposal, arch: dict[str, Any], key: str, outcome: _Outcome,
                 *, cached: bool) -> TrialRecord:
         return TrialRecord(
             trial_id=prop.trial_id, arch=arch, arch_key=key, state=outcome.state,
-            reward=outcome.reward, metrics=dict(outcome.metrics),
+            reward=outcome.reward,
+            metrics={**outcome.metrics, **self._agent_reward(prop, outcome)},
             recorded=dict(outcome.recorded), info=dict(prop.info), error=outcome.error,
             cached=cached, duration_s=0.0 if cached else outcome.duration_s,
             node=outcome.node, artifacts=dict(outcome.artifacts),

@@ -60,7 +60,8 @@ class ResultSink:
         """The loop state after an agent update, in step with the trials told so far."""
 
     def on_end(self, status: str, reason: str | None = None) -> None:
-        """The job ended: 'succeeded', 'failed' or 'cancelled'."""
+        """The job ended: 'succeeded', 'failed', 'cancelled' or 'exhausted' (stopped short
+        of the budget: the agent kept proposing architectures already evaluated)."""
 
     def device_link(self) -> Any:
         """Remote devices the job may measure on (``search.profilers.remote.DeviceLink``);

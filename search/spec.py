@@ -118,8 +118,8 @@ class BudgetSpec(_Strict):
     max_proposals: int | None = Field(
         None, ge=1, le=MAX_PROPOSALS,
         description=f"Stop after this many proposals, repeats included (default "
-        f"{PROPOSALS_PER_EVALUATION}x evaluations): a converged agent that only repeats itself "
-        "ends the job.",
+        f"{PROPOSALS_PER_EVALUATION}x evaluations): an agent that only repeats itself ends the "
+        "job 'exhausted'.",
     )
     max_failures: int | None = Field(
         None, ge=1, le=10_000_000,

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-FINISHED = ("succeeded", "failed", "cancelled")
+from search.status import EXIT_CODES
+
+FINISHED = ("succeeded", "failed", "cancelled", "exhausted")
 
 
 def add_service_commands(sub: argparse._SubParsersAction) -> None:
@@ -500,7 +502,7 @@ def _watch(client: Any, job_id: str, interval: float) -> int:
     finally:
         bar.close()
     print(f"{job['status']}: {job['reason']}")
-    return 0 if job["status"] == "succeeded" else 1
+    return EXIT_CODES.get(job["status"], 1)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -69,6 +69,7 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Ran out of new architectures to propose before its budget (reason: evaluations reached).
     EXHAUSTED = "exhausted"
 
     @property

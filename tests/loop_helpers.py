@@ -50,6 +50,21 @@ class SpyAgent(RandomSearch):
         super().tell(trial_id, result)
 
 
+class RepeaterAgent(RandomSearch):
+    """Random search over only its first three proposals, then those again and again: an
+    agent stuck on evaluated architectures."""
+
+    name = "repeater"
+
+    def ask(self):  # noqa: ANN201 - a Proposal
+        proposal = super().ask()
+        if proposal.trial_id >= 3:
+            proposal.arch = self._first[proposal.trial_id % 3]
+        else:
+            self.__dict__.setdefault("_first", []).append(proposal.arch)
+        return proposal
+
+
 def register_test_components() -> None:
     from agents.registry import AGENTS, RandomOptions
     from search.registry import EVALUATORS
@@ -58,6 +73,8 @@ def register_test_components() -> None:
         EVALUATORS.register(Entry("flaky", "tests.loop_helpers:FlakyEvaluator", FlakyOptions))
     if "spy" not in AGENTS:
         AGENTS.register(Entry("spy", "tests.loop_helpers:SpyAgent", RandomOptions))
+    if "repeater" not in AGENTS:
+        AGENTS.register(Entry("repeater", "tests.loop_helpers:RepeaterAgent", RandomOptions))
 
 
 def job(**overrides: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def test_example_job_runs_and_writes_results(tmp_path, example):
     ("spec", "field", "hint"),
     [
         ({"agent": {"name": "nope"}}, "agent.name",
-         "valid agents: amc, deep_first, evolution, mnas"),
+         "valid agents: amc, deep_first, evolution, gp, mnas"),
         ({"profilers": [{"name": "lut:iphone"}]}, "profilers", "lut:pixel3"),
         ({"budget": {"evaluations": -5}}, "budget.evaluations", "greater than or equal to 1"),
         ({"agent": {"name": "evolution", "options": {"population": 3}}}, "agent",
@@ -69,3 +69,16 @@ def test_unreadable_job_file(tmp_path):
     proc = lightsearch("search", str(bad), cwd=tmp_path)
     assert proc.returncode == 2 and "not valid JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_job_short_of_its_budget_exits_3_and_says_exhausted(tmp_path):
+    spec = json.loads((REPO / "examples" / "nb201_val_acc.json").read_text())
+    spec["agent"] = {"name": "random"}
+    spec["budget"] = {"evaluations": 30, "max_proposals": 5}
+    job_file, out = tmp_path / "j.json", tmp_path / "r.json"
+    job_file.write_text(json.dumps(spec))
+    proc = lightsearch("search", str(job_file), "--out", str(out), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    results = json.loads(out.read_text())
+    assert results["status"] == "exhausted"
+    assert results["reason"].startswith("5 of 30 evaluations reached")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import math
 from collections.abc import Sequence
 
@@ -19,6 +21,7 @@ from agents.mnas_controller import (
     ppo_clip_loss,
 )
 from agents.registry import AGENTS
+from search.objectives import mnas_reward
 from spaces.base import Categorical, Continuous, Space
 from spaces.nb201 import NB201Space
 
@@ -129,12 +132,13 @@ def test_controller_learns_a_toy_target(cls) -> None:
     assert target_prob(agent) > 0.5
 
 
-def test_plain_ppo_learns_a_toy_target_without_fresh_sampling() -> None:
-    # fresh_tries=0 and no self-imitation: the PPO update alone must find the target.
-    agent = MnasController(ToySpace(), seed=0, fresh_tries=0, sil_weight=0.0)
-    archs = drive(agent, matches, 240)
+def test_plain_ppo_learns_a_toy_target_with_the_masked_sampler_only() -> None:
+    # fresh_tries=0 (every proposal from the exact masked sampler) and no self-imitation:
+    # the PPO update alone (no planning) must find the target, and every proposal is new.
+    agent = MnasController(ToySpace(), seed=0, fresh_tries=0, sil_weight=0.0, dyna_updates=0)
+    archs = drive(agent, matches, 110)
     assert target_prob(agent) > 0.5
-    assert np.mean([a == TARGET for a in archs[-40:]]) > 0.5
+    assert len({json.dumps(a, sort_keys=True) for a in archs}) == 110
 
 
 def test_self_imitation_pulls_toward_the_best_architecture() -> None:
@@ -151,22 +155,93 @@ def test_self_imitation_pulls_toward_the_best_architecture() -> None:
     assert sil > plain + 0.1
 
 
-def test_fresh_sampling_avoids_repeats() -> None:
-    space = NB201Space()
+def collapse(agent) -> None:
+    """Make the policy near-deterministic: one choice per decision gets logit +30."""
+    with torch.no_grad():
+        agent.net.head_w.zero_()
+        agent.net.head_b.zero_()
+        agent.net.head_b[:, 0] = 30.0
 
-    def convs(arch: dict) -> float:
-        return float(sum(v == "nor_conv_3x3" for v in arch.values()))
 
-    archs = drive(MnasController(space, seed=0, learning_rate=0.1), convs, 150)
-    fresh = len({space.key(a) for a in archs})
-    # The same sharp policy without fresh sampling resubmits its favourites. Once the policy
-    # has collapsed, 64 draws can all hit known cells, so fresh sampling cannot promise 150
-    # distinct proposals; it must still explore far more (measured: 56 vs 16 distinct).
-    plain = drive(MnasController(space, seed=0, learning_rate=0.1, fresh_tries=0), convs, 150)
-    distinct_plain = len({space.key(a) for a in plain})
-    assert fresh >= 3 * distinct_plain
-    assert np.mean([convs(a) for a in plain[-50:]]) > np.mean([convs(a) for a in plain[:50]])
-    assert np.mean([convs(a) for a in archs[-50:]]) > np.mean([convs(a) for a in archs[:50]])
+def test_a_collapsed_policy_still_proposes_new_architectures() -> None:
+    space = ToySpace((2, 3, 2))  # 12 architectures
+    agent = MnasController(space, seed=0, batch_size=100)  # no update: stays collapsed
+    collapse(agent)
+    assert target_prob_of(agent, [0, 0, 0]) > 0.999
+    props = [agent.ask() for _ in range(12)]
+    assert len({json.dumps(p.arch, sort_keys=True) for p in props}) == 12  # all, no repeat
+    # Every architecture proposed: the next ask is a repeat, not a hang or an error.
+    assert agent.ask().arch in [p.arch for p in props]
+
+
+def target_prob_of(agent, row: list[int]) -> float:
+    with torch.no_grad():
+        return float(agent.net.log_prob(torch.tensor([row]))[0].exp())
+
+
+def enumerate_probs(net: LSTMController) -> dict[tuple[int, ...], float]:
+    rows = list(itertools.product(*[range(s) for s in net.sizes]))
+    with torch.no_grad():
+        logp, _ = net.log_prob(torch.tensor(rows))
+    return {r: float(p) for r, p in zip(rows, logp.double().exp(), strict=True)}
+
+
+@pytest.mark.parametrize("sharp", [False, True])
+def test_restricted_sampling_matches_enumeration(sharp: bool) -> None:
+    """The masked sampler draws from pi(a) / (1 - pi(S)) over a not in S, and the agent
+    stores (and PPO re-computes) exactly that log-probability."""
+    space = ToySpace((2, 3, 2))
+    agent = MnasController(space, seed=3, fresh_tries=0)
+    if sharp:
+        collapse(agent)
+        with torch.no_grad():
+            agent.net.head_b[:, 0] = 3.0  # sharp but not numerically degenerate
+    else:
+        with torch.no_grad():
+            agent.net.head_b.normal_(0, 1, generator=torch.Generator().manual_seed(1))
+    probs = enumerate_probs(agent.net)
+    excluded = sorted(probs, key=lambda r: -probs[r])[:5]  # the policy's favourites
+    for row in excluded:
+        agent._exclude(list(row))
+    rest = 1.0 - sum(probs[r] for r in excluded)
+    expected = {r: p / rest for r, p in probs.items() if r not in excluded}
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(n):
+        row, logp = agent.net.sample_excluding(excluded, gen)
+        assert tuple(row) not in excluded
+        assert logp == pytest.approx(math.log(probs[tuple(row)]), abs=1e-4)
+        counts[tuple(row)] = counts.get(tuple(row), 0) + 1
+    for r, q in expected.items():
+        assert counts.get(r, 0) / n == pytest.approx(q, abs=4 * math.sqrt(q * (1 - q) / n)
+                                                     + 1e-3)
+    # The stored log-prob of a proposal is the restricted one, and the update's agrees.
+    p = agent.ask()
+    row = tuple(space.encode(p.arch))
+    assert row not in excluded
+    assert p.info["log_prob"] == pytest.approx(math.log(expected[row]), abs=1e-3)
+    logp_r, _ = agent.restricted_log_prob(torch.tensor([list(row)]), [5])
+    assert float(logp_r[0].detach()) == pytest.approx(math.log(expected[row]), abs=1e-4)
+    everything = [list(r) for r in probs]
+    assert agent.net.sample_excluding(everything, gen) is None
+
+
+def test_restriction_keeps_the_ppo_ratio_at_one_before_the_update() -> None:
+    """Before the first gradient step, new / old log-prob is 1 for every sample of a batch,
+    including those drawn late, when many architectures were already excluded."""
+    space = ToySpace((2, 3, 2))
+    agent = MnasController(space, seed=0, batch_size=10, fresh_tries=2)
+    collapse(agent)
+    with torch.no_grad():
+        agent.net.head_b[:, 0] = 2.0
+    props = [agent.ask() for _ in range(10)]
+    entries = [agent._pending[p.trial_id] for p in props]
+    logp, _ = agent.restricted_log_prob(torch.tensor([e["actions"] for e in entries]),
+                                        [e["k"] for e in entries])
+    old = torch.tensor([e["logp"] for e in entries])
+    assert torch.allclose(logp, old, atol=1e-4)
+    assert [e["k"] for e in entries] == list(range(10))
 
 
 # ---- bookkeeping ----------------------------------------------------------------------------
@@ -228,26 +303,28 @@ def test_state_round_trip_gives_the_same_next_proposals(cls, pareto: bool) -> No
     space = ToySpace()
     objectives = PARETO_OBJECTIVES if pareto else ()
 
-    def result(arch: dict) -> TrialResult:
-        return complete(matches(arch), **toy_metrics(arch))
+    def result(p) -> TrialResult:
+        return pareto_result(p, matches(p.arch))
 
     def run(agent, n: int) -> list[tuple[dict, dict]]:
         out = []
         for _ in range(n):
             p = agent.ask()
             out.append((p.arch, p.info))
-            agent.tell(p.trial_id, result(p.arch))
+            agent.tell(p.trial_id, result(p))
         return out
 
-    agent = cls(space, objectives=objectives, seed=4, batch_size=4)
-    run(agent, 10)  # mid-batch: two trials told since the last update
+    agent = cls(space, objectives=objectives, seed=4, batch_size=4, pareto=pareto,
+                dyna_updates=0 if pareto else 2)
+    run(agent, 18)  # mid-batch: two trials told since the last update
     in_flight = [agent.ask() for _ in range(2)]
     state = copy.deepcopy(agent.state_dict())
-    clone = cls(space, objectives=objectives, seed=99, batch_size=4)
+    clone = cls(space, objectives=objectives, seed=99, batch_size=4, pareto=pareto,
+                dyna_updates=0 if pareto else 2)
     clone.load_state_dict(state)
     for p in in_flight:  # pending proposals survive the round trip
-        agent.tell(p.trial_id, result(p.arch))
-        clone.tell(p.trial_id, result(p.arch))
+        agent.tell(p.trial_id, result(p))
+        clone.tell(p.trial_id, result(p))
     assert run(agent, 12) == run(clone, 12)
     for a, b in zip(agent.net.parameters(), clone.net.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -276,31 +353,58 @@ def toy_metrics(arch: dict) -> dict[str, float]:
     return {"acc": 50.0 + 5.0 * size - 0.2 * size**2, "lat": 1.0 + size}
 
 
+def pareto_result(p, reward: float = 0.0) -> TrialResult:
+    """What the loop tells in Pareto mode: the job's reward, and the agent's own reward
+    (the MnasNet reward the proposal asked for, from the one function in search) as a metric."""
+    metrics = toy_metrics(p.arch)
+    request = p.info.get("reward")
+    if request is not None:
+        metrics["agent_reward"] = mnas_reward(
+            metrics[request["accuracy"]], metrics[request["latency"]], request["target"],
+            w=request["w"], mode=request["mode"])
+    return complete(reward, **metrics)
+
+
 def test_pareto_mode_draws_and_uses_a_target_per_proposal() -> None:
-    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=0, batch_size=4)
-    assert agent.pareto
+    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=0, batch_size=4,
+                           pareto=True)
     targets = []
     for _ in range(40):
         p = agent.ask()
-        targets.append(p.info["latency_target"])
-        agent.tell(p.trial_id, complete(0.0, **toy_metrics(p.arch)))  # reward ignored
-    assert targets[:4] == [None] * 4  # the first batch fixes the target scale
+        targets.append(p.info.get("latency_target"))
+        if p.info.get("latency_target") is not None:
+            assert p.info["reward"] == {"kind": "mnas", "accuracy": "acc", "latency": "lat",
+                                        "target": p.info["latency_target"], "mode": "hard",
+                                        "w": -0.07}
+        agent.tell(p.trial_id, pareto_result(p))
+    assert targets[0] is None  # nothing seen yet: no target to draw
     later = targets[4:]
     assert all(t is not None for t in later) and len(set(later)) == len(later)
     assert 0.7 <= min(later) and max(later) <= 12.0  # about the latencies seen
-    assert agent.pareto_reward(80.0, 2.0, 4.0) == pytest.approx(80.0 * 0.5**-0.07)
-    assert agent.pareto_reward(80.0, 8.0, 4.0) == pytest.approx(40.0)
-    off = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, pareto="off")
-    assert not off.pareto and "latency_target" not in off.ask().info
+    assert agent.updates >= 8
+
+
+def test_without_pareto_a_two_objective_job_learns_from_the_jobs_reward() -> None:
+    """Two objectives, pareto off (the default): no target, and the update follows the job's
+    reward (here: prefer *small* choices, against the accuracy objective)."""
+    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=0)
+    assert not agent.pareto
+    small = {"d0": 0, "d1": 0, "d2": 0, "d3": 0}
+    before = target_prob_of(agent, ToySpace().encode(small))
+    for _ in range(120):
+        p = agent.ask()
+        assert "latency_target" not in p.info and "reward" not in p.info
+        agent.tell(p.trial_id, complete(-float(sum(p.arch.values())), **toy_metrics(p.arch)))
+    assert target_prob_of(agent, ToySpace().encode(small)) > 20 * before
 
 
 def test_pareto_target_steers_the_latency_of_samples() -> None:
     """After training, the controller proposes slow architectures for a large target and
     fast ones for a small target: one policy covers the front."""
-    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=1)
+    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=1, pareto=True)
     for _ in range(160):
         p = agent.ask()
-        agent.tell(p.trial_id, complete(0.0, **toy_metrics(p.arch)))
+        agent.tell(p.trial_id, pareto_result(p))
     gen = torch.Generator().manual_seed(0)
     mean_lat = {}
     for target in (2.0, 5.0, 11.0):
@@ -310,21 +414,24 @@ def test_pareto_target_steers_the_latency_of_samples() -> None:
 
 
 def test_pareto_invalid_trials_are_penalized_not_fatal() -> None:
-    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=2, batch_size=4)
+    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=2, batch_size=4,
+                           pareto=True)
     for i in range(24):
         p = agent.ask()
         if i % 3 == 0:  # e.g. no latency measured on the device: INVALID, no metrics
             agent.tell(p.trial_id, TrialResult(TrialState.INVALID, error="not measured"))
         else:
-            agent.tell(p.trial_id, complete(0.0, **toy_metrics(p.arch)))
-    assert agent.updates == 6
+            agent.tell(p.trial_id, pareto_result(p))
+    # The first batch was drawn before any latency was seen (no target): nothing to learn.
+    assert agent.updates == 5
 
 
 def test_pareto_needs_accuracy_and_latency_objectives() -> None:
     with pytest.raises(ValueError, match="pareto"):
-        MnasController(ToySpace(), objectives=[Objective("a"), Objective("b")])
+        MnasController(ToySpace(), objectives=[Objective("a"), Objective("b")], pareto=True)
     with pytest.raises(ValueError, match="pareto"):
-        MnasController(ToySpace(), objectives=[Objective("a")], pareto="on")
+        MnasController(ToySpace(), objectives=[Objective("a")], pareto=True)
+    MnasController(ToySpace(), objectives=[Objective("a"), Objective("b")])  # off: fine
 
 
 # ---- options --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def _job(client, token, job_id):
 
 def _finished(client, token, job_id):
     job = _job(client, token, job_id)
-    return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+    return job if job["status"] in ("succeeded", "failed", "cancelled", "exhausted") else None
 
 
 def _all_trials(client, token, job_id):
@@ -86,6 +86,24 @@ def test_job_runs_and_everything_is_stored(client, tokens, start_worker, setting
                         params={"state": "complete"}).json()
     assert cached["count"] == sum(t["state"] == "complete" for t in trials)
 
+
+
+def test_job_short_of_its_budget_ends_exhausted(client, tokens, start_worker):
+    """A job whose proposal limit runs out before its budget ends 'exhausted' with the
+    evaluations it reached, never 'succeeded'; the API filters on it."""
+    tok = tokens["alice"]
+    job_id = _submit(client, tok, budget={"evaluations": 40, "max_proposals": 10})
+    start_worker()
+    job = wait_for(lambda: _finished(client, tok, job_id), 120)
+    assert job["status"] == "exhausted", job["reason"]
+    reached = job["progress"]["evaluations"]
+    assert 10 <= reached < 40
+    assert job["reason"].startswith(f"{reached} of 40 evaluations reached")
+    listed = client.get(f"{API}/jobs", params={"status": "exhausted"},
+                        headers=auth(tok)).json()
+    assert [j["id"] for j in listed["data"]] == [job_id]
+    assert client.get(f"{API}/jobs", params={"status": "succeeded"},
+                      headers=auth(tok)).json()["count"] == 0
 
 def test_failing_trials_are_recorded_and_end_the_job(client, tokens, start_worker):
     tok = tokens["alice"]

@@ -3,7 +3,7 @@ import { api, query } from "./api.js";
 import { JobForm } from "./jobform.js";
 import { badge, clear, fmt, fmtInt, h, icon, progressBar, relTime } from "./util.js";
 
-const STATUSES = ["all", "running", "queued", "succeeded", "failed", "cancelled"];
+const STATUSES = ["all", "running", "queued", "succeeded", "failed", "cancelled", "exhausted"];
 const PAGE = 25;
 const POLL_MS = 2500;
 
