@@ -3,8 +3,9 @@
 When a job ends: the results document is written (atomically), then, for a job that
 succeeded or ended exhausted (its trials are as good as any) and whose evaluator declares a
 model exporter (``Evaluator.model_exporter``: the ``train`` and ``compress`` evaluators), the
-trials ``spec.export`` asks for become deployable files, one folder per trial. A failed export is reported (in the returned reason
-and ``<models>/export-error.txt``); the search's results stand.
+trials ``spec.export`` asks for become deployable files, one folder per trial. A failed
+export is reported (in the returned reason and ``<models>/export-error.txt``); the search's
+results stand.
 """
 
 from __future__ import annotations
