@@ -213,19 +213,21 @@ def _logging(level: str = "info") -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     _apply_server_env(args)
     _logging(args.log_level)
-    import torch
-
+    # torch is imported by the first job that needs it (seconds saved before the first claim);
+    # its thread pool then starts at this size.
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("LIGHTSEARCH_TORCH_THREADS", "1"))
     from service.core.config import Settings
     from service.worker import Worker
 
-    torch.set_num_threads(int(os.environ.get("LIGHTSEARCH_TORCH_THREADS", "1")))
     worker = Worker(Settings())
 
     def _stop(_signum: int, _frame: Any) -> None:
         worker.stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    # Under 'serve', a Ctrl+C reaches the whole process group; the API process then stops us
+    # with SIGTERM once it has stopped serving, so we ignore SIGINT (as does our local Ray).
+    signal.signal(signal.SIGINT, signal.SIG_IGN if args.parent_pid else _stop)
     if args.parent_pid:
         threading.Thread(target=_watch_parent, args=(args.parent_pid, worker.stop),
                          daemon=True).start()
@@ -306,6 +308,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if settings.admin_token_file.is_file() else None
         threading.Thread(target=_submit_demo, args=(args.host, args.port, admin),
                          daemon=True).start()
+    # uvicorn stops serving on SIGINT/SIGTERM, restores these handlers, then raises the signal
+    # again: we exit through ``finally``, which hands the worker's jobs back to the queue.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_quietly)
     try:
         if args.api_workers > 1:  # each process builds its app from the environment
             uvicorn.run("service.main:app", host=args.host, port=args.port,
@@ -318,6 +324,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if supervisor is not None:
             supervisor.stop()
     return 0
+
+
+def _exit_quietly(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
 
 
 DEMO_JOB: dict[str, Any] = {

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         "claimed again by another worker (its worker is taken for dead).",
     )
     poll_s: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    stop_grace_s: float = Field(
+        10.0, ge=0, le=600, description="A stopping worker hands its jobs back at once, then "
+        "waits this long for their threads to finish before it exits.")
     cancel_poll_s: float = Field(0.25, gt=0, description="How often a job re-reads its cancel "
                                  "flag from the database.")
     max_attempts: int = Field(
