@@ -43,7 +43,11 @@ def _server_options(p: argparse.ArgumentParser) -> None:
 
 
 def _apply_server_env(args: argparse.Namespace) -> None:
-    """Flags become environment variables, so a worker subprocess sees the same settings."""
+    """Flags become environment variables, so a worker subprocess sees the same settings.
+    Server commands write private files only (``service.core.private``)."""
+    from service.core.private import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)
     if getattr(args, "data_dir", None):
         os.environ["LIGHTSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if getattr(args, "database_url", None):

@@ -17,6 +17,7 @@ from service.api.limits import BodyLimitMiddleware
 from service.api.routes import dashboard_data, health, jobs, registries, stream, users
 from service.core.config import Settings
 from service.core.db import Database
+from service.core.private import secure_data_dir
 from service.migrations import upgrade
 
 API_PREFIX = "/api/v1"
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     as long as the process; those made later are collected as before."""
     settings = settings or Settings()
     settings.load_plugins()
+    secure_data_dir(settings.data_dir, settings.artifact_dir, settings.url)
     db = Database.from_url(settings.url, pool_size=settings.db_pool_size,
                            busy_timeout_ms=settings.sqlite_busy_timeout_ms)
 
