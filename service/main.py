@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from service import dashboard
-from service.api import errors
+from service.api import errors, openapi
 from service.api.cache import ResponseCache
 from service.api.deps import AppState, AuthCache
 from service.api.limits import BodyLimitMiddleware
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     app.include_router(api)
     app.include_router(health.router)
     dashboard.install(app)  # the browser dashboard at /
+    openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
 

@@ -244,7 +244,7 @@ class UserPublic(_Out):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     admin: bool = Field(False, description="Admins see and manage every user's jobs.")

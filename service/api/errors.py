@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from agents.registry import AGENTS
 from search.registry import EVALUATORS, PROFILERS
@@ -58,6 +59,18 @@ def field_errors(errors: list[dict[str, Any]]) -> list[FieldError]:
     return out
 
 
+def allowed_methods(req: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own 405 names only the
+    first route that matched the path, and FastAPI has one route per method)."""
+    methods: set[str] = set()
+    for route in req.app.router.routes:
+        match, _ = route.matches(req.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    documented = methods - {"HEAD"} if "GET" in methods else methods
+    return sorted(documented)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_req: Request, err: ServiceError) -> JSONResponse:
@@ -75,8 +88,14 @@ def install(app: FastAPI) -> None:
         return _respond(422, detail, errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _respond(err.status_code, str(err.detail), headers=getattr(err, "headers", None))
+    async def _http(req: Request, err: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(err, "headers", None) or {})
+        detail = str(err.detail)
+        if err.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(req))
+        elif err.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the body is not valid JSON (UTF-8)"
+        return _respond(err.status_code, detail, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, err: Exception) -> JSONResponse:

@@ -24,6 +24,9 @@ from service.artifacts import job_dir
 from service.core.errors import InvalidInput
 from service.models import HypervolumePoint, Job, Trial
 
+#: An event's id: ``<trial row>.<hv points>.<hv checksum>`` (``Cursor``).
+CURSOR_RE = r"(\d{1,18})\.(\d{1,9})\.([0-9a-f]{1,8})"
+CURSOR_PATTERN = rf"^({CURSOR_RE})?$"
 COLUMNS = ("trial_id", "reward", "duration_s", "evaluation_index")
 AXIS_RE = re.compile(r"^(?:(metrics|recorded)\.)?([A-Za-z0-9_.:\-]{1,200})$")
 ARCH_KEY_CHARS = 300  # hover text; the full architecture is one click away
@@ -123,9 +126,10 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str | None, field: str = "since") -> Cursor:
+        text = (text or "").strip()
         if not text:
             return cls()
-        m = re.fullmatch(r"(\d{1,18})\.(\d{1,9})\.([0-9a-f]{1,8})", text.strip())
+        m = re.fullmatch(CURSOR_RE, text)
         if m is None:
             raise InvalidInput(field, f"not a cursor: {text[:60]!r}; expected "
                                       "'<trial>.<points>.<checksum>' as sent in an event's id")
@@ -289,7 +293,7 @@ def trials_page(session: Session, job: Job, *, offset: int, limit: int, sort: st
     if front:
         conds.append(Trial.on_front.is_(True))
     if (low is not None or high is not None) and not metric:
-        raise InvalidInput("metric", "name the metric that min/max bound")
+        metric = sort  # min/max bound the sort key unless a metric is named
     if metric:
         value = _sort_key(metric)
         if low is not None:
