@@ -82,7 +82,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_worker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="run a worker: claim queued jobs, run them on Ray")
+    p = sub.add_parser("worker", help="run a worker: claim queued jobs and run them")
     p.add_argument("--max-jobs", type=int, help="jobs run at once")
     p.add_argument("--executor", choices=["ray", "spec"])
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
@@ -474,8 +474,9 @@ def _watch(client: Any, job_id: str, interval: float) -> int:
     from tqdm import tqdm
 
     job = client.job(job_id)
-    bar = tqdm(total=job["progress"]["budget"], unit="eval", desc=job["name"],
-               dynamic_ncols=True)
+    # Evaluations done before we started watching are the bar's start, not its rate.
+    bar = tqdm(total=job["progress"]["budget"], initial=job["progress"]["evaluations"],
+               unit="eval", desc=job["name"], dynamic_ncols=True)
     try:
         while True:
             p = job["progress"]
@@ -526,8 +527,13 @@ def cmd_download(args: argparse.Namespace) -> int:
     return _run_client(args, go)
 
 
+DESCRIPTION = ("Search lightweight deep-learning models (NAS and compression). In this "
+               "process: search, export. The service: serve, worker, token; its client: "
+               "submit, jobs, watch, cancel, download.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightsearch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lightsearch", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     add_search_commands(sub)
     add_service_commands(sub)

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
 from agents.registry import AGENTS
 from search.registry import EVALUATORS, PROFILERS
@@ -60,15 +60,33 @@ def field_errors(errors: list[dict[str, Any]]) -> list[FieldError]:
 
 
 def allowed_methods(req: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette's own 405 names only the
-    first route that matched the path, and FastAPI has one route per method)."""
+    """Every method some route serves at this path (Starlette's own 405 names only the first
+    route that matched, and FastAPI has one route per method): the API's from its OpenAPI
+    document, the page's from the top-level routes."""
+    path = req.url.path
     methods: set[str] = set()
     for route in req.app.router.routes:
-        match, _ = route.matches(req.scope)
-        if match is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    documented = methods - {"HEAD"} if "GET" in methods else methods
-    return sorted(documented)
+        if isinstance(route, Route) and route.matches(req.scope)[0] is not Match.NONE:
+            methods |= set(route.methods or ()) - {"HEAD"}
+    for pattern, verbs in _documented(req.app):
+        if pattern.fullmatch(path):
+            methods |= verbs
+    return sorted(methods)
+
+
+def _documented(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    index = getattr(app.state, "allow_index", None)
+    if index is None:
+        index = []
+        for template, item in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\\{path\\\}$", ".+", re.escape(template))
+            regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", regex)
+            index.append((re.compile(regex), {m.upper() for m in item if m in _VERBS}))
+        app.state.allow_index = index
+    return index
+
+
+_VERBS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 def install(app: FastAPI) -> None:

@@ -46,6 +46,11 @@ def test_client_commands(live, tmp_path, capsys):
     assert "succeeded" in captured.out
     assert "30/30" in captured.err  # tqdm's bar reached the budget
 
+    # Watching a finished job: no rate from evaluations done before (was 3373434.85eval/s).
+    assert main(["watch", job_id, *common]) == 0
+    again = capsys.readouterr().err
+    assert "30/30" in again and "?eval/s" in again, again
+
     assert main(["jobs", *common]) == 0
     listing = capsys.readouterr().out
     assert job_id in listing and "succeeded" in listing and "cli-job" in listing
@@ -88,3 +93,14 @@ def test_token_create_command(tmp_path):
         principal = crud.principal_for_token(session, token)
     db.dispose()
     assert principal is not None and principal.name == "dana" and principal.is_admin
+
+
+def test_help_lists_every_command_in_full(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("search", "export", "serve", "worker", "token", "submit", "jobs", "watch",
+                    "cancel", "download"):
+        assert f"    {command} " in out, command
+    description = out.split("positional arguments")[0]
+    assert "search, export" in description and description.strip().endswith("download.")
