@@ -334,16 +334,11 @@ def _exit_quietly(_signum: int, _frame: Any) -> None:
     raise SystemExit(0)
 
 
-DEMO_JOB: dict[str, Any] = {
-    "name": "demo-nb201-pixel3", "space": {"name": "nb201"}, "agent": {"name": "mnas"},
-    "evaluator": {"name": "tabular", "options": {"table": "nb201", "signal": "val_acc"}},
-    "profilers": [{"name": "lut:pixel3"}],
-    "objectives": [{"metric": "val_acc", "direction": "max"},
-                   {"metric": "pixel3_latency", "direction": "min"}],
-    "reward": {"kind": "mnas", "accuracy": "val_acc", "latency": "pixel3_latency",
-               "target": 10.0, "w": -0.07},
-    "budget": {"evaluations": 300}, "executor": {"name": "ray", "batch_size": 8}, "seed": 0,
-}
+def demo_job() -> dict[str, Any]:
+    """The job ``serve --demo`` submits: the README's example, from its one file."""
+    from service.schemas import example_job
+
+    return {**example_job("nb201_pixel3.json"), "name": "demo-nb201-pixel3"}
 
 
 def _submit_demo(host: str, port: int, token: str | None) -> None:
@@ -361,7 +356,7 @@ def _submit_demo(host: str, port: int, token: str | None) -> None:
                 break
             except Exception:  # noqa: BLE001 - not listening yet
                 time.sleep(0.2)
-        job = client.submit(DEMO_JOB)
+        job = client.submit(demo_job())
         print(f"demo job {job['id']} submitted; follow it with: lightsearch watch {job['id']}",
               file=sys.stderr)
     except ClientError as err:

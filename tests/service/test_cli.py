@@ -104,3 +104,27 @@ def test_help_lists_every_command_in_full(capsys):
         assert f"    {command} " in out, command
     description = out.split("positional arguments")[0]
     assert "search, export" in description and description.strip().endswith("download.")
+
+
+def test_one_demo_job_definition():
+    """README's job JSON, the OpenAPI example and ``serve --demo`` are the example file."""
+    from service.cli import demo_job
+    from service.schemas import JOB_EXAMPLES, example_job
+
+    example = json.loads((REPO / "examples" / "nb201_pixel3.json").read_text())
+    readme = (REPO / "README.md").read_text().split("## Jobs", 1)[1]
+    assert json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0]) == example
+    assert JOB_EXAMPLES["mnas-pixel3"]["value"] == example == example_job("nb201_pixel3.json")
+    assert {k: v for k, v in demo_job().items() if k != "name"} == \
+        {k: v for k, v in example.items() if k != "name"}
+
+
+def test_readme_states_the_default_proposal_cap_once_and_right():
+    from search.spec import PROPOSALS_PER_EVALUATION, parse_spec
+
+    readme = (REPO / "README.md").read_text()
+    assert f"default {PROPOSALS_PER_EVALUATION}x the" in readme
+    assert "stops after 4x its budget" not in readme
+    spec = parse_spec({"budget": {"evaluations": 7}})
+    assert spec.max_proposals == PROPOSALS_PER_EVALUATION * 7
+    assert "/healthz" in readme and "/readyz" in readme
