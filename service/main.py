@@ -7,12 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from service import dashboard
 from service.api import errors, openapi
 from service.api.cache import ResponseCache
-from service.api.deps import AppState, AuthCache
+from service.api.deps import AppState, AuthCache, known_query_only
 from service.api.limits import BodyLimitMiddleware
 from service.api.routes import dashboard_data, health, jobs, registries, stream, users
 from service.core.config import Settings
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     app.state.lightsearch = AppState(settings, db, AuthCache(settings.auth_cache_s),
                                      ResponseCache(settings.response_cache_entries))
     errors.install(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(known_query_only)])
     for module in (jobs, registries, users, stream, dashboard_data):
         api.include_router(module.router)
     app.include_router(api)
