@@ -136,3 +136,11 @@ def test_model_outside_compress_jobs_is_refused_as_documented(client, tokens):
     r = client.post(f"{API}/jobs", json=job_spec(model={"reference": "resnet_small"}),
                     headers=auth(tokens["alice"]))
     assert r.status_code == 422 and "only for jobs of kind 'compress'" in r.json()["detail"]
+
+
+def test_unknown_query_parameters_are_refused(client, tokens):
+    r = client.get(f"{API}/jobs", params={"limt": 5}, headers=auth(tokens["alice"]))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.limt"
+    assert "limit" in r.json()["detail"]
+    ok = client.get(f"{API}/jobs", params={"limit": 5}, headers=auth(tokens["alice"]))
+    assert ok.status_code == 200
