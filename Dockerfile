@@ -15,6 +15,7 @@ COPY spaces spaces
 COPY agents agents
 COPY search search
 COPY service service
+COPY examples examples
 RUN pip install . \
     && useradd --create-home --uid 1000 lightsearch \
     && mkdir -p /data && chown lightsearch /data

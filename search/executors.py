@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,18 +152,48 @@ def unpack_artifacts(outcome: EvalOutcome, fallback_dir: str) -> None:
     outcome.shipped = None
 
 
+#: Ray's switch for a single-machine Ray: node address 127.0.0.1, so the GCS, raylet and
+#: workers listen on loopback only (read when ``ray`` is first imported).
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (or RAY_ADDRESS), else start a local Ray once per process."""
+    """Connect to ``address`` (or RAY_ADDRESS), else start a local Ray once per process.
+
+    A local Ray listens on loopback only (when this process had not imported ``ray`` yet),
+    and its processes start with SIGINT ignored: a Ctrl+C meant for this process (its whole
+    terminal process group gets it) must not kill Ray under running jobs; this process shuts
+    Ray down itself."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault(RAY_LOOPBACK_ENV, "0")
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False)
+    with _own_signal_handlers(ignore_sigint=not address):
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False)
+
+
+@contextmanager
+def _own_signal_handlers(*, ignore_sigint: bool) -> Iterator[None]:
+    """Ray's driver installs its own SIGTERM handler (a stack dump, then death): keep this
+    process's handlers (a worker hands its jobs back on SIGTERM). Only the main thread can."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if ignore_sigint:  # inherited by the Ray processes started now
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 class RayExecutor(Executor):

@@ -157,16 +157,29 @@ class ExportSpec(_Strict):
                                   "again and record it in the model card.")
 
 
+#: JSON Schema of the rule ``_compression_job`` enforces: ``model`` (required) and ``target``
+#: belong to jobs of kind 'compress' only.
+_KIND_RULE: dict[str, Any] = {
+    "if": {"properties": {"kind": {"const": "compress"}}, "required": ["kind"]},
+    "then": {"required": ["model"], "properties": {"model": {"not": {"type": "null"}}}},
+    "else": {"properties": {"model": {"type": "null"}, "target": {"type": "null"}}},
+}
+
+
 class JobSpec(_Strict):
     """A whole search job."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_KIND_RULE)
 
     name: str = Field("search", min_length=1, max_length=200)
     kind: Literal["nas", "compress"] = "nas"
     model: ModelRef | None = Field(
-        None, description="kind 'compress': the model to compress (fills the compression "
-        "space's and the compress evaluator's 'model' option).")
+        None, description="kind 'compress' only (required there; null or absent otherwise): "
+        "the model to compress (fills the compression space's and the compress evaluator's "
+        "'model' option).")
     target: TargetSpec | None = Field(
-        None, description="kind 'compress': resource target {metric, ratio} of the space.")
+        None, description="kind 'compress' only: resource target {metric, ratio} of the "
+        "space.")
     space: Component = Field(default_factory=lambda: Component(name="nb201"))
     agent: Component = Field(default_factory=lambda: Component(name="random"))
     evaluator: Component = Field(default_factory=lambda: Component(name="tabular"))

@@ -47,7 +47,11 @@ def _server_options(p: argparse.ArgumentParser) -> None:
 
 
 def _apply_server_env(args: argparse.Namespace) -> None:
-    """Flags become environment variables, so a worker subprocess sees the same settings."""
+    """Flags become environment variables, so a worker subprocess sees the same settings.
+    Server commands write private files only (``service.core.private``)."""
+    from service.core.private import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)
     if getattr(args, "data_dir", None):
         os.environ["LIGHTSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if getattr(args, "database_url", None):
@@ -82,7 +86,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_worker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="run a worker: claim queued jobs, run them on Ray")
+    p = sub.add_parser("worker", help="run a worker: claim queued jobs and run them")
     p.add_argument("--max-jobs", type=int, help="jobs run at once")
     p.add_argument("--executor", choices=["ray", "spec"])
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
@@ -217,19 +221,21 @@ def _logging(level: str = "info") -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     _apply_server_env(args)
     _logging(args.log_level)
-    import torch
-
+    # torch is imported by the first job that needs it (seconds saved before the first claim);
+    # its thread pool then starts at this size.
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("LIGHTSEARCH_TORCH_THREADS", "1"))
     from service.core.config import Settings
     from service.worker import Worker
 
-    torch.set_num_threads(int(os.environ.get("LIGHTSEARCH_TORCH_THREADS", "1")))
     worker = Worker(Settings())
 
     def _stop(_signum: int, _frame: Any) -> None:
         worker.stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    # Under 'serve', a Ctrl+C reaches the whole process group; the API process then stops us
+    # with SIGTERM once it has stopped serving, so we ignore SIGINT (as does our local Ray).
+    signal.signal(signal.SIGINT, signal.SIG_IGN if args.parent_pid else _stop)
     if args.parent_pid:
         threading.Thread(target=_watch_parent, args=(args.parent_pid, worker.stop),
                          daemon=True).start()
@@ -310,6 +316,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if settings.admin_token_file.is_file() else None
         threading.Thread(target=_submit_demo, args=(args.host, args.port, admin),
                          daemon=True).start()
+    # uvicorn stops serving on SIGINT/SIGTERM, restores these handlers, then raises the signal
+    # again: we exit through ``finally``, which hands the worker's jobs back to the queue.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_quietly)
     try:
         if args.api_workers > 1:  # each process builds its app from the environment
             uvicorn.run("service.main:app", host=args.host, port=args.port,
@@ -324,16 +334,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_JOB: dict[str, Any] = {
-    "name": "demo-nb201-pixel3", "space": {"name": "nb201"}, "agent": {"name": "mnas"},
-    "evaluator": {"name": "tabular", "options": {"table": "nb201", "signal": "val_acc"}},
-    "profilers": [{"name": "lut:pixel3"}],
-    "objectives": [{"metric": "val_acc", "direction": "max"},
-                   {"metric": "pixel3_latency", "direction": "min"}],
-    "reward": {"kind": "mnas", "accuracy": "val_acc", "latency": "pixel3_latency",
-               "target": 10.0, "w": -0.07},
-    "budget": {"evaluations": 300}, "executor": {"name": "ray", "batch_size": 8}, "seed": 0,
-}
+def _exit_quietly(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def demo_job() -> dict[str, Any]:
+    """The job ``serve --demo`` submits: the README's example, from its one file."""
+    from service.schemas import example_job
+
+    return {**example_job("nb201_pixel3.json"), "name": "demo-nb201-pixel3"}
 
 
 def _submit_demo(host: str, port: int, token: str | None) -> None:
@@ -351,7 +360,7 @@ def _submit_demo(host: str, port: int, token: str | None) -> None:
                 break
             except Exception:  # noqa: BLE001 - not listening yet
                 time.sleep(0.2)
-        job = client.submit(DEMO_JOB)
+        job = client.submit(demo_job())
         print(f"demo job {job['id']} submitted; follow it with: lightsearch watch {job['id']}",
               file=sys.stderr)
     except ClientError as err:
@@ -483,8 +492,9 @@ def _watch(client: Any, job_id: str, interval: float) -> int:
     from tqdm import tqdm
 
     job = client.job(job_id)
-    bar = tqdm(total=job["progress"]["budget"], unit="eval", desc=job["name"],
-               dynamic_ncols=True)
+    # Evaluations done before we started watching are the bar's start, not its rate.
+    bar = tqdm(total=job["progress"]["budget"], initial=job["progress"]["evaluations"],
+               unit="eval", desc=job["name"], dynamic_ncols=True)
     try:
         while True:
             p = job["progress"]
@@ -588,9 +598,14 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     return _run_client(args, go)
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+DESCRIPTION = ("Search lightweight deep-learning models (NAS and compression). In this "
+               "process: search, export. The service: serve, worker, token; its client: "
+               "submit, jobs, watch, cancel, download, upload, uploads. Your own hardware: "
+               "device, device-agent.")
 
-    parser = argparse.ArgumentParser(prog="lightsearch", description=__doc__.splitlines()[0])
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightsearch", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     if not (argv and argv[0] == "device-agent"):  # the agent runs without torch or pydantic
         from search.cli import add_search_commands

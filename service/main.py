@@ -7,12 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from service import dashboard
-from service.api import errors
+from service.api import errors, openapi
 from service.api.cache import ResponseCache
-from service.api.deps import AppState, AuthCache
+from service.api.deps import AppState, AuthCache, known_query_only
 from service.api.limits import BodyLimitMiddleware
 from service.api.routes import (
     dashboard_data,
@@ -26,6 +26,7 @@ from service.api.routes import (
 )
 from service.core.config import Settings
 from service.core.db import Database
+from service.core.private import secure_data_dir
 from service.migrations import upgrade
 
 API_PREFIX = "/api/v1"
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     as long as the process; those made later are collected as before."""
     settings = settings or Settings()
     settings.load_plugins()
+    secure_data_dir(settings.data_dir, settings.artifact_dir, settings.url)
     db = Database.from_url(settings.url, pool_size=settings.db_pool_size,
                            busy_timeout_ms=settings.sqlite_busy_timeout_ms)
 
@@ -64,12 +66,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     app.state.lightsearch = AppState(settings, db, AuthCache(settings.auth_cache_s),
                                      ResponseCache(settings.response_cache_entries))
     errors.install(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(known_query_only)])
     for module in (jobs, uploads, registries, users, stream, dashboard_data, devices):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
     dashboard.install(app)  # the browser dashboard at /
+    openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        streamed={f"{API_PREFIX}/uploads": settings.max_upload_bytes})
     return app

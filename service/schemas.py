@@ -7,7 +7,9 @@ core's own ``JobSpec``, so the API and ``lightsearch search`` accept the same fi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +46,15 @@ class ErrorBody(BaseModel):
     }]})
 
 
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example_job(name: str) -> dict[str, Any]:
+    """A job file of ``examples/`` (one definition for the README, the OpenAPI examples and
+    ``serve --demo``)."""
+    return json.loads((EXAMPLES_DIR / name).read_text())
+
+
 JOB_EXAMPLES: dict[str, dict[str, Any]] = {
     "random-nb201": {
         "summary": "Random search on NAS-Bench-201 (table look-ups)",
@@ -56,18 +67,8 @@ JOB_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
     "mnas-pixel3": {
-        "summary": "MnasNet controller, accuracy vs Pixel 3 latency (two objectives)",
-        "value": {
-            "name": "nb201-pixel3", "space": {"name": "nb201"}, "agent": {"name": "mnas"},
-            "evaluator": {"name": "tabular", "options": {"table": "nb201", "signal": "val_acc"}},
-            "profilers": [{"name": "lut:pixel3"}],
-            "objectives": [{"metric": "val_acc", "direction": "max"},
-                           {"metric": "pixel3_latency", "direction": "min"}],
-            "reward": {"kind": "mnas", "accuracy": "val_acc", "latency": "pixel3_latency",
-                       "target": 10.0, "w": -0.07},
-            "budget": {"evaluations": 300, "max_failures": 10},
-            "executor": {"name": "ray", "batch_size": 8}, "seed": 1,
-        },
+        "summary": "MnasNet controller, accuracy vs Pixel 3 latency (examples/nb201_pixel3.json)",
+        "value": example_job("nb201_pixel3.json"),
     },
 }
 
@@ -283,7 +284,7 @@ class UserPublic(_Out):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     admin: bool = Field(False, description="Admins see and manage every user's jobs.")

@@ -86,7 +86,22 @@ class Worker:
         while not self.stop.is_set():
             if not self.step():
                 self.stop.wait(self.settings.poll_s)
-        self.join()
+        self.hand_back()
+        self.join(self.settings.stop_grace_s)
+
+    def hand_back(self) -> None:
+        """Stopping: give every running job back to the queue now, not when its thread next
+        checks in (a training can take minutes); the threads' later writes are fenced off by
+        the lease, and the job resumes from its checkpoint on the next claim."""
+        with self._lock:
+            claims = [c for t, c in self._threads.values() if t.is_alive()]
+        for claim in claims:
+            try:
+                if release(self.db, claim):
+                    log.info("job %s handed back to the queue", claim.job_id)
+            except Exception:  # noqa: BLE001 - its lease expires instead
+                log.exception("could not hand job %s back; its lease will expire",
+                              claim.job_id)
 
     def step(self) -> bool:
         """Start one job if a slot is free and one is claimable; True if one started."""
@@ -178,14 +193,19 @@ class Worker:
             summary = run_search(spec, sink, executor=executor, resume=resume)
             log.info("job %s %s: %s", claim.job_id, summary.status, summary.reason)
             self.finished_jobs += 1
-        except LeaseLost as err:
-            log.warning("%s; this worker stops running it", err)
-        except WorkerShutdown:
-            log.info("job %s handed back to the queue", claim.job_id)
-            release(self.db, claim)
+        except (LeaseLost, WorkerShutdown) as err:
+            if self.stop.is_set():  # handed back by ``hand_back`` (or now)
+                release(self.db, claim)
+            else:
+                log.warning("%s; this worker stops running it", err)
         except SpecError as err:
             self._finish(claim, JobStatus.FAILED, f"invalid job: {err}")
         except Exception as err:  # noqa: BLE001 - recorded as the job's failure reason
+            if self.stop.is_set():  # Ray going down under a stopping worker: not the job's
+                log.info("job %s stopped with the worker (%s)", claim.job_id,
+                         type(err).__name__)
+                release(self.db, claim)
+                return
             log.exception("job %s crashed", claim.job_id)
             text = "".join(traceback.format_exception_only(type(err), err)).strip()
             self._finish(claim, JobStatus.FAILED, f"worker error: {text[-2000:]}")

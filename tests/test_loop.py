@@ -164,7 +164,7 @@ def test_component_errors_name_the_job_field(tmp_path):
                                       "options": {"path": str(tmp_path / "nope.csv")}}]))
     with pytest.raises(SpecError) as err:
         SearchLoop(spec, MemorySink())
-    assert err.value.field == "profilers[0]"
+    assert err.value.field == "profilers[0].options.path"  # checked before any is built
 
 
 @pytest.mark.ray

@@ -186,3 +186,31 @@ async def admin_user(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(admin_user)]
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_only(request: Request) -> None:
+    """Refuse query parameters the route does not take (a typo such as ``?limt=5`` would
+    otherwise be ignored without a word): 422 naming the first one."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    if "authorization" not in request.headers and not request.cookies:
+        return  # anonymous: the route's 401 comes first
+    known = getattr(route, "_known_query", None)
+    if known is None:
+        known = _query_names(dependant)
+        route._known_query = known  # type: ignore[union-attr]
+    unknown = [k for k in request.query_params if k not in known]
+    if unknown:
+        from service.core.errors import InvalidInput
+
+        raise InvalidInput(f"query.{unknown[0][:100]}", "unknown query parameter; this route "
+                           f"takes: {', '.join(sorted(known)) or 'none'}")

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from agents.registry import AGENTS
 from search.registry import EVALUATORS, PROFILERS
@@ -58,6 +59,36 @@ def field_errors(errors: list[dict[str, Any]]) -> list[FieldError]:
     return out
 
 
+def allowed_methods(req: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own 405 names only the first
+    route that matched, and FastAPI has one route per method): the API's from its OpenAPI
+    document, the page's from the top-level routes."""
+    path = req.url.path
+    methods: set[str] = set()
+    for route in req.app.router.routes:
+        if isinstance(route, Route) and route.matches(req.scope)[0] is not Match.NONE:
+            methods |= set(route.methods or ()) - {"HEAD"}
+    for pattern, verbs in _documented(req.app):
+        if pattern.fullmatch(path):
+            methods |= verbs
+    return sorted(methods)
+
+
+def _documented(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    index = getattr(app.state, "allow_index", None)
+    if index is None:
+        index = []
+        for template, item in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\\{path\\\}$", ".+", re.escape(template))
+            regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", regex)
+            index.append((re.compile(regex), {m.upper() for m in item if m in _VERBS}))
+        app.state.allow_index = index
+    return index
+
+
+_VERBS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_req: Request, err: ServiceError) -> JSONResponse:
@@ -75,8 +106,14 @@ def install(app: FastAPI) -> None:
         return _respond(422, detail, errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _respond(err.status_code, str(err.detail), headers=getattr(err, "headers", None))
+    async def _http(req: Request, err: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(err, "headers", None) or {})
+        detail = str(err.detail)
+        if err.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(req))
+        elif err.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the body is not valid JSON (UTF-8)"
+        return _respond(err.status_code, detail, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, err: Exception) -> JSONResponse:

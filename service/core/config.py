@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     device_lease_s: float = Field(30.0, gt=0, description="A device agent that has not "
                                   "renewed its measurement's lease for this long loses it; "
                                   "the measurement goes back to the device's queue.")
+    stop_grace_s: float = Field(
+        10.0, ge=0, le=600, description="A stopping worker hands its jobs back at once, then "
+        "waits this long for their threads to finish before it exits.")
     cancel_poll_s: float = Field(0.25, gt=0, description="How often a job re-reads its cancel "
                                  "flag from the database.")
     max_attempts: int = Field(

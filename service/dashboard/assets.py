@@ -48,9 +48,12 @@ class Assets:
         rel = url.removeprefix("/static/")
         if rel == url or "\x00" in rel:
             return None
-        path = (self.root / rel).resolve()
-        root = self.root.resolve()
-        return path if path.is_relative_to(root) and path.is_file() else None
+        try:  # a name too long, or not encodable, for the file system: not a file here
+            path = (self.root / rel).resolve()
+            root = self.root.resolve()
+            return path if path.is_relative_to(root) and path.is_file() else None
+        except (OSError, ValueError):
+            return None
 
     def get(self, url: str) -> Asset | None:
         hit = self._cache.get(url)

@@ -23,7 +23,7 @@ def trials_csv(session: Session, job: Job, f: TrialFilter, sort: str,
     """The CSV text (read in one transaction, so it is one consistent snapshot). Metric
     columns: the objectives, then every other metric the matching trials carry, by name,
     with the unit the metric registry gives."""
-    conds = filter_conditions(job, f, session.get_bind().dialect.name)
+    conds = filter_conditions(job, f, session.get_bind().dialect.name, sort)
     key = _sort_key(sort)
     key = key.asc() if order == "asc" else key.desc()
     rows = session.execute(

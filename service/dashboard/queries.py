@@ -26,6 +26,9 @@ from service.artifacts import job_dir
 from service.core.errors import InvalidInput
 from service.models import HypervolumePoint, Job, Trial
 
+#: An event's id: ``<trial row>.<hv points>.<hv checksum>`` (``Cursor``).
+CURSOR_RE = r"(\d{1,18})\.(\d{1,9})\.([0-9a-f]{1,8})"
+CURSOR_PATTERN = rf"^({CURSOR_RE})?$"
 COLUMNS = ("trial_id", "reward", "duration_s", "evaluation_index")
 AXIS_RE = re.compile(r"^(?:(metrics|recorded)\.)?([A-Za-z0-9_.:\-]{1,200})$")
 ARCH_KEY_CHARS = 300  # hover text; the full architecture is one click away
@@ -125,9 +128,10 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str | None, field: str = "since") -> Cursor:
+        text = (text or "").strip()
         if not text:
             return cls()
-        m = re.fullmatch(r"(\d{1,18})\.(\d{1,9})\.([0-9a-f]{1,8})", text.strip())
+        m = re.fullmatch(CURSOR_RE, text)
         if m is None:
             raise InvalidInput(field, f"not a cursor: {text[:60]!r}; expected "
                                       "'<trial>.<points>.<checksum>' as sent in an event's id")
@@ -328,7 +332,8 @@ def parse_where(text: str | None) -> dict[str, Any] | None:
     return {"ranges": ranges, "choices": choices}
 
 
-def filter_conditions(job: Job, f: TrialFilter, dialect: str) -> list[ColumnElement[bool]]:
+def filter_conditions(job: Job, f: TrialFilter, dialect: str,
+                      sort: str = "trial_id") -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [Trial.job_id == job.id]
     state, front, metric, low, high, q = f.state, f.front, f.metric, f.low, f.high, f.q
     if state:
@@ -343,7 +348,7 @@ def filter_conditions(job: Job, f: TrialFilter, dialect: str) -> list[ColumnElem
     for name, values in ((f.where or {}).get("choices") or {}).items():
         conds.append(_arch_in(name, values, dialect))
     if (low is not None or high is not None) and not metric:
-        raise InvalidInput("metric", "name the metric that min/max bound")
+        metric = sort  # min/max bound the sort key unless a metric is named
     if metric:
         value = _sort_key(metric)
         if low is not None:
@@ -371,7 +376,7 @@ def _arch_in(name: str, values: list[Any], dialect: str) -> ColumnElement[bool]:
 
 def trials_page(session: Session, job: Job, f: TrialFilter, *, offset: int, limit: int,
                 sort: str, order: Literal["asc", "desc"]) -> dict[str, Any]:
-    conds = filter_conditions(job, f, session.get_bind().dialect.name)
+    conds = filter_conditions(job, f, session.get_bind().dialect.name, sort)
     key = _sort_key(sort)
     key = key.asc() if order == "asc" else key.desc()
     count = session.scalar(select(func.count()).select_from(Trial).where(*conds)) or 0

@@ -73,7 +73,7 @@ def test_unknown_names_are_422_with_valid_names(client, tokens, patch, field, va
         ({"objectives": []}, "objectives"),
         ({"seed": -1}, "seed"),
         ({"colour": "red"}, "colour"),
-        ({"constraints": [{"metric": "pixel3_latency", "min": 5, "max": 1}]}, "constraints.0"),
+        ({"constraints": [{"metric": "pixel3_latency", "min": 5, "max": 1}]}, "constraints[0]"),
     ],
 )
 def test_bounds_are_checked(client, tokens, patch, field):

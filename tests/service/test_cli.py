@@ -46,6 +46,11 @@ def test_client_commands(live, tmp_path, capsys):
     assert "succeeded" in captured.out
     assert "30/30" in captured.err  # tqdm's bar reached the budget
 
+    # Watching a finished job: no rate from evaluations done before (was 3373434.85eval/s).
+    assert main(["watch", job_id, *common]) == 0
+    again = capsys.readouterr().err
+    assert "30/30" in again and "?eval/s" in again, again
+
     assert main(["jobs", *common]) == 0
     listing = capsys.readouterr().out
     assert job_id in listing and "succeeded" in listing and "cli-job" in listing
@@ -125,3 +130,38 @@ def test_upload_commands(live, tmp_path, capsys, tokens):
     capsys.readouterr()
     assert main(["uploads", "--json", *common]) == 0
     assert [u["id"] for u in json.loads(capsys.readouterr().out)["data"]] == [data_id]
+
+
+def test_help_lists_every_command_in_full(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("search", "export", "serve", "worker", "token", "submit", "jobs", "watch",
+                    "cancel", "download", "upload", "uploads", "device", "device-agent"):
+        assert f"    {command} " in out, command
+    description = out.split("positional arguments")[0]
+    assert "search, export" in description and description.strip().endswith("device-agent.")
+
+
+def test_one_demo_job_definition():
+    """README's job JSON, the OpenAPI example and ``serve --demo`` are the example file."""
+    from service.cli import demo_job
+    from service.schemas import JOB_EXAMPLES, example_job
+
+    example = json.loads((REPO / "examples" / "nb201_pixel3.json").read_text())
+    readme = (REPO / "README.md").read_text().split("## Jobs", 1)[1]
+    assert json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0]) == example
+    assert JOB_EXAMPLES["mnas-pixel3"]["value"] == example == example_job("nb201_pixel3.json")
+    assert {k: v for k, v in demo_job().items() if k != "name"} == \
+        {k: v for k, v in example.items() if k != "name"}
+
+
+def test_readme_states_the_default_proposal_cap_once_and_right():
+    from search.spec import PROPOSALS_PER_EVALUATION, parse_spec
+
+    readme = (REPO / "README.md").read_text()
+    assert f"default {PROPOSALS_PER_EVALUATION}x the" in readme
+    assert "stops after 4x its budget" not in readme
+    spec = parse_spec({"budget": {"evaluations": 7}})
+    assert spec.max_proposals == PROPOSALS_PER_EVALUATION * 7
+    assert "/healthz" in readme and "/readyz" in readme

@@ -23,10 +23,17 @@ from service.schemas import TrialPublic, TrialStateName, UserPublic
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], responses=ERRORS)
 
+_NAME = r"[A-Za-z0-9_.:\-]{1,200}"
+#: The keys ``queries.parse_axis`` accepts, as a pattern the OpenAPI document states.
+AXIS_PATTERN = rf"^(trial_id|reward|duration_s|evaluation_index|(metrics|recorded)\.{_NAME})$"
+COLOR_PATTERN = AXIS_PATTERN.replace("^(", "^(none|", 1)
+SORT_PATTERN = rf"^(trial_id|reward|duration_s|evaluation_index|metrics\.{_NAME})$"
 AxisKey = Annotated[str | None, Query(
-    max_length=210, description="A column (trial_id, reward, duration_s, evaluation_index), "
-    "'metrics.<name>' or 'recorded.<name>' ('none': no colour). Default: the job's "
-    "objectives.")]
+    max_length=210, pattern=AXIS_PATTERN, description="A column (trial_id, reward, "
+    "duration_s, evaluation_index), 'metrics.<name>' or 'recorded.<name>'. Default: the "
+    "job's objectives.")]
+ColorKey = Annotated[str | None, Query(
+    max_length=210, pattern=COLOR_PATTERN, description="As x and y, or 'none': no colour.")]
 MaxPoints = Annotated[int, Query(ge=50, le=50_000, description="Points to send at most; "
                                  "Pareto points and the best trial are always kept.")]
 TrialId = Annotated[int, Path(ge=0, le=2**31 - 1)]
@@ -69,7 +76,7 @@ def sign_out() -> Response:
 
 @router.get("/jobs/{job_id}/overview", response_class=Response, responses=JSON_OK)
 def overview(job_id: JobId, user: CurrentUser, session: SessionDep, request: Request,
-             x: AxisKey = None, y: AxisKey = None, color: AxisKey = None,
+             x: AxisKey = None, y: AxisKey = None, color: ColorKey = None,
              max_points: MaxPoints = 2000) -> Response:
     """Everything the job page draws first, from one read: axis choices, the scatter, the
     hypervolume and best-reward series, and the cursor to follow the event stream from."""
@@ -85,7 +92,7 @@ def overview(job_id: JobId, user: CurrentUser, session: SessionDep, request: Req
 
 @router.get("/jobs/{job_id}/scatter", response_class=Response, responses=JSON_OK)
 def scatter(job_id: JobId, user: CurrentUser, session: SessionDep, request: Request,
-            x: AxisKey = None, y: AxisKey = None, color: AxisKey = None,
+            x: AxisKey = None, y: AxisKey = None, color: ColorKey = None,
             max_points: MaxPoints = 2000) -> Response:
     """Column-wise scatter data for two axes (and a colour), down-sampled on a grid."""
     job = crud.get_job(session, user, job_id)
@@ -103,11 +110,16 @@ def series(job_id: JobId, user: CurrentUser, session: SessionDep,
 def trial_filter(
     state: Annotated[TrialStateName | None, Query(description="Only this state.")] = None,
     front: Annotated[bool, Query(description="Only Pareto points.")] = False,
-    metric: Annotated[str | None, Query(max_length=210,
-                                        description="'metrics.<name>' bounded by min/max.")]
+    metric: Annotated[str | None, Query(max_length=210, pattern=SORT_PATTERN,
+                                        description="'metrics.<name>' (or a column) bounded "
+                                        "by min/max.")]
     = None,
-    low: Annotated[float | None, Query(alias="min", allow_inf_nan=False)] = None,
-    high: Annotated[float | None, Query(alias="max", allow_inf_nan=False)] = None,
+    low: Annotated[float | None, Query(alias="min", allow_inf_nan=False, description=
+                                       "Lower bound on `metric` (default: the sort key).")]
+    = None,
+    high: Annotated[float | None, Query(alias="max", allow_inf_nan=False, description=
+                                        "Upper bound on `metric` (default: the sort key).")]
+    = None,
     q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
                                    description="Text in the architecture key, or a trial id.")]
     = None,
@@ -122,7 +134,8 @@ def trial_filter(
 
 
 Filter = Annotated[queries.TrialFilter, Depends(trial_filter)]
-Sort = Annotated[str, Query(max_length=210, description="A column or 'metrics.<name>'.")]
+Sort = Annotated[str, Query(max_length=210, pattern=SORT_PATTERN,
+                            description="A column or 'metrics.<name>'.")]
 
 
 @router.get("/jobs/{job_id}/trials", response_class=Response, responses=JSON_OK)

@@ -122,7 +122,9 @@ def create_job(
     return _public(session, job)
 
 
-@router.get("", response_model=JobsPublic)
+@router.get("", response_model=JobsPublic,
+            responses={403: {"model": ErrorBody, "description": "all=true without an admin "
+                             "token."}})
 async def list_jobs(
     user: CurrentUser, session: SessionDep,
     offset: Offset = 0, limit: Limit = 50,

@@ -111,11 +111,11 @@ class Follower:
 
 def follower(job_id: JobId, state: StateDep, user: Viewer,
              since: Annotated[str | None, Query(
-                 max_length=40, description="Resume after this cursor (an event's id).")]
-             = None,
-             last_event_id: Annotated[str | None, Header(
-                 alias="Last-Event-ID", max_length=40,
-                 description="Sent by the browser when it reconnects.")] = None) -> Follower:
+                 max_length=40, pattern=queries.CURSOR_PATTERN,
+                 description="Resume after this cursor (an event's id).")] = None,
+             last_event_id: Annotated[str, Header(
+                 alias="Last-Event-ID", max_length=40, pattern=queries.CURSOR_PATTERN,
+                 description="Sent by the browser when it reconnects.")] = "") -> Follower:
     """Checks access before the stream starts, so a bad token or job is a plain 401/404."""
     cursor = queries.Cursor.parse(last_event_id or since,
                                   "Last-Event-ID" if last_event_id else "since")
