@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from agents.rllib_options import RLlibOptions
 from spaces.registry import Entry, NoOptions, Registry
 
 
@@ -162,5 +163,7 @@ AGENTS = Registry(
               "Optuna's NSGA-II sampler (multi-objective)."),
         Entry("amc", "agents.amc_ddpg:AMCAgent", AMCOptions,
               "AMC: DDPG agent choosing per-layer compression, layer by layer (He et al. 2018)."),
+        Entry("rllib", "agents.rllib_agent:RLlibAgent", RLlibOptions,
+              "An RLlib algorithm (PPO, APPO, SAC; new API stack) driven by ask/tell."),
     ],
 )
