@@ -125,6 +125,7 @@ class RLlibAgent(Agent):
 
     # ---- construction ------------------------------------------------------------------
     def _build_learner(self) -> Any:
+        from ray.rllib.core import DEFAULT_MODULE_ID
         from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
         o = self.options
@@ -138,7 +139,8 @@ class RLlibAgent(Agent):
                .training(**training)
                .debugging(seed=self.seed))
         with _seeded(self.seed):
-            learner = cfg.build_learner()
+            learner = cfg.build_learner(spaces={DEFAULT_MODULE_ID: (self.obs_space,
+                                                                     self.act_space)})
         if o.algorithm == "APPO":
             # IMPALA's learner updates in a background thread (asynchronously); the adapter
             # updates synchronously through the base class instead, so the thread can go.
@@ -196,6 +198,9 @@ class RLlibAgent(Agent):
         for s in steps[:-1]:
             extra = {Columns.ACTION_LOGP: s["logp"][i].numpy(),
                      Columns.ACTION_DIST_INPUTS: s["inputs"][i].numpy()}
+            if not self.on_policy:  # fields SAC's replay buffer adds: 1-step, unweighted
+                extra["n_step"] = np.float32(1.0)
+                extra["weights"] = np.float32(1.0)
             if s["state"] is not None:
                 extra[Columns.STATE_OUT] = {k: v[i].numpy() for k, v in s["state"].items()}
             extras.append(extra)
@@ -338,6 +343,8 @@ class RLlibAgent(Agent):
     def state_dict(self) -> dict[str, Any]:
         learner = self.learner.get_state(
             components=["rl_module", "optimizer", "metrics_logger"])
+        if not self.on_policy:  # SAC's entropy temperature is not in RLlib's Learner state
+            learner["log_alpha"] = self._log_alpha().detach().numpy().copy()
         return copy.deepcopy({
             "agent": self.name, "seed": self.seed, "algorithm": self.options.algorithm,
             "learner": learner, "rng": self.rng.bit_generator.state,
@@ -349,11 +356,20 @@ class RLlibAgent(Agent):
                              f"({state.get('algorithm')}), not rllib ({self.options.algorithm})")
         state = copy.deepcopy(dict(state))
         self.seed = int(state["seed"])
+        log_alpha = state["learner"].pop("log_alpha", None)
         self.learner.set_state(state["learner"])
+        if log_alpha is not None:
+            with torch.no_grad():  # in place: the optimizer holds this tensor
+                self._log_alpha().copy_(torch.from_numpy(log_alpha))
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         for f in self._FIELDS:
             setattr(self, f, state[f])
+
+    def _log_alpha(self) -> torch.Tensor:
+        from ray.rllib.core import DEFAULT_MODULE_ID
+
+        return self.learner.curr_log_alpha[DEFAULT_MODULE_ID]
 
     def greedy(self) -> Architecture:
         """The most likely architecture under the current policy (for reports and tests)."""
