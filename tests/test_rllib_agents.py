@@ -175,3 +175,20 @@ def test_sac_proposes_on_the_compression_walk(rllib) -> None:
     with pytest.raises(ValueError, match="SAC"):
         make_agent("rllib", MatchSpace(), options={"algorithm": "SAC",
                                                    "environment": "architecture"})
+
+
+def test_job_reward_follows_the_jobs_profilers_constraints_and_reward_spec() -> None:
+    spec = {"space": {"name": "nb201"}, "profilers": [{"name": "lut:pixel3"}],
+            "objectives": [{"metric": "val_acc"}, {"metric": "pixel3_latency",
+                                                    "direction": "min"}],
+            "reward": {"kind": "mnas", "accuracy": "val_acc", "latency": "pixel3_latency",
+                       "target": 10.0}}
+    arch = NB201Space().sample(np.random.default_rng(0))
+    reward = JobReward(spec)
+    value = reward(arch)
+    m = reward.last
+    assert value == pytest.approx(m["val_acc"] * (m["pixel3_latency"] / 10.0) ** -0.07)
+    rejecting = JobReward({**spec, "constraints": [
+        {"metric": "pixel3_latency", "max": m["pixel3_latency"] / 2, "reject": True}]},
+        failure_reward=-1.0)
+    assert rejecting(arch) == -1.0
