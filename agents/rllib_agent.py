@@ -70,7 +70,7 @@ def _config_class(algorithm: str) -> Any:
 # RLlib's defaults are tuned for long runs (PPO lr 5e-5); a search has hundreds of episodes.
 # On a 6x5 toy space PPO reached the optimum within 200 episodes at lr 1e-2, not at 5e-5.
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "PPO": {"lr": 5e-3}, "APPO": {"lr": 5e-3},
+    "PPO": {"lr": 3e-3, "entropy_coeff": 0.02}, "APPO": {"lr": 3e-3, "entropy_coeff": 0.02},
     "SAC": {"actor_lr": 3e-4, "critic_lr": 3e-4, "alpha_lr": 3e-4},
 }
 
@@ -233,8 +233,10 @@ class RLlibAgent(Agent):
             fallback = i if fallback is None else fallback
         if fallback is None:
             raise InvalidArchitecture(f"no valid architecture in {n} samples")
+        arch = coding.arch(choices[fallback])
         actions = [int(s["a"][fallback]) for s in steps[:-1]]
-        return {"arch": coding.arch(choices[fallback]), **self._record(steps, fallback, actions)}
+        return {"arch": arch, "repeat": self.space.key(arch) in self.seen,
+                **self._record(steps, fallback, actions)}
 
     def _sample_walk(self) -> dict[str, Any]:
         """One episode of AMC's layer walk (uniform actions during SAC's warm-up)."""
@@ -276,7 +278,9 @@ class RLlibAgent(Agent):
         if result.state is TrialState.RUNNING:
             raise ValueError(f"trial {trial_id}: tell needs a finished state, got 'running'")
         record = self.pending.pop(trial_id)
-        if not result.ok:
+        # A repeat teaches nothing new; learning from it again would only reinforce the
+        # policy's favourite (on NB201 PPO+LSTM then stalled at ~300 distinct architectures).
+        if not result.ok or record.get("repeat"):
             return
         reward = float(result.reward)  # type: ignore[arg-type]
         n, mean, m2 = self.stats

@@ -106,7 +106,7 @@ class RLlibOptions(NoOptions):
     updates_per_episode: int = Field(
         1, ge=0, le=1000, description="SAC: Learner updates per told episode.")
     fresh_tries: int = Field(
-        16, ge=0, le=10_000, description="Samples drawn per ask to find an architecture not "
+        64, ge=0, le=10_000, description="Samples drawn per ask to find an architecture not "
         "proposed before (0: plain sampling); only the proposed one becomes an episode.")
 
     @field_validator("config")

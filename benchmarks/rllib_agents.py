@@ -30,7 +30,7 @@ import numpy as np
 
 AGENTS: dict[str, dict[str, Any]] = {
     "rllib-ppo-lstm": {"name": "rllib", "options": {
-        "algorithm": "PPO", "config": {"lr": 0.005}, "episodes_per_update": 8,
+        "algorithm": "PPO", "episodes_per_update": 8,
         "model": {"use_lstm": True, "lstm_cell_size": 64}}},
     "mnas": {"name": "mnas", "options": {}},
     "random": {"name": "random", "options": {}},
