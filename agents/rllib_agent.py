@@ -13,7 +13,9 @@ cluster: the RLModule samples, the Learner learns.
 - ``tell``: the reward closes the episode. PPO/APPO update the Learner every
   ``episodes_per_update`` told episodes (on-policy); SAC keeps a replay of told episodes and
   updates ``updates_per_episode`` times per episode on ``batch_episodes`` drawn from it, after
-  ``warmup_episodes`` of uniform random actions. Failed trials teach nothing and are dropped.
+  ``warmup_episodes`` of uniform random actions. Failed trials teach nothing and are dropped,
+  and so do repeats: each ask draws ``1 + fresh_tries`` episodes in one batch and proposes the
+  first architecture not proposed before; if all were seen, the repeat is not learned from.
 - ``state_dict``: the Learner's state (module weights, optimizer, metrics that time target
   updates) plus the pending/told episodes and the agent's RNG, so a resumed job continues
   exactly. RLlib draws from the global torch/numpy/random generators; every draw happens
