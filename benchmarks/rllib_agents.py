@@ -76,7 +76,8 @@ def run_one(label: str, seed: int, budget: int) -> dict[str, Any]:
              for r in sink.trials if not r.cached and r.state.value == "complete"]
     return {"agent": label, "seed": seed, "evaluations": summary.evaluations,
             "proposals": summary.proposals, "wall_s": wall,
-            "ms_per_ask_tell": 1000.0 * spent[0] / max(1, summary.proposals), "evals": evals}
+            "ms_per_ask_tell": 1000.0 * spent[0] / max(1, summary.proposals),
+            "load1": os.getloadavg()[0], "evals": evals}
 
 
 def score(run: dict[str, Any], budget: int) -> float | None:
@@ -178,20 +179,24 @@ def main() -> None:
             d = [x - y for x, y in pairs if x is not None and y is not None]
             mean, half = ci95(d)
             diffs[f"{base} - {other} @ {b}"] = {"mean": mean, "ci95": half, "n": len(d)}
-    load = os.getloadavg()
+    loads = [r["load1"] for rs in runs.values() for r in rs if "load1" in r]
+    load = (f"load avg {min(loads):.1f}-{max(loads):.1f} during the runs" if loads
+            else f"load avg {os.getloadavg()[0]:.1f} at report time")
     protocol = (f"NB201 CIFAR-10 val_acc signal, test_acc of best-val arch; {args.seeds} seeds "
                 f"{seeds}; budgets {budgets} distinct evaluations; 1 in flight; "
-                f"cap {CAP}x proposals; torch threads 1; load avg {load[0]:.1f} "
-                f"(shared 2-core machine)")
+                f"cap {CAP}x proposals; torch threads 1; {load} (shared 2-core machine)")
     print("\n" + protocol)
-    head = "agent".ljust(16) + "".join(f"{'@' + str(b):>18}" for b in budgets)
+    head = "agent".ljust(16) + "".join(f"{'@' + str(b):>24}" for b in budgets)
     print(head + f"{'ms/ask+tell':>13}{'rss MB':>9}{'py peak MB':>12}")
     for a, row in table.items():
+        # n < seeds: some jobs stopped (proposal cap) before that budget; marked with *n.
         cells = "".join(
-            f"{row[str(b)]['mean']:>10.2f} ±{row[str(b)]['se']:5.2f}se" if row[str(b)]["n"]
-            else f"{'-':>18}" for b in budgets)
+            f"{row[str(b)]['mean']:>10.2f} ±{row[str(b)]['se']:5.2f}se"
+            + (f" *{row[str(b)]['n']:<3}" if row[str(b)]["n"] < args.seeds else " " * 5)
+            if row[str(b)]["n"] else f"{'-':>24}" for b in budgets)
         print(a.ljust(16) + cells + f"{row['ms_per_ask_tell']:>13.2f}"
               f"{row['rss_growth_mb']:>9.1f}{row['py_peak_mb']:>12.1f}")
+    print("*n: only n seeds reached that budget (the others stopped at the proposal cap)")
     print("\npaired per-seed differences (mean ± 95% CI half-width):")
     for k, v in diffs.items():
         print(f"  {k:<32} {v['mean']:+.3f} ± {v['ci95']:.3f}  (n={v['n']})")
