@@ -13,6 +13,7 @@ t-interval; ``overhead`` is the agent's own time per ask+tell in ms (torch threa
 allocations by tracemalloc; torch tensors are not seen by it).
 
     python -m benchmarks.rllib_agents --seeds 10 --budgets 100,200,500
+    python -m benchmarks.rllib_agents --seeds 10 --first-seed 10   # ten more, same log
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def memory(label: str, budget: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="> 0: add seeds first..first+seeds-1 to the runs already in the log")
     ap.add_argument("--budgets", default="100,200,500")
     ap.add_argument("--agents", default=",".join(AGENTS))
     ap.add_argument("--out", default="benchmarks/results/rllib_agents.json")
@@ -140,11 +143,13 @@ def main() -> None:
     log = Path(args.out + ".runs.jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        log.write_text("")
-        mem = {a: memory(a, budgets[0]) for a in labels}
+        if args.first_seed == 0:
+            log.write_text("")
         with log.open("a") as fh:
-            fh.write(json.dumps({"memory": mem}) + "\n")
-            for seed in range(args.seeds):
+            if args.first_seed == 0:
+                fh.write(json.dumps({"memory": {a: memory(a, budgets[0]) for a in labels}})
+                         + "\n")
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for a in labels:
                     fh.write(json.dumps(run_one(a, seed, budgets[-1])) + "\n")
                     fh.flush()
