@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from agents.rllib_options import RLlibOptions
 from spaces.registry import Entry, NoOptions, Registry
 
 
@@ -226,6 +227,8 @@ AGENTS = Registry(
         Entry("netadapt", "agents.compression_baselines:NetAdaptAgent", NetAdaptOptions,
               "NetAdapt: shrink the resource step by step, keeping the candidate that loses "
               "least accuracy per unit saved (Yang et al. 2018)."),
+        Entry("rllib", "agents.rllib_agent:RLlibAgent", RLlibOptions,
+              "An RLlib algorithm (PPO, APPO, SAC; new API stack) driven by ask/tell."),
     ],
 )
 

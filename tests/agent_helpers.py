@@ -21,6 +21,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "mnas": {"batch_size": 4},
     "reinforce": {"batch_size": 4},
     "amc": {"warmup": 4, "hidden1": 32, "hidden2": 32, "batch_size": 16},
+    "rllib": {"episodes_per_update": 4, "model": {"fcnet_hiddens": [32]}},
 }
 
 TWO_OBJECTIVES = (Objective("acc", "max"), Objective("latency", "min"))
