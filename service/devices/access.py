@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.core.errors import Forbidden, NotAuthenticated, NotFound
 from service.core.security import Principal, hash_token
-from service.models import Device, DeviceAgent, DeviceToken, Measurement, utcnow
+from service.models import ApiToken, Device, DeviceAgent, DeviceToken, Measurement, utcnow
 
 DEVICE_TOKEN_PREFIX = "lsd_"
 
@@ -75,11 +75,17 @@ def device_for_token(session: Session, token: str) -> DevicePrincipal:
         .where(DeviceToken.token_hash == hash_token(token), DeviceToken.revoked_at.is_(None))
     ).first()
     if row is None:
-        if not token.startswith(DEVICE_TOKEN_PREFIX):
+        if not token.startswith(DEVICE_TOKEN_PREFIX) and _is_user_token(session, token):
             raise Forbidden("the device agent routes need a device token "
                             "(lightsearch device token create)")
         raise NotAuthenticated("invalid or revoked device token")
     return DevicePrincipal(int(row.id), row.name)
+
+
+def _is_user_token(session: Session, token: str) -> bool:
+    """A live API token of a user: signed in, but not as a device (403, not 401)."""
+    return session.scalar(select(func.count()).select_from(ApiToken).where(
+        ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))) == 1
 
 
 def is_device_token(session: Session, token: str) -> bool:

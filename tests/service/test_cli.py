@@ -118,7 +118,8 @@ def test_upload_commands(live, tmp_path, capsys, tokens):
     assert table_id in listing and data_id in listing and "pets.zip" in listing
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps(job_spec(
-        profilers=[{"name": "csv", "options": {"path": f"upload:{table_id}"}}])))
+        profilers=[{"name": "lut:pixel3"},
+                   {"name": "csv", "options": {"path": f"upload:{table_id}"}}])))
     assert main(["submit", str(job_file), *common]) == 0
     capsys.readouterr()
     bob = ["--server", url, "--token", tokens["bob"]]

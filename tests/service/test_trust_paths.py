@@ -514,7 +514,7 @@ def test_plugins_declare_their_path_fields():
     from spaces.paths import declared_paths
 
     found = {(kind, entry.name, field, pk) for kind, reg in REGISTRIES.items()
-             for entry in (reg.get(n) for n in reg.names())
+             for entry in reg.entries()
              for field, pk in declared_paths(entry.options)}
     expected = {
         ("evaluator", "tabular", "table", "table"),
