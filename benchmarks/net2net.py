@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import resource
 import sys
@@ -33,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import in_fresh_process, mean_ci  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "net2net.json"
 SPACE = {"blocks": [{"filters": 16, "layers": 1, "stride": 2},
@@ -105,23 +104,6 @@ def run_job(seed: int, args: argparse.Namespace, warm: bool) -> dict[str, Any]:
     }
 
 
-def _child(queue: Any, *a: Any) -> None:
-    try:
-        queue.put(run_job(*a))
-    except Exception as err:  # noqa: BLE001 - reported in the table, the benchmark goes on
-        queue.put({"seed": a[0], "warm": a[2], "error": repr(err)})
-
-
-def in_process(*a: Any) -> dict[str, Any]:
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, *a))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
-
-
 def time_to_reach(curve: list[tuple[float, float, int]], level: float,
                   column: int = 0) -> float | None:
     """When (column 0: seconds, 2: trainings) the running best first reaches ``level``."""
@@ -129,17 +111,6 @@ def time_to_reach(curve: list[tuple[float, float, int]], level: float,
         if point[1] >= level:
             return point[column]
     return None
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval."""
-    from scipy import stats
-
-    a = np.asarray(values, float)
-    if len(a) < 2:
-        return float(a.mean()) if len(a) else float("nan"), float("nan")
-    return float(a.mean()), float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1)
-                                  / np.sqrt(len(a)))
 
 
 def main() -> int:
@@ -155,7 +126,8 @@ def main() -> int:
     load_start = os.getloadavg()
     rows, runs = [], []
     for seed in range(args.seeds):
-        cold, warm = in_process(seed, args, False), in_process(seed, args, True)
+        cold = in_fresh_process(run_job, seed, args, False, failed={"seed": seed, "warm": False})
+        warm = in_fresh_process(run_job, seed, args, True, failed={"seed": seed, "warm": True})
         runs += [cold, warm]
         if "error" in cold or "error" in warm:
             print(f"seed {seed}: ERROR {cold.get('error') or warm.get('error')}", flush=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import resource
 import sys
@@ -40,6 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import in_fresh_process  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "real_search.json"
 BLOCKS = [{"filters": 16, "layers": 1, "stride": 2}, {"filters": 32, "layers": 2, "stride": 2},
@@ -130,24 +131,6 @@ def run_job(agent: str, seed: int, args: argparse.Namespace, target: float,
     }
 
 
-def _child(queue: Any, *a: Any) -> None:
-    try:
-        queue.put(run_job(*a))
-    except Exception as err:  # noqa: BLE001 - reported in the table, the benchmark goes on
-        queue.put({"agent": a[0], "seed": a[1], "error": repr(err)})
-
-
-def in_process(*a: Any) -> dict[str, Any]:
-    """Run a job in a fresh forked process (its own peak memory)."""
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, *a))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
-
-
 def summarize(runs: list[dict[str, Any]], key: str) -> dict[str, float | None]:
     vals = [r[key] for r in runs if r.get(key) is not None]
     if not vals:
@@ -188,7 +171,8 @@ def main() -> int:
     runs: list[dict[str, Any]] = []
     for seed in range(args.seeds):
         for agent in agents:
-            r = in_process(agent, seed, args, target, reference)
+            r = in_fresh_process(run_job, agent, seed, args, target, reference,
+                                 failed={"agent": agent, "seed": seed})
             runs.append(r)
             if "error" in r:
                 print(f"  {agent} seed {seed}: ERROR {r['error']}", flush=True)

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import mean_ci
+
 AGENTS: dict[str, dict[str, Any]] = {
     "rllib-ppo-lstm": {"name": "rllib", "options": {
         "algorithm": "PPO", "episodes_per_update": 8,
@@ -88,17 +90,6 @@ def score(run: dict[str, Any], budget: int) -> float | None:
     best = max(((v, t) for i, v, t in run["evals"] if i is not None and i <= budget),
                default=None)
     return None if best is None else float(best[1])
-
-
-def ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of a 95% t-interval."""
-    from scipy import stats
-
-    a = np.asarray(values, float)
-    if len(a) < 2:
-        return float(a.mean()) if len(a) else math.nan, math.nan
-    return float(a.mean()), float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1)
-                                  / math.sqrt(len(a)))
 
 
 def rss_mb() -> float:
@@ -167,7 +158,7 @@ def main() -> None:
         row: dict[str, Any] = {}
         for b in budgets:
             vals = [s for r in runs[a] if (s := score(r, b)) is not None]
-            mean, half = ci95(vals)
+            mean, half = mean_ci(vals)
             row[str(b)] = {"mean": mean, "ci95": half, "n": len(vals),
                            "se": float(np.std(vals, ddof=1) / math.sqrt(len(vals)))
                            if len(vals) > 1 else math.nan}
@@ -182,7 +173,7 @@ def main() -> None:
             pairs = [(score(x, b), score(y, b)) for x, y in zip(runs[base], runs[other],
                                                                  strict=True)]
             d = [x - y for x, y in pairs if x is not None and y is not None]
-            mean, half = ci95(d)
+            mean, half = mean_ci(d)
             diffs[f"{base} - {other} @ {b}"] = {"mean": mean, "ci95": half, "n": len(d)}
     loads = [r["load1"] for rs in runs.values() for r in rs if "load1" in r]
     load = (f"load avg {min(loads):.1f}-{max(loads):.1f} during the runs" if loads

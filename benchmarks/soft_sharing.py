@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import mean_ci  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "soft_sharing.json"
 
 
@@ -81,16 +83,6 @@ def run(model_name: str, method: str, seed: int, args: argparse.Namespace) -> di
             "base_test_acc": trial.recorded["base_test_acc"],
             "size_ratio": weight_size_ratio(trial.model),
             "seconds": round(time.perf_counter() - t0, 1)}
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    from scipy import stats
-
-    a = np.asarray(values, float)
-    if len(a) < 2:
-        return float(a.mean()), float("nan")
-    return float(a.mean()), float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1)
-                                  / np.sqrt(len(a)))
 
 
 def main() -> int:
