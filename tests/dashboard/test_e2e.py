@@ -170,7 +170,7 @@ def test_a_job_submitted_through_the_form_appears_and_its_page_updates_live(
         if shot is None and status == "running" and page.evaluate(
                 "new Set(window.__seen.map(s => s.points)).size") >= 3:
             shot = p.shot("job-live")
-        if status in ("succeeded", "failed", "cancelled"):
+        if status in ("succeeded", "failed", "cancelled", "exhausted"):
             break
         time.sleep(0.2)
     seen = page.evaluate("window.__seen")

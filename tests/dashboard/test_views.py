@@ -356,10 +356,19 @@ def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
     page.wait_for_selector("#trials-table")
     page.locator("#pareto-plot").scroll_into_view_if_needed()
     front = {t["trial_id"] for t in api(quiet_service, owner, f"/jobs/{job}/pareto")["data"]}
-    at = page.evaluate("""() => { const c = document.querySelector('#pareto-plot').chart;
+    locate = """() => { const c = document.querySelector('#pareto-plot').chart;
         const at = c.locate((p, layer) => layer === 'front');
         const b = c.area.getBoundingClientRect();
-        return {...at, t: c.pick(at.x - b.left, at.y - b.top).point.t}; }""")
+        return {...at, t: c.pick(at.x - b.left, at.y - b.top).point.t}; }"""
+    # Cards that finish loading later can still move the plot on a loaded machine: tap only
+    # once the point has stayed where it is for a moment.
+    at = page.evaluate(locate)
+    for _ in range(20):
+        page.wait_for_timeout(150)
+        again = page.evaluate(locate)
+        if again == at:
+            break
+        at = again
     under = at["t"]
     assert under in front
     page.touchscreen.tap(at["x"], at["y"])

@@ -89,7 +89,7 @@ def test_remote_job_survives_a_killed_agent(db_url: str, tmp_path: Path) -> None
         victim_measurement, victim = wait_for(leased, 120, 0.02)
         agents.kill(victim)  # mid-measurement: its lease runs out, the other agent takes it
         done = wait_for(lambda: (j := api.get(f"/jobs/{job['id']}").json())["status"]
-                        in ("succeeded", "failed", "cancelled") and j, 300, 0.2)
+                        in ("succeeded", "failed", "cancelled", "exhausted") and j, 300, 0.2)
         assert done["status"] == "succeeded", done["reason"]
         trials = api.get(f"/jobs/{job['id']}/trials", params={"limit": 100}).json()["data"]
         assert len(trials) >= 6 and all(t["state"] == "complete" for t in trials), \

@@ -7,7 +7,7 @@ import pytest
 from tests.service.conftest import free_port, job_spec, wait_for
 from tests.service.proc import Server, committed_trials
 
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled", "exhausted")
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from tests.service.conftest import REPO, auth, free_port, job_spec, wait_for
 from tests.service.proc import Server, committed_trials
 
 API = "/api/v1"
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled", "exhausted")
 LSTM_PPO = {"name": "rllib", "options": {
     "algorithm": "PPO", "config": {"lr": 0.005}, "episodes_per_update": 4,
     "model": {"use_lstm": True, "lstm_cell_size": 32}}}

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from tests.service.conftest import free_port, job_spec, wait_for
 from tests.service.proc import Server
 
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled", "exhausted")
 #: What the issue saw on Ctrl+C: Ray's C++ stack dump and a dead Ray under a job thread.
 NOISE = ("SIGTERM received", "PC: @", "internal_kv_get", "Traceback")
 

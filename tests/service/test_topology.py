@@ -76,7 +76,7 @@ def test_trials_spread_over_a_two_node_cluster(tmp_path, pg_url):
         with server.client() as http:
             job_id = http.post("/jobs", json=spec).json()["id"]
             job = wait_for(lambda: (j := http.get(f"/jobs/{job_id}").json())["status"]
-                           in ("succeeded", "failed", "cancelled") and j, 300, 0.5)
+                           in ("succeeded", "failed", "cancelled", "exhausted") and j, 300, 0.5)
             trials = http.get(f"/jobs/{job_id}/trials", params={"limit": 100}).json()["data"]
         assert job["status"] == "succeeded", job["reason"]
         nodes = {t["node"] for t in trials if not t["cached"]}

@@ -195,7 +195,7 @@ def test_admin_root_payload_is_refused_by_the_worker(client, tokens, server, set
 
 def _finished(client, token, job_id):
     job = client.get(f"{API}/jobs/{job_id}", headers=auth(token)).json()
-    return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+    return job if job["status"] in ("succeeded", "failed", "cancelled", "exhausted") else None
 
 
 # ---- the loaders refuse the payload when called directly ----------------------------------
