@@ -306,7 +306,7 @@ def main() -> int:
                               "server_peak_rss_MiB": None}
     server.start()
     try:
-        token = server.client().post("/devices/tokens", json={"name": DEVICE}).json()["token"]
+        token = server.client().post("/device-tokens", json={"name": DEVICE}).json()["token"]
         if "throughput" not in args.skip:
             print("throughput:", flush=True)
             result["throughput"] = throughput(server, token, db_url, args, work)

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(known_query_only)])
     for module in (jobs, uploads, registries, users, stream, dashboard_data, devices):
         api.include_router(module.router)
+    api.include_router(devices.tokens_router)
     app.include_router(api)
     app.include_router(health.router)
     dashboard.install(app)  # the browser dashboard at /

@@ -12,8 +12,8 @@ def test_devices_page_lists_only_usable_devices(open_page: Any, quiet_service: S
     root = quiet_service.token("root-dev", admin=True)
     alice, bob = quiet_service.token("alice-dev"), quiet_service.token("bob-dev")
     admin = quiet_service.client(root)
-    private = admin.post("/devices/tokens", json={"name": "jetson", "users": ["alice-dev"]})
-    shared = admin.post("/devices/tokens", json={"name": "rpi4"})
+    private = admin.post("/device-tokens", json={"name": "jetson", "users": ["alice-dev"]})
+    shared = admin.post("/device-tokens", json={"name": "rpi4"})
     assert private.status_code == shared.status_code == 201
     agent = quiet_service.client(shared.json()["token"])
     assert agent.post("/devices/agent/register", json={

@@ -33,7 +33,7 @@ def device_token(client: Any, root: str, name: str = "rpi4", users: Any = None) 
     body: dict[str, Any] = {"name": name}
     if users is not None:
         body["users"] = users
-    r = client.post("/api/v1/devices/tokens", json=body, headers=auth(root))
+    r = client.post("/api/v1/device-tokens", json=body, headers=auth(root))
     assert r.status_code == 201, r.text
     assert r.json()["token"].startswith("lsd_")
     return r.json()["token"]
@@ -86,9 +86,9 @@ def test_register_and_list(client: Any, tokens: dict[str, str]) -> None:
     assert client.get("/api/v1/devices/rpi4",
                       headers=auth(tokens["alice"])).json()["status"] == "offline"
     # only admins create device tokens; names are checked
-    r = client.post("/api/v1/devices/tokens", json={"name": "x"}, headers=auth(tokens["alice"]))
+    r = client.post("/api/v1/device-tokens", json={"name": "x"}, headers=auth(tokens["alice"]))
     assert r.status_code == 403
-    r = client.post("/api/v1/devices/tokens", json={"name": "../x"},
+    r = client.post("/api/v1/device-tokens", json={"name": "../x"},
                     headers=auth(tokens["root"]))
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "name"
 

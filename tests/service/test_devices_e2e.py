@@ -73,7 +73,7 @@ def test_remote_job_survives_a_killed_agent(db_url: str, tmp_path: Path) -> None
     engine = create_engine(db_url)
     try:
         api = server.client()
-        r = api.post("/devices/tokens", json={"name": "loop"})
+        r = api.post("/device-tokens", json={"name": "loop"})
         assert r.status_code == 201, r.text
         agents = Agents(server.url, r.json()["token"], tmp_path)
         agents.start("agent-one")
@@ -133,7 +133,7 @@ def test_remote_trial_times_out_not_the_job(db_url: str, tmp_path: Path) -> None
     server.start()
     try:
         api = server.client()
-        assert api.post("/devices/tokens", json={"name": "loop"}).status_code == 201
+        assert api.post("/device-tokens", json={"name": "loop"}).status_code == 201
         spec = remote_job(budget=2, timeout_s=1.0)
         spec["budget"]["max_failures"] = 2
         job = api.post("/jobs", json=spec).json()

@@ -32,9 +32,13 @@ from service.devices.schemas import (
 from service.models import Measurement
 from service.schemas import ErrorBody
 
-router = APIRouter(prefix="/devices", tags=["devices"], responses={
+_RESPONSES: dict[int | str, dict[str, object]] = {
     401: ERRORS[401], 403: {"model": ErrorBody, "description": "Wrong kind of token."},
-    422: ERRORS[422]})
+    422: ERRORS[422]}
+router = APIRouter(prefix="/devices", tags=["devices"], responses=_RESPONSES)
+# Outside /devices: any /devices/<x> is also GET /devices/{name}, so a token route there
+# would answer 405 with an Allow header its document does not list.
+tokens_router = APIRouter(prefix="/device-tokens", tags=["devices"], responses=_RESPONSES)
 DeviceName = Annotated[str, Path(pattern=DEVICE_NAME, description="The device's name.")]
 MeasurementId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
@@ -53,7 +57,7 @@ DeviceDep = Annotated[access.DevicePrincipal, Depends(current_device)]
 
 
 # ---- admins ----------------------------------------------------------------------------------
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=DeviceTokenCreated)
+@tokens_router.post("", status_code=status.HTTP_201_CREATED, response_model=DeviceTokenCreated)
 def create_device_token(body: DeviceTokenCreate, _admin: AdminUser,
                         state: StateDep) -> DeviceTokenCreated:
     """Create a device token (and the device if new): it may only run a device agent."""
