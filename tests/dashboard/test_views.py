@@ -374,6 +374,11 @@ def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
     page.touchscreen.tap(at["x"], at["y"])
     drawer = page.wait_for_selector("#trial-drawer")
     assert int(drawer.get_attribute("data-trial")) == under
+    # the drawer slides in: its close button must end up on screen (a loaded machine may
+    # still be animating when the drawer appears)
+    page.wait_for_function("""() => { const b = document.querySelector('#close-trial')
+        .getBoundingClientRect(); return b.width > 0 && b.x >= 0 && b.y >= 0
+        && b.x + b.width <= window.innerWidth + 0.5; }""", timeout=10_000)
     assert visible_in_viewport(page, "#close-trial")
     assert not p.errors, p.errors
 
