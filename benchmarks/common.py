@@ -1,9 +1,11 @@
-"""What several benchmark scripts share: a job in a fresh process, and the 95% t-interval."""
+"""What several benchmark scripts share: a job in a fresh process, the 95% t-interval, and
+the agent's own time per ask and tell."""
 
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,3 +42,21 @@ def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any,
     out = queue.get()
     proc.join()
     return out
+
+
+def time_agent(agent: Any) -> list[float]:
+    """Wrap ``agent.ask`` and ``agent.tell`` so their time adds up in the returned one-item
+    list (seconds), read after the run: the agent's overhead without the evaluations."""
+    spent = [0.0]
+    for method in ("ask", "tell"):
+        inner = getattr(agent, method)
+
+        def timed(*args: Any, _inner: Any = inner) -> Any:
+            t = time.perf_counter()
+            try:
+                return _inner(*args)
+            finally:
+                spent[0] += time.perf_counter() - t
+
+        setattr(agent, method, timed)
+    return spent

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import mean_ci
+from benchmarks.common import mean_ci, time_agent
 
 AGENTS: dict[str, dict[str, Any]] = {
     "rllib-ppo-lstm": {"name": "rllib", "options": {
@@ -60,18 +60,7 @@ def run_one(label: str, seed: int, budget: int) -> dict[str, Any]:
 
     sink = MemorySink()
     loop = SearchLoop(parse_spec(job(AGENTS[label], seed, budget)), sink)
-    spent = [0.0]
-    for method in ("ask", "tell"):
-        inner = getattr(loop.agent, method)
-
-        def timed(*args: Any, _inner: Any = inner) -> Any:
-            t = time.perf_counter()
-            try:
-                return _inner(*args)
-            finally:
-                spent[0] += time.perf_counter() - t
-
-        setattr(loop.agent, method, timed)
+    spent = time_agent(loop.agent)
     start = time.perf_counter()
     summary = loop.run()
     wall = time.perf_counter() - start

@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import time_agent  # noqa: E402
+
 AGENTS = ("random", "evolution", "reinforce", "mnas", "tpe", "nsga2", "gp", "smac")
 CAP = 50  # the loop's default proposal cap per evaluation of budget (search.spec)
 SO_BUDGETS = (50, 100, 200, 500)
@@ -139,18 +141,7 @@ def run_one(suite: Suite, agent: str, seed: int, budget: int,
     assert spec.max_proposals == CAP * budget, "the loop's default cap changed"
     sink = MemorySink()
     loop = SearchLoop(spec, sink)
-    spent = [0.0]
-    for method in ("ask", "tell"):
-        inner = getattr(loop.agent, method)
-
-        def timed(*args: Any, _inner: Any = inner) -> Any:
-            t = time.perf_counter()
-            try:
-                return _inner(*args)
-            finally:
-                spent[0] += time.perf_counter() - t
-
-        setattr(loop.agent, method, timed)
+    spent = time_agent(loop.agent)
     start = time.perf_counter()
     summary = loop.run()
     wall = time.perf_counter() - start
