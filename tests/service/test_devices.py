@@ -29,6 +29,34 @@ def settings(db_url: str, tmp_path: Path) -> Any:  # a short device lease
                     plugins="tests.service.plugins", device_lease_s=0.5)
 
 
+class FakeClock:
+    """The devices' notion of now, moved by hand: lease expiry without sleeping, so a slow
+    machine cannot let a lease run out between two requests of one step."""
+
+    def __init__(self) -> None:
+        from service.models import utcnow
+
+        self.now = utcnow()
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from service.devices import access, queue
+
+    fake = FakeClock()
+    monkeypatch.setattr(queue, "utcnow", fake)
+    monkeypatch.setattr(access, "utcnow", fake)
+    return fake
+
+
 def device_token(client: Any, root: str, name: str = "rpi4", users: Any = None) -> str:
     body: dict[str, Any] = {"name": name}
     if users is not None:
@@ -68,7 +96,7 @@ def queue_model(db: Any, data: bytes = b"onnx-bytes", name: str = "rpi4") -> tup
     return link, link.submit(name, [data], dict(PROTOCOL))
 
 
-def test_register_and_list(client: Any, tokens: dict[str, str]) -> None:
+def test_register_and_list(client: Any, tokens: dict[str, str], clock: FakeClock) -> None:
     dev = device_token(client, tokens["root"], users=["alice"])
     info = register(client, dev, AGENT_A)
     assert info["device"] == "rpi4" and info["heartbeat_s"] < info["lease_s"]
@@ -82,7 +110,7 @@ def test_register_and_list(client: Any, tokens: dict[str, str]) -> None:
     assert client.get("/api/v1/devices/rpi4", headers=auth(tokens["bob"])).status_code == 404
     assert client.get("/api/v1/devices/rpi4",
                       headers=auth(tokens["root"])).json()["users"] == ["alice"]
-    time.sleep(1.1)  # two leases without a heartbeat: offline
+    clock.advance(1.1)  # two leases without a heartbeat: offline
     assert client.get("/api/v1/devices/rpi4",
                       headers=auth(tokens["alice"])).json()["status"] == "offline"
     # only admins create device tokens; names are checked
@@ -109,7 +137,8 @@ def test_device_token_scope(client: Any, tokens: dict[str, str]) -> None:
     assert r.status_code == 401
 
 
-def test_lease_expiry_requeue_and_fence(client: Any, db: Any, tokens: dict[str, str]) -> None:
+def test_lease_expiry_requeue_and_fence(client: Any, db: Any, tokens: dict[str, str],
+                                        clock: FakeClock) -> None:
     dev = device_token(client, tokens["root"])
     register(client, dev, AGENT_A)
     register(client, dev, AGENT_B)
@@ -120,7 +149,7 @@ def test_lease_expiry_requeue_and_fence(client: Any, db: Any, tokens: dict[str, 
                    params={"agent_key": AGENT_A}, headers=auth(dev))
     assert r.content == b"onnx-bytes"
     assert lease(client, dev, AGENT_B) is None  # leased to A
-    time.sleep(0.7)  # A vanished: its lease runs out
+    clock.advance(0.7)  # A vanished: its lease runs out
     again = lease(client, dev, AGENT_B)
     assert again["id"] == ticket.id
     assert report(client, dev, AGENT_A, ticket.id).status_code == 409  # fenced off
@@ -132,7 +161,8 @@ def test_lease_expiry_requeue_and_fence(client: Any, db: Any, tokens: dict[str, 
     assert row["measurements_done"] == 1 and row["queue_length"] == 0
 
 
-def test_lease_lost_three_times_fails(client: Any, db: Any, tokens: dict[str, str]) -> None:
+def test_lease_lost_three_times_fails(client: Any, db: Any, tokens: dict[str, str],
+                                      clock: FakeClock) -> None:
     from service.devices import queue
 
     dev = device_token(client, tokens["root"])
@@ -140,20 +170,21 @@ def test_lease_lost_three_times_fails(client: Any, db: Any, tokens: dict[str, st
     _link, ticket = queue_model(db)
     for _ in range(3):
         assert lease(client, dev, AGENT_A)["id"] == ticket.id
-        time.sleep(0.6)
+        clock.advance(0.6)
     assert lease(client, dev, AGENT_A) is None
     status, _result, error = queue.state(db, ticket.id)
     assert status == "failed" and "lost the lease 3 times" in error
 
 
-def test_heartbeat_keeps_the_lease(client: Any, db: Any, tokens: dict[str, str]) -> None:
+def test_heartbeat_keeps_the_lease(client: Any, db: Any, tokens: dict[str, str],
+                                   clock: FakeClock) -> None:
     dev = device_token(client, tokens["root"])
     register(client, dev, AGENT_A)
     register(client, dev, AGENT_B)
     _link, ticket = queue_model(db)
     lease(client, dev, AGENT_A)
     for _ in range(6):  # 1.2 s, over twice the lease
-        time.sleep(0.2)
+        clock.advance(0.2)
         r = client.post("/api/v1/devices/agent/heartbeat",
                         json={"agent_key": AGENT_A, "measurement_id": ticket.id},
                         headers=auth(dev))
