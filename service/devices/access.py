@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.core.errors import Forbidden, NotAuthenticated, NotFound
+from service.core.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
 from service.core.security import Principal, hash_token
 from service.models import ApiToken, Device, DeviceAgent, DeviceToken, Measurement, utcnow
 
@@ -41,6 +41,28 @@ def get_device(session: Session, name: str) -> Device | None:
 
 def may_use(device: Device, user: Principal) -> bool:
     return user.is_admin or device.users is None or user.name in device.users
+
+
+#: profiler name prefixes that queue work on (or read tables of) a registered device
+DEVICE_PROFILERS = ("predictor:remote:", "remote:")
+
+
+def check_job_devices(session: Session, user: Principal, profilers: list[Any]) -> None:
+    """Every device a job's profilers name is registered and ``user`` may use it, so a typo
+    or a device they may not use is a 422 at submit rather than failed trials later. The
+    message is the same for both cases: a device's existence does not leak."""
+    for i, component in enumerate(profilers):
+        name = str(component.name)
+        prefix = next((p for p in DEVICE_PROFILERS if name.startswith(p)), None)
+        if prefix is None:
+            continue
+        device = name[len(prefix):]
+        row = get_device(session, device) if len(device) <= 64 else None
+        if row is None or not may_use(row, user):
+            raise InvalidInput(f"profilers[{i}].name",
+                               f"device {device[:64]!r} is not registered or you may not use "
+                               "it (an admin creates it: lightsearch device token create "
+                               "--name NAME; GET /api/v1/devices lists yours)")
 
 
 def visible_device(session: Session, user: Principal, name: str) -> Device:

@@ -234,6 +234,23 @@ def test_timeout_withdraws_and_fails(client: Any, db: Any, tokens: dict[str, str
     assert lease(client, dev, AGENT_A) is None
 
 
+def test_job_naming_a_device_is_checked_at_submit(client: Any, tokens: dict[str, str]) -> None:
+    device_token(client, tokens["root"], users=["alice"])
+    for name in ("remote:rpi4", "predictor:remote:rpi4"):
+        spec = job_spec(profilers=[{"name": "lut:pixel3"}, {"name": name}])
+        r = client.post("/api/v1/jobs", json=spec, headers=auth(tokens["alice"]))
+        assert r.status_code == 201, r.text
+        r = client.post("/api/v1/jobs", json=spec, headers=auth(tokens["bob"]))
+        assert r.status_code == 422, r.text  # bob may not use it; told like a missing one
+        bob_error = r.json()["errors"][0]
+        assert bob_error["field"] == "profilers[1].name"
+        spec["profilers"][1]["name"] = name.replace("rpi4", "rpi5")
+        r = client.post("/api/v1/jobs", json=spec, headers=auth(tokens["alice"]))
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "profilers[1].name"
+        assert "not registered" in r.json()["errors"][0]["message"]
+        assert bob_error["message"] == r.json()["errors"][0]["message"].replace("rpi5", "rpi4")
+
+
 def test_unknown_or_forbidden_device(db: Any, tokens: dict[str, str], client: Any) -> None:
     from service.core.security import Principal
     from service.devices.link import DbDeviceLink

@@ -144,12 +144,10 @@ def test_remote_trial_times_out_not_the_job(db_url: str, tmp_path: Path) -> None
         assert "remote:loop: no result within 1 s" in trials[0]["error"]
         assert "no agent took it" in trials[0]["error"]
         assert final["status"] == "failed" and "no result within" in final["reason"]
-        # an unknown device fails the job at the door of the loop, naming the field
+        # an unknown device is refused at submit, naming the field
         bad = api.post("/jobs", json={**remote_job(), "profilers": [
-            {"name": "remote:nosuch"}]}).json()
-        final = wait_for(lambda: (j := api.get(f"/jobs/{bad['id']}").json())["status"]
-                         in ("succeeded", "failed") and j, 120, 0.2)
-        assert final["status"] == "failed"
-        assert "profilers[0]" in final["reason"] and "not registered" in final["reason"]
+            {"name": "remote:nosuch"}]})
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "profilers[0].name"
     finally:
         server.stop()

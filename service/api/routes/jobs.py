@@ -21,6 +21,7 @@ from service.api.deps import (
 )
 from service.artifacts import list_artifacts, resolve_artifact
 from service.core.errors import Forbidden, JobNotFound
+from service.devices.access import check_job_devices
 from service.models import Job
 from service.policy import check_spec, path_roots
 from service.schemas import (
@@ -117,6 +118,7 @@ def create_job(
 ) -> JobPublic:
     """Validate a job spec and queue it."""
     spec = check_spec(spec, path_roots(settings, session, user))
+    check_job_devices(session, user, spec.profilers)
     admit(spec, settings)
     job = crud.create_job(session, user, spec)
     return _public(session, job)
