@@ -25,6 +25,7 @@ import copy
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,16 +216,42 @@ def _decode(entry: dict[str, Any], data: bytes) -> torch.Tensor:
     return torch.from_numpy(out.reshape(shape))
 
 
+def manifest_model(model: Any, kept: Mapping[int, int]) -> dict[str, Any]:
+    """The manifest's ``model`` and ``kept``, naming no file. A job that starts from an
+    artifact records that artifact's own base model, with the parent's kept channels under its
+    own, so a manifest never points at another file; weights paths are dropped (the tensors
+    are in the artifact)."""
+    from spaces.compression import ModelRef
+
+    ref = model if isinstance(model, ModelRef) else ModelRef.model_validate(dict(model))
+    counts = {int(g): int(k) for g, k in kept.items()}
+    if ref.artifact is None:
+        return {"model": {**ref.model_dump(mode="json"), "weights": None}, "kept": counts}
+    with zipfile.ZipFile(ref.artifact) as zf:
+        parent = json.loads(zf.read("manifest.json"))["meta"]
+    return {"model": dict(parent["model"]),
+            "kept": {**{int(g): int(k) for g, k in parent["kept"].items()}, **counts}}
+
+
 def skeleton(meta: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
     """The module structure of an artifact: its model rebuilt and pruned to ``kept``
     channels per group (which channels does not matter: every tensor is then replaced)."""
     from search.compression.factory import architecture
     from search.compression.graph import analyze
     from search.compression.prune import prune_channels
+    from search.spec_paths import options_model
     from spaces.compression import ModelRef
+    from spaces.paths import walk_paths
 
-    # Only the structure matters here, so a weights file named in the manifest is not read.
-    ref = ModelRef.model_validate({**meta["model"], "weights": None})
+    # Only the structure matters here, so a weights file named in the manifest is not read,
+    # and a manifest naming any other file (an uploaded .lsz is read outside the service's
+    # path policy) is refused: manifests written here name none (``manifest_model``).
+    doc = {**meta["model"], "weights": None}
+    named = [ref.field for ref in walk_paths(ModelRef, doc, "model", options_model)]
+    if named:
+        raise ValueError(f"artifact manifest names files ({', '.join(named)}); an artifact's "
+                         "model must be a reference network or a space architecture")
+    ref = ModelRef.model_validate(doc)
     net = copy.deepcopy(architecture(ref)[0]).eval()
     table = analyze(net, tuple(input_shape)).table
     prune_channels(net, table, {int(g): int(k) for g, k in meta["kept"].items()})

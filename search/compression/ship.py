@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from search.compression.data import Split
-from search.compression.export import _materialized
+from search.compression.export import _materialized, manifest_model
 from search.compression.export import export_model as export_packed
 from search.compression.options import CompressEvaluatorOptions
 from search.compression.pipeline import compress_trial
@@ -164,8 +164,7 @@ def export_compressed_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Pa
     files = {k: Path(v) for k, v in result.files.items()}
     files["lsz"] = out / f"{name}.lsz"
     export_packed(ct.model, files["lsz"], input_shape=shape,
-                  meta={"model": opts.model.model_dump(mode="json"), "kept": ct.kept,
-                        "policy": arch})
+                  meta={**manifest_model(opts.model, ct.kept), "policy": arch})
     float_session = ort_session(str(files["onnx"]), 1)
     accuracy = {"onnx_val_acc": onnx_accuracy(float_session, data.val),
                 "onnx_test_acc": onnx_accuracy(float_session, data.test)}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search.base import Evaluation, Evaluator
-from search.compression.export import export_model, load_artifact
+from search.compression.export import export_model, load_artifact, manifest_model
 from search.compression.measure import count_flops, count_params, measure_latency_ms
 from search.compression.options import CompressEvaluatorOptions
 from search.compression.pipeline import compress_trial, policy_rows
@@ -61,8 +61,8 @@ class CompressionEvaluator(Evaluator):
             digest = hashlib.sha1(space.key(arch).encode()).hexdigest()[:12]
             path = out_dir / f"model-{digest}.lsz"
             sizes = export_model(model, path, input_shape=shape,
-                                 meta={"model": opts.model.model_dump(mode="json"),
-                                       "kept": trial.kept, "policy": space.validate(arch)})
+                                 meta={**manifest_model(opts.model, trial.kept),
+                                       "policy": space.validate(arch)})
             if opts.measure_latency:
                 exported, _ = load_artifact(path)
                 latency = exported_latency(exported, shape, opts.latency_backends)

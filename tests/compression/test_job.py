@@ -103,3 +103,43 @@ def test_a_model_of_a_lightsearch_space_is_compressible_or_refused_clearly(cache
     arch = SPACES.create("mnasnet", options=fire).sample(np.random.default_rng(0))
     with pytest.raises(ValueError, match="not priced exactly"):
         make_space(model={**ref, "arch": arch, "space_options": fire})
+
+
+def test_an_artifact_of_an_artifact_names_no_file(cache, tmp_path) -> None:
+    """A job that starts from an earlier artifact writes a manifest naming no file (its base
+    model and both prunings' channel counts), and loading refuses a manifest that names one:
+    an uploaded .lsz is read outside the service's path policy."""
+    import json
+    import zipfile
+
+    from agents.compression_baselines import uniform_policy
+
+    def compress(model: dict, ratio: float, out: str) -> str:
+        space = make_space(model=model, controls=["prune"],
+                           target={"metric": "flops", "ratio": ratio})
+        ev = CompressionEvaluator(model=model, finetune_epochs=0, export_dir=out,
+                                  measure_latency=False)
+        return ev.evaluate(uniform_policy(space), space, seed=0).artifacts["model"]
+
+    first = compress(MODEL, 0.5, str(tmp_path / "a"))
+    second = compress({"artifact": first, "dataset": "digits", "limit": 600},
+                      0.5, str(tmp_path / "b"))
+    model, manifest = load_artifact(second)
+    assert manifest["meta"]["model"] == {**load_artifact(first)[1]["meta"]["model"]}
+    assert manifest["meta"]["model"]["artifact"] is None
+    assert manifest["meta"]["model"]["weights"] is None
+    parent = load_artifact(first)[0]
+    assert sum(p.numel() for p in model.parameters()) < sum(
+        p.numel() for p in parent.parameters())  # pruned twice, rebuilt from the base
+
+    outside = tmp_path / "outside.lsz"  # never opened: the check comes first
+    with zipfile.ZipFile(second) as zf:
+        crafted = json.loads(zf.read("manifest.json"))
+        data = zf.read("data.bin")
+    crafted["meta"]["model"] = {"artifact": str(outside), "dataset": "digits"}
+    evil = tmp_path / "evil.lsz"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(crafted))
+        zf.writestr("data.bin", data)
+    with pytest.raises(ValueError, match=r"names files \(model.artifact\)"):
+        load_artifact(evil)
