@@ -45,6 +45,10 @@ class Profiler(ABC):
     """Measures or predicts the cost of an architecture on a device."""
 
     name: str = "profiler"
+    #: True for a profiler whose figures are produced elsewhere (a remote device): the loop
+    #: collects them after the batch's evaluations, so the device measures while the
+    #: executor trains. Its metrics then end a trial only after its evaluation.
+    deferred: bool = False
 
     @abstractmethod
     def metrics(self) -> list[str]:

@@ -134,6 +134,7 @@ class SearchLoop:
             with _field(f"profilers[{i}]"):
                 self.profilers.append(PROFILERS.create(p.name, options=p.options))
                 self.profilers[-1].attach(sink)
+        self._deferred = any(p.deferred for p in self.profilers)
         with _field("evaluator"):
             self.evaluator: Evaluator = EVALUATORS.create(
                 spec.evaluator.name, options=spec.evaluator.options
@@ -242,17 +243,20 @@ class SearchLoop:
         self.standing.add(rec)
 
     # ---- one proposal, before evaluation --------------------------------------------------
-    def _profile(self, arch: dict[str, Any]) -> tuple[dict[str, float], _Outcome | None]:
-        """Profiler metrics, or an outcome that ends the trial before evaluation."""
+    def _profile(self, arch: dict[str, Any], deferred: bool = False,
+                 ) -> tuple[dict[str, float], _Outcome | None]:
+        """Metrics of the profilers that run before evaluation (or, ``deferred``, after it),
+        or an outcome that ends the trial."""
+        profilers = [p for p in self.profilers if p.deferred == deferred]
         metrics: dict[str, float] = {}
-        for profiler in self.profilers:
+        for profiler in profilers:
             try:
                 metrics.update(profiler.profile(arch, self.space))
             except MetricNotMeasured:
                 pass  # nothing measured by this profiler: required metrics are checked below
             except ProfileFailed as err:  # this trial fails (not cached: may be transient)
                 return metrics, _Outcome(TrialState.FAILED, None, metrics, error=str(err))
-        profiled = {m for p in self.profilers for m in p.metrics()}
+        profiled = {m for p in profilers for m in p.metrics()}
         missing = [m for m in self.required_metrics if m in profiled and m not in metrics]
         if missing:
             return metrics, _Outcome(TrialState.INVALID, None, metrics,
@@ -436,18 +440,26 @@ class SearchLoop:
         for task, out in zip(tasks, outcomes, strict=True):
             key = self.space.key(task.arch)
             metrics = dict(profiled[key])
+            late: _Outcome | None = None
+            if out.evaluation is not None and not out.cancelled and self._deferred:
+                # measured elsewhere while the executor trained (queued by _begin_batch)
+                later, late = self._profile(task.arch, deferred=True)
+                metrics.update(later)
             if out.evaluation is not None:
                 metrics.update(out.evaluation.metrics)
                 recorded = dict(out.evaluation.recorded)
                 # An evaluator that stopped the candidate early (ASHA) says so in
                 # ``recorded["pruned"]``: a partial score is no reward, the trial is PRUNED.
                 pruned = recorded.get("pruned") is True
-                outcome = _Outcome(
-                    TrialState.PRUNED if pruned else TrialState.COMPLETE, None, metrics,
-                    recorded, _pruned_reason(recorded) if pruned else None,
-                    dict(out.evaluation.artifacts), out.duration_s, out.node)
+                state, error = (TrialState.PRUNED if pruned else TrialState.COMPLETE,
+                                _pruned_reason(recorded) if pruned else None)
+                if late is not None:  # the measurement failed, or broke a constraint
+                    state, error = late.state, late.error
+                outcome = _Outcome(state, None, metrics, recorded, error,
+                                   dict(out.evaluation.artifacts), out.duration_s, out.node)
                 outcome = self._finish(metrics, outcome)
-                self.cache[key] = outcome
+                if outcome.state is not TrialState.FAILED:  # a failure may be transient
+                    self.cache[key] = outcome
             else:
                 outcome = _Outcome(TrialState.FAILED, None, metrics, error=out.error,
                                    duration_s=out.duration_s, node=out.node)

@@ -66,7 +66,8 @@ class ObjectiveSpec(_Strict):
 
 
 class ConstraintSpec(_Strict):
-    """A bound on a metric; ``reject`` skips evaluation of candidates that break it."""
+    """A bound on a metric; ``reject`` skips evaluation of candidates that break it (a
+    ``deferred`` profiler's metric, measured during evaluation, ends the trial after it)."""
 
     metric: str = Field(..., min_length=1, max_length=200)
     max: Number | None = None

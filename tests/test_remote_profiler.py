@@ -90,6 +90,32 @@ def test_a_batch_is_queued_at_once_and_metrics_come_back() -> None:
     assert loop.profilers[0].describe()["device"] == {"cpu": "memory"}
 
 
+def test_the_device_measures_while_the_executor_trains() -> None:
+    """Measurements are queued before the batch's evaluations and collected after them, so
+    a device works while the executor trains; a constraint on a device metric then ends the
+    trial after its evaluation (pruned, with the evaluation's metrics kept)."""
+    link = MemoryLink()
+    sink = LinkSink(link)
+    job = spec(budget=3).model_dump()
+    job["constraints"] = [{"metric": "loop_latency_ms", "max": 2.5, "reject": True}]
+    loop = SearchLoop(JobSpec.model_validate(job), sink)
+    evaluate = loop.evaluator.evaluate
+
+    def logged(*args: Any, **kwargs: Any) -> Any:
+        link.events.append("evaluate")
+        return evaluate(*args, **kwargs)
+
+    loop.evaluator.evaluate = logged  # type: ignore[method-assign]
+    summary = loop.run()
+    assert summary.status == "succeeded"
+    assert link.events == ["submit"] * 3 + ["evaluate"] * 3 + ["wait"] * 3
+    by_latency = {t.metrics["loop_latency_ms"]: t for t in sink.trials}
+    assert by_latency[3.0].state.value == "pruned"
+    assert "constraint violated" in by_latency[3.0].error
+    assert "params_k" in by_latency[3.0].metrics  # evaluated before the device answered
+    assert by_latency[1.0].state.value == by_latency[2.0].state.value == "complete"
+
+
 def test_a_failed_measurement_fails_its_trial_not_the_job() -> None:
     link = MemoryLink(fail_every=2)
     sink = LinkSink(link)

@@ -10,10 +10,12 @@ the job's result sink hands over (``ResultSink.device_link``; the service's SQL 
 backed by its database, fenced to the job's owner). A job run without the service
 (``lightsearch search``) has no link, and a remote profiler then fails at the door.
 
-The loop calls ``begin_batch`` with a batch's new architectures before profiling them one by
-one, so a batch's measurements are all queued at once and agents of one device work on them
-in parallel; ``profile`` then waits for each result, at most ``timeout_s`` seconds (past it
-the trial fails with the reason, the job goes on). Results are cached by the service per
+The loop calls ``begin_batch`` with a batch's new architectures before evaluating them, so a
+batch's measurements are all queued at once and agents of one device work on them in
+parallel while the executor trains (the profiler is ``deferred``); after the evaluations
+``profile`` waits for each result, at most ``timeout_s`` seconds (past it the trial fails
+with the reason, the job goes on). A constraint on a device metric therefore ends a trial
+after its evaluation, not before. Results are cached by the service per
 device and model hash: a model is measured once per device name.
 """
 
@@ -98,6 +100,8 @@ def onnx_model(space: Space, arch: Architecture, input_shape: Sequence[int],
 
 class RemoteLatencyProfiler(Profiler):
     """``<device>_latency_ms`` (+ median, spread) and ``<device>_energy_mj`` from a device."""
+
+    deferred = True  # the device measures while the executor trains
 
     def __init__(self, device: str, input_shape: Sequence[int] = (1, 28, 28),
                  num_classes: int = 10, batch_size: int = 1, warmup: int = 5, rounds: int = 5,
