@@ -318,6 +318,32 @@ def test_agent_imports_no_torch_or_ray() -> None:
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
+def test_one_file_agent_holds_every_module_it_imports(client: Any, tokens: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    """``agent.pyz`` (served to device tokens only) runs from itself: every project module the
+    agent imports comes from inside the file, none from this checkout."""
+    dev = device_token(client, tokens["root"])
+    assert client.get("/api/v1/devices/agent/agent.pyz",
+                      headers=auth(tokens["alice"])).status_code == 403
+    r = client.get("/api/v1/devices/agent/agent.pyz", headers=auth(dev))
+    assert r.status_code == 200 and r.headers["etag"].strip('"')
+    pyz = tmp_path / "agent.pyz"
+    pyz.write_bytes(r.content)
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['agent.pyz', '--help']\n"
+            f"try: runpy.run_path({str(pyz)!r}, run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "mine = [m for m in sys.modules if m.split('.')[0] in "
+            "('search', 'service', 'spaces', 'agents')]\n"
+            f"print('OUTSIDE', sorted(m for m in mine if not "
+            f"(getattr(sys.modules[m], '__file__', '') or '').startswith({str(pyz)!r})))\n"
+            "print('LOADED', len(mine))")
+    out = subprocess.run([PYTHON, "-c", code], cwd=tmp_path, env=subprocess_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert "OUTSIDE []" in out.stdout and "--server" in out.stdout, out.stdout + out.stderr
+    assert "LOADED 12" in out.stdout, out.stdout
+
+
 def test_cli_device_token_and_list(tmp_path: Path, capsys: Any, db_url: str,
                                    monkeypatch: Any) -> None:
     from service.cli import main

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -41,12 +42,15 @@ class Agents:
         self.url, self.token, self.log_dir = url, token, log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, key: str) -> None:
+    def start(self, key: str, pyz: Path | None = None) -> None:
+        """``lightsearch device-agent``, or the one-file agent ``pyz`` the server serves."""
         log = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed with the process
+        command = [PYTHON, str(pyz)] if pyz else [PYTHON, "-m", "service.cli", "device-agent"]
         self.procs[key] = subprocess.Popen(
-            [PYTHON, "-m", "service.cli", "device-agent", "--server", self.url, "--token",
-             self.token, "--agent-key", key, "--poll-s", "0.05", "--log-level", "warning"],
-            cwd=REPO, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+            [*command, "--server", self.url, "--token", self.token, "--agent-key", key,
+             "--poll-s", "0.05", "--log-level", "warning"],
+            cwd=pyz.parent if pyz else REPO, env=subprocess_env(), stdout=log,
+            stderr=subprocess.STDOUT)
 
     def kill(self, key: str) -> None:
         os.kill(self.procs[key].pid, signal.SIGKILL)
@@ -75,9 +79,14 @@ def test_remote_job_survives_a_killed_agent(db_url: str, tmp_path: Path) -> None
         api = server.client()
         r = api.post("/device-tokens", json={"name": "loop"})
         assert r.status_code == 201, r.text
-        agents = Agents(server.url, r.json()["token"], tmp_path)
+        token = r.json()["token"]
+        agents = Agents(server.url, token, tmp_path)
         agents.start("agent-one")
-        agents.start("agent-two")
+        pyz = tmp_path / "device" / "agent.pyz"  # the one-file agent, as a device fetches it
+        pyz.parent.mkdir()
+        pyz.write_bytes(httpx.get(f"{server.url}/api/v1/devices/agent/agent.pyz",
+                                  headers={"Authorization": f"Bearer {token}"}).content)
+        agents.start("agent-two", pyz)
         wait_for(lambda: api.get("/devices/loop").json()["agents_online"] == 2, 60)
         job = api.post("/jobs", json=remote_job()).json()
 

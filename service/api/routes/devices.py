@@ -152,6 +152,18 @@ def lease(body: AgentBody, device: DeviceDep, state: StateDep) -> LeaseAnswer:
                                                                          options=work.options))
 
 
+@router.get("/agent/agent.pyz", responses={200: {"content": {"application/zip": {}}}})
+def agent_bundle(device: DeviceDep) -> Response:
+    """The device agent as one file, for devices that should not install the server's
+    dependencies: ``pip install httpx numpy onnxruntime``, then ``python agent.pyz --server
+    URL --token lsd_...``."""
+    from service.device_agent.bundle import agent_digest, agent_zipapp
+
+    return Response(agent_zipapp(), media_type="application/zip",
+                    headers={"ETag": f'"{agent_digest()}"',
+                             "Content-Disposition": 'attachment; filename="agent.pyz"'})
+
+
 @router.get("/agent/measurements/{measurement_id}/models",
             responses={200: {"content": {"application/octet-stream": {}}}})
 def models(measurement_id: MeasurementId, device: DeviceDep, state: StateDep,
