@@ -1,18 +1,22 @@
-"""Real server processes for the crash, CLI and topology tests (and the benchmarks)."""
+"""Real server processes and local Ray clusters for the crash, CLI and topology tests (and
+the benchmarks)."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.service.conftest import PYTHON, REPO, subprocess_env
+from tests.service.conftest import PYTHON, REPO, free_port, subprocess_env
 
 
 class Server:
@@ -102,3 +106,70 @@ def committed_trials(db_file: Path, job_id: str) -> dict[int, tuple[str, Any]]:
         rows = conn.execute("SELECT trial_id, arch_key, reward FROM trials WHERE job_id = ?",
                             (job_id,)).fetchall()
     return {t: (k, r) for t, k, r in rows}
+
+
+class LocalRayCluster:
+    """A hand-made multi-node Ray cluster on this machine: a head and ``workers`` nodes
+    (``ray start``), each with its own CPU count, on free ports and their own token.
+
+    Its own temp dir keeps the 'current cluster' pointer out of /tmp/ray, where a plain
+    ``ray.init()`` by anyone else on the machine would otherwise find (and try) it; every
+    node runs in its own process group, so ``stop`` kills only ours."""
+
+    def __init__(self, token_file: Path, *, workers: int = 1, head_cpus: int = 1,
+                 worker_cpus: int = 1) -> None:
+        self.head_cpus, self.worker_cpus, self.workers = head_cpus, worker_cpus, workers
+        token_file.write_text(secrets.token_hex(32))
+        self.ray_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+        self.env = subprocess_env(**self.ray_env)
+        self.gcs_port = free_port()
+        self.address = f"127.0.0.1:{self.gcs_port}"
+        self.groups: list[int] = []
+        self.temp_dir = ""
+        # Worker port ranges below Linux's ephemeral range (32768+), where free_port() draws.
+        self._ports = 20000 + secrets.randbelow(40) * 200
+
+    def _start_node(self, args: list[str], cpus: int) -> None:
+        ports = [free_port() for _ in range(6)]
+        worker_ports = self._ports + 200 * len(self.groups)
+        cmd = [shutil.which("ray") or "ray", "start", *args, f"--num-cpus={cpus}",
+               "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
+               f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
+               f"--metrics-export-port={ports[2]}", f"--dashboard-agent-listen-port={ports[3]}",
+               f"--dashboard-agent-grpc-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}",
+               f"--min-worker-port={worker_ports}", f"--max-worker-port={worker_ports + 199}",
+               "--disable-usage-stats"]
+        proc = subprocess.Popen(cmd, env=self.env, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out, _ = proc.communicate(timeout=180)
+        self.groups.append(proc.pid)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ray start failed: {out[-3000:]}")
+
+    def start(self) -> LocalRayCluster:
+        self.temp_dir = tempfile.mkdtemp(prefix="lsray", dir="/tmp")  # socket paths < 108
+        try:
+            self._start_node(["--head", f"--port={self.gcs_port}", "--include-dashboard=false",
+                              f"--ray-client-server-port={free_port()}"], self.head_cpus)
+            for _ in range(self.workers):
+                self._start_node([f"--address={self.address}"], self.worker_cpus)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for group in self.groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.groups = []
+        time.sleep(0.5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRayCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
