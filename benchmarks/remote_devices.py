@@ -36,8 +36,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,53 +46,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.service.conftest import PYTHON, REPO, free_port, subprocess_env  # noqa: E402
-from tests.service.proc import Server  # noqa: E402
+from tests.service.conftest import REPO, free_port  # noqa: E402
+from tests.service.proc import DeviceAgents, Server, peak_rss_mib  # noqa: E402
 
 DEVICE = "bench"
-
-
-def peak_rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-class Agents:
-    def __init__(self, url: str, token: str, log_dir: Path) -> None:
-        self.url, self.token, self.log_dir = url, token, log_dir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, key: str) -> None:
-        log = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115
-        self.procs[key] = subprocess.Popen(
-            [PYTHON, "-m", "service.cli", "device-agent", "--server", self.url, "--token",
-             self.token, "--agent-key", key, "--threads", "1", "--poll-s", "0.05",
-             "--log-level", "warning"],
-            cwd=REPO, env=subprocess_env(OMP_NUM_THREADS="1"), stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def peaks(self) -> dict[str, float | None]:
-        return {k: peak_rss_mib(p.pid) for k, p in self.procs.items() if p.poll() is None}
-
-    def kill(self, key: str) -> None:
-        os.kill(self.procs[key].pid, signal.SIGKILL)
-        self.procs[key].wait(10)
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        self.procs.clear()
 
 
 def wait_until(pred: Any, timeout: float, interval: float = 0.05) -> Any:
@@ -145,7 +100,7 @@ def throughput(server: Server, token: str, db_url: str, args: argparse.Namespace
         for n in order:
             seed = 1000 + rep * 100 + n
             models = models_for(seed, args.models)
-            agents = Agents(server.url, token, work)
+            agents = DeviceAgents(server.url, token, work)
             try:
                 for i in range(n):
                     agents.start(f"tp-{rep}-{n}-{i}-agent")
@@ -186,7 +141,7 @@ def killed_agent(server: Server, token: str, db_url: str, work: Path) -> dict[st
     from sqlalchemy import create_engine, text
 
     api = server.client()
-    agents = Agents(server.url, token, work)
+    agents = DeviceAgents(server.url, token, work)
     agents.start("kill-agent-one")
     agents.start("kill-agent-two")
     wait_until(lambda: api.get(f"/devices/{DEVICE}").json()["agents_online"] >= 2, 120)
@@ -246,7 +201,7 @@ def predictor(server: Server, token: str, db_url: str, args: argparse.Namespace,
                            exclude=[space.key(a) for a in calib])
     out: dict[str, Any] = {"archs": len(held), "calibration": len(calib)}
     api = server.client()
-    agents = Agents(server.url, token, work)
+    agents = DeviceAgents(server.url, token, work)
     agents.start("predictor-agent")
     wait_until(lambda: api.get(f"/devices/{DEVICE}").json()["agents_online"] >= 1, 120)
     db = Database.from_url(db_url, pool_size=4)

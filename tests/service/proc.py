@@ -173,3 +173,50 @@ class LocalRayCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """A live process's peak resident memory (VmHWM), MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class DeviceAgents:
+    """Device agent processes of one device, one thread each: ``lightsearch device-agent``,
+    or the one-file agent ``pyz`` the server serves, run from its own folder."""
+
+    def __init__(self, url: str, token: str, log_dir: Path) -> None:
+        self.url, self.token, self.log_dir = url, token, log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, key: str, pyz: Path | None = None) -> None:
+        log = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed with the process
+        command = [PYTHON, str(pyz)] if pyz else [PYTHON, "-m", "service.cli", "device-agent"]
+        self.procs[key] = subprocess.Popen(
+            [*command, "--server", self.url, "--token", self.token, "--agent-key", key,
+             "--threads", "1", "--poll-s", "0.05", "--log-level", "warning"],
+            cwd=pyz.parent if pyz else REPO, env=subprocess_env(OMP_NUM_THREADS="1"),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def peaks(self) -> dict[str, float | None]:
+        return {k: peak_rss_mib(p.pid) for k, p in self.procs.items() if p.poll() is None}
+
+    def kill(self, key: str) -> None:
+        os.kill(self.procs[key].pid, signal.SIGKILL)
+        self.procs[key].wait(10)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs.clear()

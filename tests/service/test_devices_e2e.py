@@ -4,9 +4,6 @@ subprocess), real device agents in their own processes on loopback, one of them 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.service.conftest import PYTHON, REPO, free_port, subprocess_env, wait_for
-from tests.service.proc import Server
+from tests.service.conftest import free_port, wait_for
+from tests.service.proc import DeviceAgents, Server
 
 pytestmark = pytest.mark.slow
 
@@ -35,52 +32,20 @@ def remote_job(budget: int = 6, **options: Any) -> dict[str, Any]:
     }
 
 
-class Agents:
-    """Device agent processes (``lightsearch device-agent``)."""
-
-    def __init__(self, url: str, token: str, log_dir: Path) -> None:
-        self.url, self.token, self.log_dir = url, token, log_dir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, key: str, pyz: Path | None = None) -> None:
-        """``lightsearch device-agent``, or the one-file agent ``pyz`` the server serves."""
-        log = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed with the process
-        command = [PYTHON, str(pyz)] if pyz else [PYTHON, "-m", "service.cli", "device-agent"]
-        self.procs[key] = subprocess.Popen(
-            [*command, "--server", self.url, "--token", self.token, "--agent-key", key,
-             "--poll-s", "0.05", "--log-level", "warning"],
-            cwd=pyz.parent if pyz else REPO, env=subprocess_env(), stdout=log,
-            stderr=subprocess.STDOUT)
-
-    def kill(self, key: str) -> None:
-        os.kill(self.procs[key].pid, signal.SIGKILL)
-        self.procs[key].wait(10)
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
 def test_remote_job_survives_a_killed_agent(db_url: str, tmp_path: Path) -> None:
     server = Server(tmp_path / "data", free_port(),
                     extra_args=("--executor", "spec", "--database-url", db_url),
                     LIGHTSEARCH_DEVICE_LEASE_S="2", LIGHTSEARCH_PLUGINS=PLUGINS,
                     LIGHTSEARCH_POLL_S="0.1")
     server.start()
-    agents: Agents | None = None
+    agents: DeviceAgents | None = None
     engine = create_engine(db_url)
     try:
         api = server.client()
         r = api.post("/device-tokens", json={"name": "loop"})
         assert r.status_code == 201, r.text
         token = r.json()["token"]
-        agents = Agents(server.url, token, tmp_path)
+        agents = DeviceAgents(server.url, token, tmp_path)
         agents.start("agent-one")
         pyz = tmp_path / "device" / "agent.pyz"  # the one-file agent, as a device fetches it
         pyz.parent.mkdir()
