@@ -9,6 +9,7 @@ import json
 import re
 import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +286,40 @@ def test_int8_onnx_stores_no_optional_tensors_and_computes_the_same(cache, tmp_p
     with torch.no_grad():
         want = ct.model.eval()(torch.from_numpy(x)).argmax(1).numpy()
     assert (_ort(slim, x).argmax(1) == want).mean() >= 0.95
+
+
+def test_onnx_runtime_pads_channels_to_its_nchwc_block(resnet) -> None:
+    """``padded_kept`` predicts the output channels ONNX Runtime's optimized graph really
+    computes for a pruned model (counts off the block run as the next multiple), with the
+    block ``ort_nchwc_block`` reads off this machine's ONNX Runtime."""
+    import copy
+
+    import onnx
+    import onnxruntime as ort
+
+    from search.compression.graph import analyze
+    from search.compression.latency import ort_nchwc_block, padded_kept
+    from search.compression.prune import prune_channels
+    from search.profilers.measured import onnx_bytes
+
+    assert padded_kept({0: 8, 1: 24, 2: 40, 3: 32}, 16) == {0: 16, 1: 32, 2: 48, 3: 32}
+    assert padded_kept({0: 3}, None) == {0: 3}
+    block = ort_nchwc_block()
+    assert block is None or block in (4, 8, 16, 32)
+    table = analyze(resnet, (1, 8, 8)).table
+    kept = {g.index: g.channels // 2 - 1 for g in table.groups}  # 3, 7, 15: off any block
+    pruned = copy.deepcopy(resnet)
+    prune_channels(pruned, table, kept)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.optimized_model_filepath = str(Path(tempfile.mkdtemp()) / "opt.onnx")
+    ort.InferenceSession(onnx_bytes(pruned.eval(), torch.zeros(1, 1, 8, 8)), opts,
+                         providers=["CPUExecutionProvider"])
+    graph = onnx.load(opts.optimized_model_filepath).graph
+    init = {t.name: t for t in graph.initializer}
+    computed = sorted(init[n.input[1]].dims[0] for n in graph.node if n.op_type == "Conv")
+    padded = padded_kept(kept, block)
+    want = sorted(padded[op.out_group] for op in table.ops if op.kind == "conv")
+    assert computed == want
+    if block is not None:
+        assert computed != sorted(kept[op.out_group] for op in table.ops if op.kind == "conv")
