@@ -204,7 +204,9 @@ def slim_qdq(model: Any) -> dict[str, int]:
         b_dq.input[1] = out
         cut["bias_scales"] += 1
     for n in g.node:
-        if n.op_type == "DequantizeLinear" and len(n.input) == 3 and n.input[2] in init                 and all(c.op_type == "Conv" for c in consumers.get(n.output[0], [])):
+        readers = consumers.get(n.output[0], []) if n.op_type == "DequantizeLinear" else []
+        if len(n.input) == 3 and n.input[2] in init and readers \
+                and all(c.op_type == "Conv" for c in readers):
             zp = array(n.input[2])
             if zp.dtype in (np.int8, np.int32) and not zp.any():
                 del n.input[2]
@@ -249,7 +251,8 @@ def export_compressed_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Pa
     opts = CompressEvaluatorOptions.model_validate(spec.evaluator.options)
     seed = evaluation_seed(spec.seed, trial.arch_key)
     arch = space.validate(trial.arch)
-    ct = compress_trial(opts, space, arch, seed=seed)
+    ct = compress_trial(opts, space, arch, seed=seed,
+                        lineage=trial.recorded.get("warm_start_lineage"))
     data, shape = ct.data, ct.data.input_shape
     name = name or f"trial{trial.trial_id}"
     out = Path(out_dir)
