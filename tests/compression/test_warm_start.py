@@ -77,3 +77,53 @@ def test_warm_start_applies_to_prune_only_policies(cache) -> None:
     t = compress_trial(opts, space, space.identity(), seed=0)
     assert "warm_start_lineage" not in t.recorded
     assert ancestor(opts, space, t.kept) is None
+
+
+@pytest.mark.slow
+def test_a_netadapt_job_carries_weights_between_steps_and_exports_its_best(cache, tmp_path,
+                                                                         digits) -> None:
+    """Through ``lightsearch search``: every candidate after NetAdapt's first step starts from
+    the model the step chose, and ``lightsearch export`` rebuilds the best one from the
+    results file alone (a fresh process's view: nothing carried)."""
+    import json
+
+    import numpy as np
+
+    from search.cli import main
+    from search.profilers.measured import ort_session
+
+    clear_carried()
+    job = {"kind": "compress", "name": "na", "model": MODEL, "seed": 0,
+           "target": {"metric": "flops", "ratio": 0.6},
+           "space": {"name": "compression", "options": {"controls": ["prune"]}},
+           "agent": {"name": "netadapt", "options": {"short_term_finetune": True,
+                                                     "initial_reduction": 0.25}},
+           "evaluator": {"name": "compress", "options": {
+               "finetune_epochs": 0.2, "warm_start": True, "signal": "after_finetune",
+               "measure_latency": False}},
+           "budget": {"evaluations": 6}, "export": {"best": True, "measure_latency": False}}
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    out = tmp_path / "res.json"
+    code = main(["search", str(path), "--out", str(out), "--quiet"])
+    results = json.loads(out.read_text())
+    assert (code, results["status"]) in ((0, "succeeded"), (3, "exhausted")), results["reason"]
+    trials = results["trials"]
+    lineages = [t["recorded"]["warm_start_lineage"] for t in trials]
+    assert lineages[0] == []
+    later = [lin for lin in lineages if lin]
+    assert later, "no candidate started from a chosen one"
+    kept = {json.dumps(t["recorded"]["policy"]) for t in trials}
+    assert len(kept) > 1
+    clear_carried()
+    again = tmp_path / "again"
+    assert main(["export", str(out), "--out", str(again), "--no-latency"]) == 0
+    best = next(p for p in (tmp_path / "res-models").iterdir() if p.is_dir())
+    x = digits.val.x[:32].numpy()
+
+    def run(p) -> np.ndarray:
+        s = ort_session(str(p), 1)
+        return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+    assert np.allclose(run(best / f"{best.name}.onnx"),
+                       run(again / best.name / f"{best.name}.onnx"), atol=1e-5)
