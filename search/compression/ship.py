@@ -110,9 +110,9 @@ def quantize_int8(src: Path, dest: Path, calib: Split, samples: int = 256, *,
 
 def compact(path: Path, *, slim: bool = True) -> Any:
     """The quantizer's ONNX graph with every optional byte cut (``slim_qdq``), short tensor
-    names and no node names, doc strings or shape annotations: for a small network the
-    quantizer's extra tensors and names take as many bytes as a fifth of its int8 weights.
-    Inputs and outputs keep their names."""
+    names and no node names, doc strings or shape annotations: for a small network they
+    took a seventh of the file (MobileNetV2-style, 8x8 digits: 179,033 -> 152,812 bytes,
+    0.347 -> 0.296 of the float32 file). Inputs and outputs keep their names."""
     import onnx
 
     model = onnx.load(str(path))
@@ -158,9 +158,9 @@ def slim_qdq(model: Any) -> dict[str, int]:
     - a bias's dequantization scale is by construction ``input scale x weight scale`` (the
       standard QDQ bias): it becomes a ``Mul`` of those two initializers, folded by ONNX
       Runtime when the session loads, instead of a stored per-channel float array;
-    - all-zero zero points of the weights and biases of Conv layers are dropped (optional
-      inputs, zero by default): a per-channel int32 array per bias. The Gemm keeps its own:
-      without them ONNX Runtime no longer fuses it into a QGemm;
+    - all-zero zero points of the stored weights and biases of Conv layers are dropped
+      (optional inputs, zero by default): a per-channel int32 array per bias. The Gemm keeps
+      its own: without them ONNX Runtime no longer fuses it into a QGemm;
     - nodes whose outputs nothing reads (the float model's Clip bounds, left behind when the
       quantizer folded the Clip into a quantize step) and initializers nothing reads;
     - duplicate initializers (the same scalar scale or zero point stored once per use).
@@ -205,8 +205,8 @@ def slim_qdq(model: Any) -> dict[str, int]:
         cut["bias_scales"] += 1
     for n in g.node:
         readers = consumers.get(n.output[0], []) if n.op_type == "DequantizeLinear" else []
-        if len(n.input) == 3 and n.input[2] in init and readers \
-                and all(c.op_type == "Conv" for c in readers):
+        if len(n.input) == 3 and n.input[0] in init and n.input[2] in init and readers \
+                and all(c.op_type == "Conv" for c in readers):  # a stored weight or bias
             zp = array(n.input[2])
             if zp.dtype in (np.int8, np.int32) and not zp.any():
                 del n.input[2]
