@@ -52,8 +52,10 @@ class CompressedTrial:
 
 #: ``warm_start``: per job configuration (``_carry_key``), the shipped models of the prune-only
 #: policies this process evaluated, by kept channels per group, oldest first.
-_CARRIED: dict[str, OrderedDict[tuple[int, ...], tuple[nn.Module, list[dict[str, Any]]]]] = {}
+_CARRIED: OrderedDict[str, OrderedDict[tuple[int, ...], tuple[nn.Module, list[dict[str, Any]]]]] \
+    = OrderedDict()
 CARRY_LIMIT = 32  # models kept per job configuration
+CARRY_JOBS = 4  # job configurations kept (a long-lived worker runs many jobs)
 
 
 def clear_carried() -> None:
@@ -139,7 +141,11 @@ def compress_trial(opts: CompressEvaluatorOptions, space: CompressionSpace,
     trial = _score(opts, space, arch, model, kept_now, base, data, base_info, seed)
     if carry:
         trial.recorded["warm_start_lineage"] = copy.deepcopy(ancestors)
-        store = _CARRIED.setdefault(_carry_key(opts, space), OrderedDict())
+        ckey = _carry_key(opts, space)
+        store = _CARRIED.setdefault(ckey, OrderedDict())
+        _CARRIED.move_to_end(ckey)
+        while len(_CARRIED) > CARRY_JOBS:
+            _CARRIED.popitem(last=False)
         key = tuple(int(kept_now[g.index]) for g in space.table.groups)
         store.pop(key, None)
         store[key] = (copy.deepcopy(trial.model),
