@@ -10,9 +10,11 @@ approximate (within that error) for the device.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -84,3 +86,46 @@ def cached_latency_model(model: nn.Module, space: CompressionSpace, profiler: st
     path.write_text(json.dumps({"intercept": lm.intercept, "coefs": lm.coefs, "unit": lm.unit,
                                 "fit_error": err}))
     return lm
+
+
+@functools.cache
+def ort_nchwc_block() -> int | None:
+    """The channel block of ONNX Runtime's NCHWc convolutions on this CPU (16 with AVX-512,
+    8 with AVX2), or None where ONNX Runtime does not use them.
+
+    Why it matters: ONNX Runtime pads every convolution's output channels up to a multiple
+    of the block, and a layer with fewer channels than one block also leaves the blocked
+    layout (a reorder to NCHW after it). So a channel count that is not a multiple of the
+    block runs as fast as the next multiple, no faster: a ``channel_multiple`` below the
+    block buys FLOPs that do not turn into latency. Read from the graph ONNX Runtime
+    optimizes: a 4-channel convolution's weights come back padded to one block.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((4, 4, 3, 3), np.float32), "w")
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 8, 8]) for n in "xy"]
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * 4)],
+                              "probe", io[:1], io[1:], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.optimized_model_filepath = f"{tmp}/probe.onnx"
+        ort.InferenceSession(model.SerializeToString(), opts,
+                             providers=["CPUExecutionProvider"])
+        optimized = onnx.load(opts.optimized_model_filepath).graph
+    if not any(n.domain == "com.microsoft.nchwc" for n in optimized.node):
+        return None
+    return int(max(t.dims[0] for t in optimized.initializer if len(t.dims) == 4))
+
+
+def padded_kept(kept: Mapping[int, int], block: int | None) -> dict[int, int]:
+    """The channels ONNX Runtime computes for ``kept`` channels per group: each count rounded
+    up to the NCHWc block (an unpruned group's too: compare with the reference's padded
+    counts)."""
+    if not block:
+        return dict(kept)
+    return {g: -(-int(k) // block) * block for g, k in kept.items()}

@@ -24,6 +24,11 @@ class CompressEvaluatorOptions(NoOptions):
     batch_size: int = Field(64, ge=1, le=65536)
     distill_weight: float = Field(0.0, ge=0, le=1, description="Weight of the KD loss.")
     temperature: float = Field(4.0, gt=0, le=100, description="KD softmax temperature.")
+    warm_start: bool = Field(
+        False, description="NetAdapt's weight carrying: a prune-only policy starts from the "
+        "fine-tuned model of the nearest policy evaluated before it in this process that keeps "
+        "at least as many channels in every group (recorded as warm_start_lineage and "
+        "replayed on export), instead of from the reference.")
     signal: Literal["before_finetune", "after_finetune", "shipped"] = Field(
         "before_finetune", description="Which validation accuracy the agent sees as val_acc "
         "('shipped': the better of before and after fine-tuning, the state exported).")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +209,117 @@ def test_onnx_runtime_latency_of_the_exported_model_is_a_metric(cache) -> None:
     m = ev.evaluate(uniform_policy(space), space, seed=0).metrics
     assert m["latency_ort_ms"] > 0 and "latency_ms" not in m
     assert "latency_ort_ms" in ev.signal_metrics()
+
+
+def _fused_ops(data: bytes) -> dict[str, int]:
+    """Operator counts of the graph ONNX Runtime runs (after its fusions)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        so.optimized_model_filepath = f"{tmp}/opt.onnx"
+        ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        return dict(collections.Counter(n.op_type for n in onnx.load(so.optimized_model_filepath)
+                                        .graph.node))
+
+
+def test_int8_onnx_stores_no_optional_tensors_and_computes_the_same(cache, tmp_path,
+                                                                    mobilenet) -> None:
+    """The slimmed int8 file drops the bias scales (derived), zero zero-points and the dead
+    Clip bounds, is smaller, computes exactly what the quantizer's file computes, keeps
+    ONNX Runtime's integer kernels, and scores like the 8-bit torch model it came from."""
+    import onnx
+
+    from search.compression.export import _materialized
+    from search.compression.finetune import evaluate_accuracy
+    from search.compression.ship import onnx_accuracy, quantize_int8, slim_qdq
+    from search.profilers.measured import onnx_bytes
+
+    model_ref = REFS["mobilenet"]
+    space = make_space(model=model_ref, controls=["bits"], bit_choices=[8])
+    opts = CompressEvaluatorOptions(model=model_ref, finetune_epochs=0)
+    ct = compress_trial(opts, space, space.validate(space.identity()), seed=0)
+    src = tmp_path / "float.onnx"
+    src.write_bytes(onnx_bytes(_materialized(ct.model).eval(), torch.zeros(1, 1, 8, 8),
+                               dynamic_batch=True))
+    plain, slim = tmp_path / "plain.onnx", tmp_path / "slim.onnx"
+    quantize_int8(src, plain, ct.data.train, slim=False)
+    quantize_int8(src, slim, ct.data.train)
+
+    graph = onnx.load(str(slim)).graph
+    init = {t.name: t for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]
+    assert len(convs) == 22 and len(gemms) == 1
+    producer = {o: n for n in graph.node for o in n.output}
+    for n in convs + gemms:  # the bias's scale is computed, not stored
+        bias_dq = producer[n.input[2]]
+        assert bias_dq.op_type == "DequantizeLinear"
+        assert producer[bias_dq.input[1]].op_type == "Mul"
+    for n in convs:  # no stored zero points for the weights and bias
+        assert all(len(producer[x].input) == 2 for x in n.input[1:])
+    assert not [n for n in graph.node if n.op_type == "Constant"]  # the Clip bounds
+    stored = {(t.data_type, tuple(t.dims), onnx.numpy_helper.to_array(t).tobytes())
+              for t in init.values()}
+    assert len(stored) == len(init)  # each scale and zero point once
+    # Slimming a slimmed model finds nothing left to cut.
+    again = onnx.load(str(slim))
+    assert slim_qdq(again) == {"bias_scales": 0, "zero_points": 0, "dead_nodes": 0,
+                               "duplicates": 0}
+
+    assert slim.stat().st_size < 0.85 * plain.stat().st_size
+    x = ct.data.val.x.numpy()
+    assert np.array_equal(_ort(slim, x), _ort(plain, x))
+    fused = _fused_ops(slim.read_bytes())
+    assert fused.get("QLinearConv") == 22 and fused.get("QGemm") == 1, fused
+    assert _fused_ops(plain.read_bytes()).get("QLinearConv") == 22
+
+    # Accuracy: the int8 file against the 8-bit torch model (weights alike; the file also
+    # quantizes activations to 8 bits).
+    torch_acc = 100 * evaluate_accuracy(ct.model, ct.data.val)
+    int8_acc = onnx_accuracy(ort_session(str(slim), 1), ct.data.val)
+    assert abs(int8_acc - torch_acc) <= 2.0, (int8_acc, torch_acc)
+    with torch.no_grad():
+        want = ct.model.eval()(torch.from_numpy(x)).argmax(1).numpy()
+    assert (_ort(slim, x).argmax(1) == want).mean() >= 0.95
+
+
+def test_onnx_runtime_pads_channels_to_its_nchwc_block(resnet) -> None:
+    """``padded_kept`` predicts the output channels ONNX Runtime's optimized graph really
+    computes for a pruned model (counts off the block run as the next multiple), with the
+    block ``ort_nchwc_block`` reads off this machine's ONNX Runtime."""
+    import copy
+
+    import onnx
+    import onnxruntime as ort
+
+    from search.compression.graph import analyze
+    from search.compression.latency import ort_nchwc_block, padded_kept
+    from search.compression.prune import prune_channels
+    from search.profilers.measured import onnx_bytes
+
+    assert padded_kept({0: 8, 1: 24, 2: 40, 3: 32}, 16) == {0: 16, 1: 32, 2: 48, 3: 32}
+    assert padded_kept({0: 3}, None) == {0: 3}
+    block = ort_nchwc_block()
+    assert block is None or block in (4, 8, 16, 32)
+    table = analyze(resnet, (1, 8, 8)).table
+    kept = {g.index: g.channels // 2 - 1 for g in table.groups}  # 3, 7, 15: off any block
+    pruned = copy.deepcopy(resnet)
+    prune_channels(pruned, table, kept)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.optimized_model_filepath = str(Path(tempfile.mkdtemp()) / "opt.onnx")
+    ort.InferenceSession(onnx_bytes(pruned.eval(), torch.zeros(1, 1, 8, 8)), opts,
+                         providers=["CPUExecutionProvider"])
+    graph = onnx.load(opts.optimized_model_filepath).graph
+    init = {t.name: t for t in graph.initializer}
+    computed = sorted(init[n.input[1]].dims[0] for n in graph.node if n.op_type == "Conv")
+    padded = padded_kept(kept, block)
+    want = sorted(padded[op.out_group] for op in table.ops if op.kind == "conv")
+    assert computed == want
+    if block is not None:
+        assert computed != sorted(kept[op.out_group] for op in table.ops if op.kind == "conv")
