@@ -18,10 +18,11 @@ import pytest
 from agents.base import TrialResult, TrialState
 from agents.registry import AGENTS, GENERIC_AGENTS, requires_target_space
 from spaces.compression import CompressionSpace
-from tests.agent_helpers import drive, make_agent
+from tests.agent_helpers import AGENT_VARIANTS, drive, make_agent
 from tests.compression.conftest import space_of
 
 COMPRESSION_AGENTS = sorted(n for n in AGENTS.names() if requires_target_space(n)) + ["amc"]
+AMC_VARIANTS = sorted(v for v, (n, _) in AGENT_VARIANTS.items() if n == "amc")
 FIXED = ("uniform", "shallow_first", "deep_first")
 
 
@@ -50,7 +51,7 @@ def _result(space: CompressionSpace):
     return result
 
 
-@pytest.mark.parametrize("name", COMPRESSION_AGENTS)
+@pytest.mark.parametrize("name", COMPRESSION_AGENTS + AMC_VARIANTS)
 def test_proposals_are_valid_json_with_increasing_ids(name: str, space) -> None:
     agent = make_agent(name, space)
     proposals = drive(agent, 24, _result(space))
@@ -62,7 +63,8 @@ def test_proposals_are_valid_json_with_increasing_ids(name: str, space) -> None:
         json.dumps(p.info)
 
 
-@pytest.mark.parametrize("name", [n for n in COMPRESSION_AGENTS if n != "netadapt"])
+@pytest.mark.parametrize("name", [n for n in COMPRESSION_AGENTS if n != "netadapt"]
+                         + AMC_VARIANTS)
 def test_every_proposal_meets_the_target(name: str, space) -> None:
     """Fixed policies and AMC's constrained episodes always meet it (NetAdapt's proposals
     approach it step by step: its own test below)."""
@@ -78,7 +80,7 @@ def test_netadapt_reaches_the_target_and_then_proposes_it(space) -> None:
     assert len(agent.history) >= 2  # several steps, one layer each
 
 
-@pytest.mark.parametrize("name", COMPRESSION_AGENTS)
+@pytest.mark.parametrize("name", COMPRESSION_AGENTS + AMC_VARIANTS)
 def test_unknown_or_repeated_trial_id_raises(name: str, space) -> None:
     agent = make_agent(name, space)
     p = agent.ask()
@@ -90,7 +92,7 @@ def test_unknown_or_repeated_trial_id_raises(name: str, space) -> None:
     assert space.validate(agent.ask().arch)
 
 
-@pytest.mark.parametrize("name", COMPRESSION_AGENTS)
+@pytest.mark.parametrize("name", COMPRESSION_AGENTS + AMC_VARIANTS)
 def test_state_round_trip_continues_identically(name: str, space) -> None:
     result = _result(space)
     original = make_agent(name, space, seed=11)
