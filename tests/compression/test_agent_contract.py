@@ -126,21 +126,26 @@ def test_refused_on_a_space_without_a_target(name: str, resnet) -> None:
 
 
 def test_netadapt_short_term_finetune_ranks_by_the_fine_tuned_accuracy(space) -> None:
-    """With the option, the step keeps the candidate whose fine-tuned accuracy is best,
-    whatever the reward says; without the figure it refuses clearly."""
-    agent = make_agent("netadapt", space,
-                       options={"short_term_finetune": True, "initial_reduction": 0.2})
-    props = []
-    while agent.queue:
-        props.append(agent.ask())
-    layers = [p.info["layer"] for p in props]
-    chosen = layers[len(layers) // 2]
-    for p in props:  # the reward prefers the first candidate; fine-tuning the chosen one
-        tuned = 90.0 if p.info["layer"] == chosen else 50.0
-        reward = 100.0 if p is props[0] else 10.0
-        agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=reward,
-                                           metrics={"val_acc_after_finetune": tuned}))
-    assert agent.history[-1]["layer"] == chosen
+    """Told the same results, NetAdapt with the option keeps the candidate whose fine-tuned
+    accuracy is best, and without it the one the reward (accuracy right after pruning)
+    prefers: the option changes its choice. Without the figure it refuses clearly."""
+    choices = {}
+    for tuned_rank in (False, True):
+        agent = make_agent("netadapt", space, options={"short_term_finetune": tuned_rank,
+                                                       "initial_reduction": 0.2})
+        props = []
+        while agent.queue:
+            props.append(agent.ask())
+        layers = [p.info["layer"] for p in props]
+        chosen = layers[len(layers) // 2]
+        for p in props:  # the reward prefers the first candidate; fine-tuning the chosen one
+            tuned = 90.0 if p.info["layer"] == chosen else 50.0
+            reward = 100.0 if p is props[0] else 10.0
+            agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=reward,
+                                               metrics={"val_acc_after_finetune": tuned}))
+        choices[tuned_rank] = agent.history[-1]["layer"]
+        assert choices[tuned_rank] == (chosen if tuned_rank else layers[0])
+    assert choices[True] != choices[False]
     p = agent.ask()
     with pytest.raises(ValueError, match="finetune_epochs"):
         agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=1.0))
