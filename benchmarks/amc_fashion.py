@@ -237,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--latency-profiler", default="cpu")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
+    ap.add_argument("--merge", action="append", default=[],
+                    help="JSON of an earlier run of this script: its rows for (target, method, "
+                    "seed) cells this run lacks join the table (e.g. one method rerun with "
+                    "other settings); repeatable")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     args.epochs = [float(e) for e in args.finetune.split(",")]
@@ -298,6 +302,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"search={row.get('search_cpu_min', math.nan):.2f} CPU-min "
                       f"evals={row.get('evaluations', '-')} {row.get('error', '')} "
                       f"[{(time.time() - t_start) / 60:.1f} min]", flush=True)
+    for path in args.merge:
+        earlier = json.loads(Path(path).read_text())
+        have = {(r["target"], r["method"], r["seed"]) for r in rows}
+        extra = [r for r in earlier["rows"] if (r["target"], r["method"], r["seed"]) not in have]
+        changed = {k: v for k, v in earlier["args"].items()
+                   if k not in ("out", "merge", "methods") and vars(args).get(k) != v}
+        print(f"# merged {len(extra)} rows from {path} (its settings that differ: {changed})")
+        devs.append(f"rows merged from {path}; settings there that differ: {changed}")
+        rows += [{**r, "merged_from": path} for r in extra]
     summary = summarize(rows, args)
     _write(out, args, refs, rows, devs, summary)
     print_table(summary, targets, methods, args)
