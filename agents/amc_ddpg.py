@@ -19,6 +19,23 @@ warm-up each stored transition triggers one DDPG update: critic to
 deterministic policy gradient, soft target updates with ``tau``. Failed episodes teach
 nothing and are dropped.
 
+Variants (``variant``; the paper's agent is kept for comparison):
+
+- ``"paper"``: the state above, the layers first to last, actions clipped as they are taken.
+- ``"budget"`` (default): a budget-aware state. Each layer's static features add its output
+  feature-map size h x w (the paper's state has it, ours lacked it); the dynamic features are,
+  for FLOPs and for the target's metric when that is another one, the cost already removed and
+  the cost still to remove, both as fractions of the reduction the target needs, then this
+  layer's share of the cost the remaining layers can still remove, and the reduction still
+  needed per unit of that reducible cost (>= 1: out of reach). Default ``constraint:
+  "penalty"``: actions are not clipped; a finished episode that misses the target is moved
+  onto it by one common fraction of the way from every action to its most compressed value
+  (``CompressionSpace.meet_target``, so every proposal still meets the target), and the agent
+  learns from the reward minus ``penalty`` x (relative miss) x (mean |reward| so far): it is
+  taught to meet the target itself instead of having its last layers forced to the bound.
+  ``constraint: "clip"`` keeps the paper's per-step limit. ``order: "largest_first"`` visits
+  layers by decreasing FLOPs, so the costliest decisions are taken while the budget is free.
+
 On spaces other than ``compression`` (e.g. NAS-Bench-201) every decision is one step with
 features (index, kind, number of choices); categorical values come from the action as in
 HAQ (equal-width bins over the choices).
@@ -29,7 +46,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -39,6 +56,10 @@ from agents.base import Agent, Objective, Proposal, TrialResult
 from spaces.base import Architecture, Categorical, Continuous, Space
 from spaces.compression import CompressionSpace, action_to_value, value_to_action
 from spaces.isolation import seeded
+
+VARIANTS = ("paper", "budget")
+CONSTRAINTS = ("clip", "penalty")
+ORDERS = ("forward", "largest_first")
 
 
 @dataclass(frozen=True)
@@ -60,8 +81,23 @@ class AMCConfig:
     # None keeps the space's own bound (1 - max_prune). Where the target is out of reach
     # under this bound, the space's bound is used instead (``bound_relaxed``).
     lbound: float | None = 0.2
+    variant: Literal["paper", "budget"] = "budget"  # see the module docstring
+    # how a resource target is kept: None takes the variant's own (paper: clip, budget: penalty)
+    constraint: Literal["clip", "penalty"] | None = None
+    order: Literal["forward", "largest_first"] = "forward"  # the walk's layer order
+    penalty: float = 1.0  # penalty mode: weight of the relative miss, in units of mean |reward|
 
     def __post_init__(self) -> None:
+        for name, allowed in (("variant", VARIANTS), ("constraint", (*CONSTRAINTS, None)),
+                              ("order", ORDERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.variant == "paper" and self.order != "forward":
+            raise ValueError(f"order: variant 'paper' walks the layers first to last, got "
+                             f"{self.order!r} (use variant 'budget')")
+        if not 0 <= self.penalty <= 1e6:
+            raise ValueError(f"penalty must be in [0, 1e6], got {self.penalty}")
         for name in ("hidden1", "hidden2", "batch_size", "replay_per_layer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -75,6 +111,11 @@ class AMCConfig:
         for name in ("discount", "tau", "delta_decay", "moving_alpha"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+    @property
+    def resolved_constraint(self) -> str:
+        """``constraint``, or the variant's own when unset."""
+        return self.constraint or ("clip" if self.variant == "paper" else "penalty")
 
 
 class Actor(nn.Module):
@@ -103,17 +144,34 @@ class Critic(nn.Module):
 
 
 class _Episode:
-    """How the agent walks a space: steps, their static features, and action limiting."""
+    """How the agent walks a space: steps, their features, and action limiting.
 
-    def __init__(self, space: Space) -> None:
+    ``t`` everywhere is the position in the walk (``order``), ``self.steps[t]`` the decision
+    names taken there; ``self.index[t]`` is that step's index in the space's own order.
+    """
+
+    def __init__(self, space: Space, variant: str = "paper", order: str = "forward") -> None:
         self.space = space
+        self.variant = variant
+        self.budget_state = variant == "budget" and isinstance(space, CompressionSpace)
         if isinstance(space, CompressionSpace):
             self.controls: tuple[str, ...] = space.controls
-            self.steps = [tuple(s.decisions.get(c) for c in self.controls) for s in space.steps]
-            raw = np.array([s.features for s in space.steps], dtype=np.float64)
+            steps = list(space.steps)
+            self.index = list(range(len(steps)))
+            if order == "largest_first":  # by FLOPs (the last static feature), stable
+                self.index.sort(key=lambda i: -steps[i].features[6])
+            self.steps = [tuple(steps[i].decisions.get(c) for c in self.controls)
+                          for i in self.index]
+            ops = {o.name: o for o in space.table.ops}
+            rows = [list(steps[i].features) for i in self.index]
+            if self.budget_state:
+                rows = [r + [float(ops[steps[i].layer].out_hw)]
+                        for r, i in zip(rows, self.index, strict=True)]
+            raw = np.array(rows, dtype=np.float64)
         else:
             self.controls = ("value",)
             self.steps = [(d.name,) for d in space.decisions]
+            self.index = list(range(len(self.steps)))
             raw = np.array([[i, isinstance(d, Continuous),
                              d.size if isinstance(d, Categorical) else 0]
                             for i, d in enumerate(space.decisions)], dtype=np.float64)
@@ -122,14 +180,70 @@ class _Episode:
         self.static = np.where(hi - lo > 0, (raw - lo) / span, 0.0)  # AMC's min-max scaling
         self._by_name = {d.name: d for d in space.decisions}
         self.n_action = len(self.controls)
-        self.n_state = self.static.shape[1] + 2 + self.n_action
+        self.metrics: tuple[str, ...] = ()
+        if self.budget_state:
+            assert isinstance(space, CompressionSpace)
+            metric = space.target.metric if space.target is not None else "flops"
+            self.metrics = ("flops",) if metric == "flops" else ("flops", metric)
+            self._most = space.most_compressed()
+            self._full = {m: space.uncompressed(m) for m in self.metrics}
+            n_dynamic = 2 * len(self.metrics) + 2
+        else:
+            n_dynamic = 2
+        self.n_state = self.static.shape[1] + n_dynamic + self.n_action
+
+    def feature_names(self) -> list[str]:
+        """Names of the state's entries, in order (reports and tests)."""
+        if isinstance(self.space, CompressionSpace):
+            static = ["index", "type", "c_in", "c_out", "stride", "kernel", "flops"]
+            if self.budget_state:
+                static.append("out_hw")
+        else:
+            static = ["index", "continuous", "choices"]
+        if self.budget_state:
+            dynamic = [f"{m}_{k}" for m in self.metrics for k in ("removed", "to_remove")]
+            dynamic += ["share_of_reducible", "needed_per_reducible"]
+        else:
+            dynamic = ["reduced", "rest"]
+        return static + dynamic + [f"prev_{c}" for c in self.controls]
+
+    def _budget_features(self, t: int, partial: Mapping[str, Any]) -> list[float]:
+        space = self.space
+        assert isinstance(space, CompressionSpace)
+        out: list[float] = []
+        for m in self.metrics:
+            full = self._full[m]
+            budget = space.budget if (space.target is not None and m == space.target.metric
+                                      and space.budget is not None) else 0.0
+            need = (full - budget) or 1.0
+            now = space.cost(partial, m)
+            out += [(full - now) / need, max(0.0, now - budget) / need]
+        m = self.metrics[-1]  # the target's metric (FLOPs without a target)
+        now = space.cost(partial, m)
+        here = dict(partial)
+        for name in self.steps[t]:
+            if name is not None:
+                here[name] = self._most[name]
+        rest = dict(partial)
+        for names in self.steps[t:]:
+            for name in names:
+                if name is not None:
+                    rest[name] = self._most[name]
+        reducible = now - space.cost(rest, m)
+        share = (now - space.cost(here, m)) / reducible if reducible > 0 else 0.0
+        budget = space.budget if space.target is not None and space.budget is not None else 0.0
+        still = max(0.0, now - budget)
+        needed = min(2.0, still / reducible) if reducible > 0 else (0.0 if still == 0 else 2.0)
+        return out + [share, needed]
 
     def state(self, t: int, partial: Mapping[str, Any], prev: np.ndarray) -> np.ndarray:
-        if isinstance(self.space, CompressionSpace):
-            reduced, rest = self.space.progress(partial, t)
+        if self.budget_state:
+            dynamic = self._budget_features(t, partial)
+        elif isinstance(self.space, CompressionSpace):
+            dynamic = list(self.space.progress(partial, self.index[t]))
         else:
-            reduced, rest = t / len(self.steps), (len(self.steps) - t - 1) / len(self.steps)
-        return np.concatenate([self.static[t], [reduced, rest], prev]).astype(np.float32)
+            dynamic = [t / len(self.steps), (len(self.steps) - t - 1) / len(self.steps)]
+        return np.concatenate([self.static[t], dynamic, prev]).astype(np.float32)
 
     def apply(self, t: int, action: np.ndarray, partial: dict[str, Any],
               constrain: bool) -> np.ndarray:
@@ -166,7 +280,8 @@ class AMCAgent(Agent):
                 walk = space.bounded(1.0 - self.config.lbound)
             except ValueError:  # the target needs more than lbound allows
                 self.bound_relaxed = True
-        self.episode = _Episode(walk)
+        self.episode = _Episode(walk, self.config.variant, self.config.order)
+        self.constraint = self.config.resolved_constraint
         c, ep = self.config, self.episode
         with seeded(self.seed):  # per job: other jobs' draws are not disturbed
             self.actor = Actor(ep.n_state, ep.n_action, c.hidden1, c.hidden2)
@@ -190,8 +305,10 @@ class AMCAgent(Agent):
         self.episodes_learned = 0
         self.updates = 0
         self.moving_average: float | None = None
-        self.pending: dict[int, tuple[Architecture, list[tuple]]] = {}
+        self.pending: dict[int, tuple[Architecture, list[tuple], float]] = {}
         self.best: tuple[float, Architecture] | None = None
+        self.reward_abs_sum = 0.0  # mean |reward| scales the penalty (reward units vary)
+        self.rewards_told = 0
 
     # ---- acting ----------------------------------------------------------------------------
     def sigma(self, episode: int) -> float:
@@ -215,9 +332,19 @@ class AMCAgent(Agent):
         with torch.no_grad():
             return self.actor(torch.from_numpy(state)[None])[0].numpy().astype(np.float64)
 
+    @property
+    def _penalized(self) -> bool:
+        return (self.config.constrain and self.constraint == "penalty"
+                and isinstance(self.episode.space, CompressionSpace)
+                and self.episode.space.target is not None)
+
     def _rollout(self, mode: str, sigma: float = 0.0
-                 ) -> tuple[Architecture, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]]:
+                 ) -> tuple[Architecture, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]],
+                            float]:
+        """One episode: the proposed policy, its transitions, and (penalty mode) the relative
+        miss of the actions as taken, before the policy was moved onto the target."""
         ep = self.episode
+        clip = self.config.constrain and not self._penalized
         partial: dict[str, Any] = {}
         prev = np.zeros(ep.n_action, np.float64)  # "no compression" before the first layer
         transitions = []
@@ -229,40 +356,58 @@ class AMCAgent(Agent):
                 action = self._noisy(self._act(state), sigma)
             else:
                 action = self._act(state)
-            taken = ep.apply(t, action, partial, self.config.constrain)
+            taken = ep.apply(t, action, partial, clip)
             done = t == len(ep.steps) - 1
             nxt = state if done else ep.state(t + 1, partial, taken)
             transitions.append((state, taken.astype(np.float32), nxt, done))
             state = nxt
-        return self.space.validate(partial), transitions
+        miss = 0.0
+        if self._penalized:
+            walk = ep.space
+            assert isinstance(walk, CompressionSpace) and walk.target and walk.budget
+            miss = max(0.0, walk.cost(partial, walk.target.metric) / walk.budget - 1.0)
+            partial = walk.meet_target(partial)
+        return self.space.validate(partial), transitions, miss
 
     def ask(self) -> Proposal:
         e = self.episodes_asked
         warm = e < self.config.warmup
         sigma = self.sigma(e)
-        arch, transitions = self._rollout("random" if warm else "noisy", sigma)
+        arch, transitions, miss = self._rollout("random" if warm else "noisy", sigma)
         trial_id = self.next_id
         self.next_id += 1
         self.episodes_asked += 1
-        self.pending[trial_id] = (arch, transitions)
-        info = {"episode": e, "warmup": warm, "sigma": None if warm else round(sigma, 6)}
+        self.pending[trial_id] = (arch, transitions, miss)
+        info = {"episode": e, "warmup": warm, "sigma": None if warm else round(sigma, 6),
+                "variant": self.config.variant}
+        if self._penalized:
+            info["target_miss"] = round(miss, 6)
         return Proposal(trial_id, arch, info)
 
     def greedy(self) -> Architecture:
         """The actor's policy without exploration noise (for reports and tests)."""
         return self._rollout("greedy")[0]
 
+    def penalized_reward(self, reward: float, miss: float) -> float:
+        """What the agent learns from in penalty mode (for reports and tests)."""
+        scale = (self.reward_abs_sum + abs(reward)) / (self.rewards_told + 1) or 1.0
+        return reward - self.config.penalty * miss * scale
+
     # ---- learning --------------------------------------------------------------------------
     def tell(self, trial_id: int, result: TrialResult) -> None:
         if trial_id not in self.pending:
             raise ValueError(f"trial {trial_id} was not proposed by this agent or was told "
                              "already")
-        arch, transitions = self.pending.pop(trial_id)
+        arch, transitions, miss = self.pending.pop(trial_id)
         if not result.ok:
             return
         reward = float(result.reward)  # type: ignore[arg-type]
         if self.best is None or reward > self.best[0]:
             self.best = (reward, dict(arch))
+        learned = self.penalized_reward(reward, miss) if miss > 0 else reward
+        self.reward_abs_sum += abs(reward)
+        self.rewards_told += 1
+        reward = learned
         for s, a, s2, done in transitions:
             self._store(s, a, reward, s2, done)
         self.episodes_learned += 1
@@ -321,6 +466,7 @@ class AMCAgent(Agent):
             "next_id": self.next_id, "episodes_asked": self.episodes_asked,
             "episodes_learned": self.episodes_learned, "updates": self.updates,
             "moving_average": self.moving_average, "pending": self.pending, "best": self.best,
+            "reward_abs_sum": self.reward_abs_sum, "rewards_told": self.rewards_told,
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -338,5 +484,8 @@ class AMCAgent(Agent):
         self.episodes_learned = int(state["episodes_learned"])
         self.updates = int(state["updates"])
         self.moving_average = state["moving_average"]
-        self.pending = state["pending"]
+        self.pending = {k: v if len(v) == 3 else (*v, 0.0)  # older checkpoints: no miss
+                        for k, v in state["pending"].items()}
         self.best = state["best"]
+        self.reward_abs_sum = float(state.get("reward_abs_sum", 0.0))
+        self.rewards_told = int(state.get("rewards_told", 0))

@@ -174,6 +174,25 @@ class AMCOptions(NoOptions):
         0.2, ge=0, lt=1.0,
         description="Least fraction of a layer's channels a prune action keeps (AMC: 0.2); "
         "null: the space's own bound.")
+    variant: Literal["paper", "budget"] = Field(
+        "budget", description="'paper': AMC's state, layers first to last, actions clipped "
+        "(kept for comparison); 'budget': adds each layer's feature-map size h x w, the cost "
+        "removed and still to remove as fractions of the target's reduction, the layer's share "
+        "of what the remaining layers can remove, and takes the constraint as a penalty.")
+    constraint: Literal["clip", "penalty"] | None = Field(
+        None, description="How the resource target is kept: 'clip' limits each action as it "
+        "is taken (paper); 'penalty' lets actions overshoot, moves the finished policy onto the "
+        "target and teaches the agent with reward - penalty x miss. Null: the variant's own.")
+    order: Literal["forward", "largest_first"] = Field(
+        "forward", description="Layer order of an episode: first to last, or by decreasing "
+        "FLOPs (variant 'budget' only).")
+    penalty: float = Field(1.0, ge=0, le=1e6, description="Penalty mode: weight of the "
+                           "relative target miss, in units of the mean |reward| told.")
+
+    def model_post_init(self, _context: object) -> None:
+        if self.variant == "paper" and self.order != "forward":
+            raise ValueError(f"order: variant 'paper' walks the layers first to last, got "
+                             f"{self.order!r} (use variant 'budget')")
 
 
 class TargetSpaceOptions(NoOptions):

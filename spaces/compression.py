@@ -498,6 +498,35 @@ class CompressionSpace(Space):
                 lo = mid
         return hi
 
+    def meet_target(self, arch: Mapping[str, Any]) -> Architecture:
+        """``arch`` moved onto the target: every decision goes the same fraction ``s`` of the
+        way from its action to the most compressed one (``a + s * (1 - a)``), with the least
+        ``s`` that meets the target (bisection; prune ratios on whole channels). A policy
+        that meets it already, or a space without a target, comes back unchanged.
+
+        The penalty alternative to ``constrain``: a policy whose layers overshoot is repaired
+        by spreading the missing reduction over all of them, not by forcing the last ones
+        to their bound."""
+        full = {d.name: arch.get(d.name, self.identity()[d.name]) for d in self._decisions}
+        if self.fits(full):
+            return full
+        actions = {n: self.value_to_action(n, v) for n, v in full.items()}
+
+        def moved(s: float) -> Architecture:
+            return {n: self.snap(n, self.action_to_value(n, a + s * (1.0 - a)))
+                    for n, a in actions.items()}
+
+        lo, hi = 0.0, 1.0
+        if not self.fits(moved(hi)):
+            raise ValueError("meet_target: the most compressed policy misses the target")
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if self.fits(moved(mid)):
+                hi = mid
+            else:
+                lo = mid
+        return moved(hi)
+
     def progress(self, partial: Mapping[str, Any], step: int) -> tuple[float, float]:
         """AMC's dynamic state at ``step``: cost reduced so far and cost of later layers,
         both as fractions of the uncompressed cost (FLOPs unless the target says otherwise)."""

@@ -24,6 +24,20 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "rllib": {"episodes_per_update": 4, "model": {"fcnet_hiddens": [32]}},
 }
 
+# Named variants of a registered agent, run by the contract suites as agents of their own:
+# name -> (registry name, options). "amc" itself is the default variant ("budget", penalty).
+AGENT_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "amc:paper": ("amc", {"variant": "paper"}),
+    "amc:budget_clip": ("amc", {"variant": "budget", "constraint": "clip"}),
+    "amc:largest_first": ("amc", {"variant": "budget", "order": "largest_first"}),
+}
+
+
+def registry_name(name: str) -> str:
+    """The registry entry behind an agent or variant name."""
+    return AGENT_VARIANTS.get(name, (name, {}))[0]
+
+
 TWO_OBJECTIVES = (Objective("acc", "max"), Objective("latency", "min"))
 
 
@@ -98,8 +112,11 @@ def make_agent(
     options: Mapping[str, Any] | None = None,
     fast: bool = True,
 ) -> Agent:
-    """An agent from the registry; ``fast`` applies ``FAST_OPTIONS`` under ``options``."""
+    """An agent from the registry (or a variant of ``AGENT_VARIANTS``); ``fast`` applies
+    ``FAST_OPTIONS`` under the variant's options and ``options``."""
+    name, variant = AGENT_VARIANTS.get(name, (name, {}))
     opts = dict(FAST_OPTIONS.get(name, {})) if fast else {}
+    opts.update(variant)
     opts.update(options or {})
     return AGENTS.create(name, space, options=opts, objectives=objectives, seed=seed)
 

@@ -16,15 +16,19 @@ from agents.registry import AGENTS, GENERIC_AGENTS
 from spaces.base import Continuous, Space
 from spaces.nb201 import NB201Space
 from tests.agent_helpers import (
+    AGENT_VARIANTS,
     TWO_OBJECTIVES,
     MixedSpace,
     ToySpace,
     contract_result,
     drive,
     make_agent,
+    registry_name,
 )
 
-NAMES = GENERIC_AGENTS  # compression-only agents: tests/compression/test_agent_contract.py
+# compression-only agents: tests/compression/test_agent_contract.py; variants (e.g. AMC's
+# "paper") keep the contract as agents of their own
+NAMES = GENERIC_AGENTS + sorted(v for v, (n, _) in AGENT_VARIANTS.items() if n in GENERIC_AGENTS)
 SPACES = {"nb201": NB201Space, "toy": ToySpace}
 
 
@@ -50,9 +54,9 @@ def _archs(proposals: list[Proposal]) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_registry_entry_builds_the_agent(name: str) -> None:
-    cls = AGENTS.get(name).load()
+    cls = AGENTS.get(registry_name(name)).load()
     assert issubclass(cls, Agent)
-    assert cls.name == name
+    assert cls.name == registry_name(name)
     agent = make_agent(name, NB201Space(), seed=3)
     assert isinstance(agent, cls) and agent.seed == 3
 
@@ -148,7 +152,7 @@ def test_two_objectives(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_continuous_decisions_supported_or_refused_at_construction(name: str) -> None:
     space = MixedSpace()
-    cls = AGENTS.get(name).load()
+    cls = AGENTS.get(registry_name(name)).load()
     if not cls.supports_continuous:
         with pytest.raises(ValueError, match="(?i)continuous"):
             make_agent(name, space)

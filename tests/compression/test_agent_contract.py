@@ -18,10 +18,11 @@ import pytest
 from agents.base import TrialResult, TrialState
 from agents.registry import AGENTS, GENERIC_AGENTS, requires_target_space
 from spaces.compression import CompressionSpace
-from tests.agent_helpers import drive, make_agent
+from tests.agent_helpers import AGENT_VARIANTS, drive, make_agent
 from tests.compression.conftest import space_of
 
 COMPRESSION_AGENTS = sorted(n for n in AGENTS.names() if requires_target_space(n)) + ["amc"]
+AMC_VARIANTS = sorted(v for v, (n, _) in AGENT_VARIANTS.items() if n == "amc")
 FIXED = ("uniform", "shallow_first", "deep_first")
 
 
@@ -50,7 +51,7 @@ def _result(space: CompressionSpace):
     return result
 
 
-@pytest.mark.parametrize("name", COMPRESSION_AGENTS)
+@pytest.mark.parametrize("name", COMPRESSION_AGENTS + AMC_VARIANTS)
 def test_proposals_are_valid_json_with_increasing_ids(name: str, space) -> None:
     agent = make_agent(name, space)
     proposals = drive(agent, 24, _result(space))
@@ -62,7 +63,8 @@ def test_proposals_are_valid_json_with_increasing_ids(name: str, space) -> None:
         json.dumps(p.info)
 
 
-@pytest.mark.parametrize("name", [n for n in COMPRESSION_AGENTS if n != "netadapt"])
+@pytest.mark.parametrize("name", [n for n in COMPRESSION_AGENTS if n != "netadapt"]
+                         + AMC_VARIANTS)
 def test_every_proposal_meets_the_target(name: str, space) -> None:
     """Fixed policies and AMC's constrained episodes always meet it (NetAdapt's proposals
     approach it step by step: its own test below)."""
@@ -78,7 +80,7 @@ def test_netadapt_reaches_the_target_and_then_proposes_it(space) -> None:
     assert len(agent.history) >= 2  # several steps, one layer each
 
 
-@pytest.mark.parametrize("name", COMPRESSION_AGENTS)
+@pytest.mark.parametrize("name", COMPRESSION_AGENTS + AMC_VARIANTS)
 def test_unknown_or_repeated_trial_id_raises(name: str, space) -> None:
     agent = make_agent(name, space)
     p = agent.ask()
@@ -90,7 +92,7 @@ def test_unknown_or_repeated_trial_id_raises(name: str, space) -> None:
     assert space.validate(agent.ask().arch)
 
 
-@pytest.mark.parametrize("name", COMPRESSION_AGENTS)
+@pytest.mark.parametrize("name", COMPRESSION_AGENTS + AMC_VARIANTS)
 def test_state_round_trip_continues_identically(name: str, space) -> None:
     result = _result(space)
     original = make_agent(name, space, seed=11)
@@ -124,21 +126,26 @@ def test_refused_on_a_space_without_a_target(name: str, resnet) -> None:
 
 
 def test_netadapt_short_term_finetune_ranks_by_the_fine_tuned_accuracy(space) -> None:
-    """With the option, the step keeps the candidate whose fine-tuned accuracy is best,
-    whatever the reward says; without the figure it refuses clearly."""
-    agent = make_agent("netadapt", space,
-                       options={"short_term_finetune": True, "initial_reduction": 0.2})
-    props = []
-    while agent.queue:
-        props.append(agent.ask())
-    layers = [p.info["layer"] for p in props]
-    chosen = layers[len(layers) // 2]
-    for p in props:  # the reward prefers the first candidate; fine-tuning the chosen one
-        tuned = 90.0 if p.info["layer"] == chosen else 50.0
-        reward = 100.0 if p is props[0] else 10.0
-        agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=reward,
-                                           metrics={"val_acc_after_finetune": tuned}))
-    assert agent.history[-1]["layer"] == chosen
+    """Told the same results, NetAdapt with the option keeps the candidate whose fine-tuned
+    accuracy is best, and without it the one the reward (accuracy right after pruning)
+    prefers: the option changes its choice. Without the figure it refuses clearly."""
+    choices = {}
+    for tuned_rank in (False, True):
+        agent = make_agent("netadapt", space, options={"short_term_finetune": tuned_rank,
+                                                       "initial_reduction": 0.2})
+        props = []
+        while agent.queue:
+            props.append(agent.ask())
+        layers = [p.info["layer"] for p in props]
+        chosen = layers[len(layers) // 2]
+        for p in props:  # the reward prefers the first candidate; fine-tuning the chosen one
+            tuned = 90.0 if p.info["layer"] == chosen else 50.0
+            reward = 100.0 if p is props[0] else 10.0
+            agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=reward,
+                                               metrics={"val_acc_after_finetune": tuned}))
+        choices[tuned_rank] = agent.history[-1]["layer"]
+        assert choices[tuned_rank] == (chosen if tuned_rank else layers[0])
+    assert choices[True] != choices[False]
     p = agent.ask()
     with pytest.raises(ValueError, match="finetune_epochs"):
         agent.tell(p.trial_id, TrialResult(TrialState.COMPLETE, reward=1.0))
