@@ -65,6 +65,9 @@ _Elites = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # actions, con
 #: Below this unexcluded mass ``1 - pi(S)`` a plain draw is mostly a repeat: skip rejection
 #: (same distribution either way: both draw from the restricted policy exactly).
 _REJECTION_MIN_MASS = 0.5
+#: Relative error allowed in the gradient of the normalizer ``log(1 - pi(S))`` by leaving
+#: the least likely excluded architectures out of its backward pass (see ``_live_rows``).
+_NORMALIZER_TOL = 1e-3
 #: Floor of the unexcluded mass ``1 - pi(S)`` in the restricted log-prob: below it float
 #: rounding decides, so sampling and the update use the same clamped value.
 _MIN_MASS = 1e-6
@@ -511,21 +514,40 @@ class _ControllerAgent(Agent):
             return logp, ent, self._sil_loss(elites)
         n, kmax = len(actions), max(ks, default=0)
         parts = [actions]
+        live: list[int] = []
         if kmax:
-            parts.append(torch.tensor(self._excluded[:kmax], dtype=torch.long))
+            p_old = torch.tensor(self._excluded_probs()[:kmax], dtype=torch.float64)
+            live = self._live_rows(p_old)
+            parts.append(torch.tensor([self._excluded[i] for i in live], dtype=torch.long))
         if elites is not None and self.sil_weight > 0:
             parts.append(elites[0])
         lp_all, ent_all = self.net.log_prob(torch.cat(parts) if len(parts) > 1 else actions)
         logp, ent = lp_all[:n], ent_all[:n]
+        m = len(live)
         if kmax:
-            p = lp_all[n : n + kmax].double().exp()
+            p = p_old.index_put((torch.tensor(live, dtype=torch.long),),
+                                lp_all[n : n + m].double().exp())
             cum = torch.cat([torch.zeros(1, dtype=torch.float64), p.cumsum(0)])
             mass = 1.0 - cum[torch.tensor(list(ks))]
             logp = logp - torch.log(mass.clamp(min=_MIN_MASS)).float()
         sil = torch.zeros(())
         if elites is not None and self.sil_weight > 0:
-            sil = -self.sil_weight * (elites[2] * lp_all[n + kmax :]).mean()
+            sil = -self.sil_weight * (elites[2] * lp_all[n + m :]).mean()
         return logp, ent, sil
+
+    @staticmethod
+    def _live_rows(p_old: torch.Tensor) -> list[int]:
+        """Excluded architectures whose probability the normalizer re-computes with
+        gradients: all but the least likely, whose mass together is at most
+        ``_NORMALIZER_TOL`` of the smallest unexcluded mass. The rest enter as constants at
+        their value under the policy before the update: the normalizer's value is unchanged
+        there and its gradient loses terms of relative size <= ``_NORMALIZER_TOL``. A
+        collapsed policy puts its mass on few of hundreds of excluded architectures, so the
+        LSTM pass (and its backward, the update's main cost) shrinks to those few."""
+        budget = _NORMALIZER_TOL * max(1.0 - float(p_old.sum()), _MIN_MASS)
+        order = torch.argsort(p_old)
+        dropped = int((p_old[order].cumsum(0) <= budget).sum())
+        return sorted(order[dropped:].tolist())
 
     def _sil_loss(self, elites: _Elites | None) -> torch.Tensor:
         if elites is None:
