@@ -66,6 +66,11 @@ class DistinctProposals(Agent):
         self._results: dict[str, TrialResult] = {}  # arch key -> result told (not FAILED)
         self._rows: list[list[Any]] = []  # the same, serialized once (checkpoints are cheap)
         self._in_flight: dict[str, list[int]] = {}  # arch key -> inner ids waiting on it
+        # inner id -> the loop's trial id of its architecture (absorbed repeats: the trial
+        # that evaluated it), so a sampler's note naming a trial (evolution's "parent") names
+        # the one the loop recorded
+        self._public: dict[int, int] = {}
+        self._first: dict[str, int] = {}  # arch key -> loop trial id that proposed it first
         self.repeats_answered = 0  # repeats told from memory, over the agent's life
         self.unseen_fallbacks = 0  # random unseen architectures proposed in their place
 
@@ -76,6 +81,8 @@ class DistinctProposals(Agent):
     def _absorb(self, prop: Proposal, key: str) -> None:
         """Answer a repeat inside the agent: tell its remembered result, or wait on it."""
         self.repeats_answered += 1
+        if key in self._first:
+            self._public[prop.trial_id] = self._first[key]
         if key in self._results:
             super().tell(prop.trial_id, self._results[key])
         else:
@@ -114,6 +121,10 @@ class DistinctProposals(Agent):
         outer = self._outer_next
         self._outer_next += 1
         self._outer[outer] = (prop.trial_id, key)
+        self._public[prop.trial_id] = outer
+        self._first.setdefault(key, outer)
+        if isinstance(info.get("parent"), int):
+            info["parent"] = self._public.get(info["parent"], info["parent"])
         return Proposal(outer, prop.arch, info)
 
     def tell(self, trial_id: int, result: TrialResult) -> None:
@@ -141,10 +152,14 @@ class DistinctProposals(Agent):
             "results": list(self._rows),  # rows are never mutated
             "in_flight": [[k, list(w)] for k, w in self._in_flight.items()],
             "counts": [self.repeats_answered, self.unseen_fallbacks],
+            "public": [[i, o] for i, o in self._public.items()],
+            "first": [[k, o] for k, o in self._first.items()],
         }
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("agent") != self.name:
+            raise ValueError(f"state is for agent {state.get('agent')!r}, not {self.name!r}")
         state = dict(state)
         mine = state.pop("distinct", None)
         if mine is None:
@@ -158,3 +173,5 @@ class DistinctProposals(Agent):
                          for k, s, r, m, e in self._rows}
         self._in_flight = {k: [int(x) for x in w] for k, w in mine["in_flight"]}
         self.repeats_answered, self.unseen_fallbacks = (int(c) for c in mine["counts"])
+        self._public = {int(i): int(o) for i, o in mine["public"]}
+        self._first = {str(k): int(o) for k, o in mine["first"]}

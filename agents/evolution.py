@@ -28,7 +28,7 @@ from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 _MUTATION_TRIES = 100  # mutations rejected by ``space.check`` before falling back to random
 
 
-class _Evolution(Agent):
+class EvolutionSampler(Agent):
     """Tournament selection + one-decision mutation + aging, on the scalar reward (proposals
     may repeat; ``RegularizedEvolution`` answers repeats inside)."""
 
@@ -149,7 +149,7 @@ class _Evolution(Agent):
         )
 
 
-class RegularizedEvolution(DistinctProposals, _Evolution):
+class RegularizedEvolution(DistinctProposals, EvolutionSampler):
     """Regularized evolution whose repeats (a mutation back to an evaluated architecture)
     are told their result inside the agent and re-drawn (``agents.distinct``)."""
 

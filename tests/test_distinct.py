@@ -208,3 +208,20 @@ def test_a_job_with_no_unseen_architecture_found_still_ends_exhausted(monkeypatc
     assert summary.status == "exhausted"
     assert summary.evaluations == 2 and summary.proposals == 30
     assert loop.agent.repeats_answered > 0 and loop.agent.unseen_fallbacks == 0
+
+
+def test_evolution_parents_name_trials_the_loop_recorded() -> None:
+    """The sampler's own ids stay inside: a child's "parent" is the loop's trial of the parent
+    architecture, one decision away from the child."""
+    spec = nb201_job("evolution", 120)
+    spec["agent"]["options"] = {"population_size": 5, "sample_size": 2}
+    loop, summary, sink = run(spec)
+    assert loop.agent.repeats_answered > 0  # inner ids and trial ids did diverge
+    by_id = {t.trial_id: t for t in sink.trials}
+    children = [t for t in sink.trials if t.info.get("origin") == "mutation"]
+    assert len(children) > 50
+    for child in children:
+        parent = by_id[child.info["parent"]]
+        assert parent.trial_id < child.trial_id
+        assert [k for k in parent.arch if parent.arch[k] != child.arch[k]] == [
+            child.info["mutated"]]
