@@ -32,6 +32,10 @@ What makes it sample-efficient when repeats cost no budget (defaults of ``mnas``
   scored by the predictor's upper confidence bound (mean + ``dyna_kappa`` std). The samples
   that are *proposed* still come from the policy; the model only multiplies what each real
   evaluation teaches it. Scalar rewards only (not in Pareto mode).
+- cost per proposal (budget 500 on NB201 needs < 50 ms per ask + tell): the exact sampler
+  reads prefix masses of the excluded set kept between policy updates (``ExclusionTree``),
+  rejection is skipped once most of the policy's mass is excluded, and one LSTM pass per
+  update step scores the batch, the normalizer's likely excluded architectures and the elites.
 - failed, invalid and pruned trials (no reward) get the lowest reward seen so far, so the
   policy learns to avoid them; before any reward is seen they are left out.
 
