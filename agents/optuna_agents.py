@@ -28,7 +28,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
-from agents.distinct import DEFAULT_MAX_REPEATS, DistinctProposals
+from agents.distinct import DEFAULT_MAX_REPEATS, MODEL_MAX_REPEATS, DistinctProposals
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 # Optuna logs one INFO line per told trial; the search loop records trials itself.
@@ -309,7 +309,7 @@ class GPAgent(DistinctProposals, _OptunaAgent):
         objectives: Sequence[Objective] = (),
         seed: int = 0,
         n_startup_trials: int = 10,
-        max_repeats: int = DEFAULT_MAX_REPEATS,
+        max_repeats: int = MODEL_MAX_REPEATS,
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials}")

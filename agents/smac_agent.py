@@ -33,7 +33,7 @@ from smac import Scenario
 from smac.runhistory import StatusType, TrialInfo, TrialValue
 
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
-from agents.distinct import DEFAULT_MAX_REPEATS, DistinctProposals
+from agents.distinct import MODEL_MAX_REPEATS, DistinctProposals
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 _SAMPLER_TRIES = 3  # configurations refused by ``space.check`` before a random one
@@ -180,7 +180,7 @@ class SMACAgent(DistinctProposals, _SMAC):
         seed: int = 0,
         n_initial: int = 10,
         random_probability: float = 0.2,
-        max_repeats: int = DEFAULT_MAX_REPEATS,
+        max_repeats: int = MODEL_MAX_REPEATS,
     ) -> None:
         super().__init__(space, objectives=objectives, seed=seed, max_repeats=max_repeats,
                          n_initial=n_initial, random_probability=random_probability)
