@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from agents.base import Agent, Objective, Proposal, TrialResult
 from spaces.base import Architecture, Space
-from spaces.compression import CompressionSpace
+from spaces.compression import CompressionSpace, smallest_fitting
 
 
 def _prune_names(space: CompressionSpace) -> list[str]:
@@ -58,16 +58,9 @@ def scaled_policy(space: CompressionSpace, weights: Sequence[float]) -> Architec
     hi = space.max_prune / max(min(w for w in weights if w > 0), 1e-9)
     if not space.fits(policy(hi)):
         raise ValueError("the target cannot be met by this rule within max_prune")
-    lo = 0.0
-    if space.fits(policy(lo)):
-        return policy(lo)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if space.fits(policy(mid)):
-            hi = mid
-        else:
-            lo = mid
-    return policy(hi)
+    if space.fits(policy(0.0)):
+        return policy(0.0)
+    return policy(smallest_fitting(lambda x: space.fits(policy(x)), hi, 60))
 
 
 def uniform_policy(space: CompressionSpace) -> Architecture:

@@ -23,7 +23,7 @@ batch norm, weight bytes, or a fitted linear latency model.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -105,6 +105,19 @@ class LatencyModel:
 # ---- options (torch-free: the API validates jobs with these) ---------------------------------
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def smallest_fitting(fits_at: Callable[[float], bool], hi: float, steps: int) -> float:
+    """The smallest scale in [0, ``hi``] at which ``fits_at`` holds, by ``steps`` bisections
+    (``fits_at(hi)`` must hold): how scaled policies are moved just onto a target."""
+    lo = 0.0
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if fits_at(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 class ModelRef(_Strict):
@@ -516,16 +529,9 @@ class CompressionSpace(Space):
             return {n: self.snap(n, self.action_to_value(n, a + s * (1.0 - a)))
                     for n, a in actions.items()}
 
-        lo, hi = 0.0, 1.0
-        if not self.fits(moved(hi)):
+        if not self.fits(moved(1.0)):
             raise ValueError("meet_target: the most compressed policy misses the target")
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            if self.fits(moved(mid)):
-                hi = mid
-            else:
-                lo = mid
-        return moved(hi)
+        return moved(smallest_fitting(lambda x: self.fits(moved(x)), 1.0, 40))
 
     def progress(self, partial: Mapping[str, Any], step: int) -> tuple[float, float]:
         """AMC's dynamic state at ``step``: cost reduced so far and cost of later layers,
