@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import random
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -39,23 +37,15 @@ from agents.envs import ArchitectureCoding, CompressionEnv
 from agents.rllib_options import RLlibOptions
 from spaces.base import Architecture, Continuous, InvalidArchitecture, Space
 from spaces.compression import CompressionSpace
-
-_GLOBAL_RNG = threading.Lock()  # RLlib samples from process-global generators
+from spaces.isolation import seeded_globals
 
 
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch, numpy and random for a block, then restore them (per-job RNG)."""
-    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-        np_state, py_state = np.random.get_state(), random.getstate()
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
+    """Seed torch, numpy and random for a block, then restore them (per-job RNG), under the
+    same lock as every other job's seeded block (``spaces.isolation``)."""
+    with seeded_globals(seed):
+        yield
 
 
 def _config_class(algorithm: str) -> Any:

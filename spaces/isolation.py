@@ -40,6 +40,25 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 @contextmanager
+def seeded_globals(seed: int) -> Iterator[None]:
+    """``seeded`` for code that also draws from numpy's and Python's global generators
+    (RLlib): all three seeded for the block and restored after, under the same lock."""
+    import random
+
+    import numpy as np
+
+    with seeded(seed):
+        np_state, py_state = np.random.get_state(), random.getstate()
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+@contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` intra-op threads (see the module docstring)."""
     import torch

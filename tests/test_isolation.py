@@ -20,7 +20,7 @@ from search.datasets import Dataset
 from search.evaluators.train import TrainConfig, train_model
 from search.profilers import hostlock
 from search.profilers.measured import measure_interleaved
-from spaces.isolation import seeded, torch_threads
+from spaces.isolation import seeded, seeded_globals, torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,6 +77,40 @@ def _train(seed: int, data: Dataset) -> tuple[float, list[float], torch.Tensor]:
                                                   bn_batches=0), seed=seed)
     assert any(type(m) is nn.Dropout for m in model.modules())  # swapped back after training
     return result.train_loss, result.val_curve, _flat(result.model)
+
+
+def test_seeded_globals_draws_are_reproducible_restored_and_exclusive() -> None:
+    """RLlib draws from numpy's, Python's and torch's globals: its blocks repeat their draws,
+    leave the globals as they were, and exclude every other job's seeded block."""
+    import random
+
+    def draws() -> tuple[float, float, float]:
+        return float(np.random.rand()), random.random(), float(torch.rand(1))
+
+    np.random.seed(7)
+    random.seed(7)
+    before = (np.random.get_state()[1][:4].tolist(), random.getstate()[1][:4])
+    with seeded_globals(3):
+        first = draws()
+    with seeded_globals(3):
+        assert draws() == first
+    assert (np.random.get_state()[1][:4].tolist(), random.getstate()[1][:4]) == before
+
+    inside, order = threading.Event(), []
+
+    def other_job() -> None:
+        inside.wait(5)
+        with seeded(0):
+            order.append("other")
+
+    t = threading.Thread(target=other_job)
+    t.start()
+    with seeded_globals(3):
+        inside.set()
+        time.sleep(0.2)  # the other job's seeded block must wait for this one
+        order.append("rllib")
+    t.join(5)
+    assert order == ["rllib", "other"]
 
 
 def test_training_with_dropout_is_the_same_alone_and_side_by_side() -> None:

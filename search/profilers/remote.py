@@ -87,13 +87,14 @@ def onnx_model(space: Space, arch: Architecture, input_shape: Sequence[int],
     import torch
 
     from search.profilers.measured import onnx_bytes
+    from spaces.isolation import seeded
 
     build = getattr(space, "build_model", None)
     if build is None:
         raise TypeError(f"remote profilers measure built models; space {space.name!r} does "
                         "not build them")
-    torch.manual_seed(0)
-    model = build(arch, tuple(input_shape), num_classes)
+    with seeded(0):  # the same weights every time, without touching other jobs' draws
+        model = build(arch, tuple(input_shape), num_classes)
     x = torch.zeros(batch_size, *input_shape)
     return onnx_bytes(model, x)
 

@@ -88,10 +88,12 @@ class RemotePredictor(LatencyPredictor):
             import torch
 
             from search.profilers.measured import onnx_bytes
+            from spaces.isolation import seeded
 
-            torch.manual_seed(0)
             x = torch.zeros(self.batch_size, spec.cin, spec.height, spec.width)
-            return onnx_bytes(self._unit_module(spec, space), x)
+            with seeded(0):  # fixed weights, other jobs' draws untouched
+                module = self._unit_module(spec, space)
+            return onnx_bytes(module, x)
         return make
 
     def _arch_factory(self, arch: Any, space: Any) -> Callable[[], Any]:
