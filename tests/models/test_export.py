@@ -35,7 +35,7 @@ def test_export_files_load_and_match(tiny_space, tmp_path):
     with torch.no_grad():
         want = model(x).numpy()
     weights = tiny_space.build_model(arch, (1, 8, 8), 10).eval()
-    weights.load_state_dict(torch.load(files["weights"]))
+    weights.load_state_dict(torch.load(files["weights"], weights_only=True))
     with torch.no_grad():
         assert np.allclose(weights(x).numpy(), want, atol=1e-6)
         assert np.allclose(torch.jit.load(files["torchscript"])(x).numpy(), want, atol=1e-5)

@@ -166,3 +166,27 @@ def test_readme_states_the_default_proposal_cap_once_and_right():
     spec = parse_spec({"budget": {"evaluations": 7}})
     assert spec.max_proposals == PROPOSALS_PER_EVALUATION * 7
     assert "/healthz" in readme and "/readyz" in readme
+
+
+def test_the_worker_starts_without_importing_torch_or_ray(tmp_path):
+    """Under ``serve`` the first jobs sat queued ~20 s while the worker imported torch and
+    Ray: a worker must be up (built, its database migrated) with neither imported; jobs pull
+    them in when they run."""
+    code = f"""
+import sys
+from pathlib import Path
+from service.core.config import Settings
+from service.core.db import Database
+from service.migrations import upgrade
+from service.worker import Worker
+d = Path({str(tmp_path)!r})
+settings = Settings(data_dir=d, database_url=f"sqlite:///{{d / 'db.sqlite'}}")
+db = Database.from_url(settings.url)
+upgrade(db.engine)
+Worker(settings, db, worker_id="w")
+print(sorted(m for m in ("torch", "ray") if m in sys.modules))
+"""
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env=subprocess_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
