@@ -139,10 +139,6 @@ class TPEOptions(DistinctOptions):
     """Optuna's TPE sampler."""
 
     n_startup_trials: int = Field(10, ge=0, le=100_000, description="Random trials first.")
-    max_repeats: int = Field(
-        1, ge=0, le=10_000,
-        description="As for the other samplers, but 1 by default: each ask refits the model "
-        "(0.5-0.8 s at 200 trials), so one re-ask, then a random architecture not seen yet.")
     multivariate: bool = Field(True, description="Model decisions jointly.")
 
 
@@ -158,6 +154,10 @@ class GPOptions(DistinctOptions):
     """Optuna's GPSampler (Gaussian-process Bayesian optimisation)."""
 
     n_startup_trials: int = Field(10, ge=0, le=100_000, description="Random trials first.")
+    max_repeats: int = Field(
+        1, ge=0, le=10_000,
+        description="As for the other samplers, but 1 by default: each ask refits the model "
+        "(0.5-0.8 s at 200 trials), so one re-ask, then a random architecture not seen yet.")
 
 
 class SMACOptions(DistinctOptions):
