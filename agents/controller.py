@@ -137,7 +137,7 @@ class LSTMController(nn.Module):
     @torch.no_grad()
     def sample_excluding(
         self, excluded: Sequence[Sequence[int]], generator: torch.Generator,
-        cond: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None, *, tree: ExclusionTree | None = None,
     ) -> tuple[list[int], float] | None:
         """One architecture from the policy restricted to those not in ``excluded`` (unique
         rows of choice indices), by ancestral sampling: each choice is weighted by the
@@ -146,20 +146,19 @@ class LSTMController(nn.Module):
         excluded gets weight 0. The product of these conditionals is ``pi(a) / (1 - pi(S))``.
 
         Returns the choices and their *unrestricted* log-prob ``log pi(a)``, or None when every
-        architecture is excluded. Cost: one batched ``log_prob`` over ``excluded``."""
-        ex = torch.as_tensor(list(excluded), dtype=torch.long).reshape(-1, self.steps)
-        mass: dict[tuple[int, ...], float] = {}
-        count: dict[tuple[int, ...], int] = {}
-        if len(ex):
-            ex_cond = None if cond is None else cond.expand(len(ex), -1)
-            p_ex = self.log_prob(ex, ex_cond)[0].double().exp().tolist()
-            for row, p in zip(ex.tolist(), p_ex, strict=True):
-                for t in range(1, self.steps + 1):
-                    key = tuple(row[:t])
-                    mass[key] = mass.get(key, 0.0) + p
-                    count[key] = count.get(key, 0) + 1
+        architecture is excluded. Cost: one batched ``log_prob`` over ``excluded``, unless the
+        caller passes ``tree``: the same set's prefix masses under the current network (kept
+        between policy updates, see ``ExclusionTree``)."""
+        if tree is None:
+            ex = torch.as_tensor(list(excluded), dtype=torch.long).reshape(-1, self.steps)
+            p_ex: list[float] = []
+            if len(ex):
+                ex_cond = None if cond is None else cond.expand(len(ex), -1)
+                p_ex = self.log_prob(ex, ex_cond)[0].double().exp().tolist()
+            tree = ExclusionTree(ex.tolist(), p_ex)
+        mass, count = tree.mass, tree.count
         leaves = [math.prod(self.sizes[t:]) for t in range(self.steps + 1)]
-        if len(ex) >= leaves[0]:
+        if tree.size >= leaves[0]:
             return None
         extra = self._extra(1, cond)
         w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
@@ -197,3 +196,27 @@ class LSTMController(nn.Module):
             logp += lp[choice].item()
             x = self.embed.weight[choice + int(self.offsets[t])].unsqueeze(0)
         return prefix, logp
+
+
+class ExclusionTree:
+    """Prefix sums over a set of excluded architectures: for every prefix, the policy's mass
+    of the excluded architectures below it and how many there are. ``sample_excluding`` needs
+    them; built once per policy (the masses change with the weights) and extended one
+    architecture at a time as proposals are excluded, instead of rebuilt on every ask."""
+
+    def __init__(self, rows: Sequence[Sequence[int]] = (), probs: Sequence[float] = ()) -> None:
+        self.mass: dict[tuple[int, ...], float] = {}
+        self.count: dict[tuple[int, ...], int] = {}
+        self.size = 0
+        for row, p in zip(rows, probs, strict=True):
+            self.add(row, p)
+
+    def add(self, row: Sequence[int], prob: float) -> None:
+        """One more excluded architecture (``row``, unique) of policy probability ``prob``."""
+        mass, count = self.mass, self.count
+        row = tuple(row)
+        for t in range(1, len(row) + 1):
+            key = row[:t]
+            mass[key] = mass.get(key, 0.0) + prob
+            count[key] = count.get(key, 0) + 1
+        self.size += 1

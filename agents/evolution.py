@@ -22,13 +22,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
+from agents.distinct import DEFAULT_MAX_REPEATS, DistinctProposals
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 _MUTATION_TRIES = 100  # mutations rejected by ``space.check`` before falling back to random
 
 
-class RegularizedEvolution(Agent):
-    """Tournament selection + one-decision mutation + aging, on the scalar reward."""
+class EvolutionSampler(Agent):
+    """Tournament selection + one-decision mutation + aging, on the scalar reward (proposals
+    may repeat; ``RegularizedEvolution`` answers repeats inside)."""
 
     name: ClassVar[str] = "evolution"
     # Continuous decisions mutate by a fresh uniform draw, so compression ratios work too.
@@ -75,6 +77,13 @@ class RegularizedEvolution(Agent):
             info = {"origin": "mutation", "parent": parent_id, "mutated": mutated}
             self._pending[trial_id] = (arch, False)
         return Proposal(trial_id, copy.deepcopy(arch), info)
+
+    def _ask_arch(self, arch: Architecture) -> Proposal:
+        """A proposal of ``arch`` (not a mutation): it joins the population like any child."""
+        trial_id = self._next_id
+        self._next_id += 1
+        self._pending[trial_id] = (copy.deepcopy(arch), False)
+        return Proposal(trial_id, copy.deepcopy(arch), {"origin": "random"})
 
     def tell(self, trial_id: int, result: TrialResult) -> None:
         if trial_id not in self._pending:
@@ -138,3 +147,21 @@ class RegularizedEvolution(Agent):
         self._population = deque(
             (int(t), arch, float(reward)) for t, arch, reward in state["population"]
         )
+
+
+class RegularizedEvolution(DistinctProposals, EvolutionSampler):
+    """Regularized evolution whose repeats (a mutation back to an evaluated architecture)
+    are told their result inside the agent and re-drawn (``agents.distinct``)."""
+
+    def __init__(
+        self,
+        space: Space,
+        *,
+        objectives: Sequence[Objective] = (),
+        seed: int = 0,
+        population_size: int = 10,
+        sample_size: int = 3,
+        max_repeats: int = DEFAULT_MAX_REPEATS,
+    ) -> None:
+        super().__init__(space, objectives=objectives, seed=seed, max_repeats=max_repeats,
+                         population_size=population_size, sample_size=sample_size)

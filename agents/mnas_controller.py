@@ -32,6 +32,10 @@ What makes it sample-efficient when repeats cost no budget (defaults of ``mnas``
   scored by the predictor's upper confidence bound (mean + ``dyna_kappa`` std). The samples
   that are *proposed* still come from the policy; the model only multiplies what each real
   evaluation teaches it. Scalar rewards only (not in Pareto mode).
+- cost per proposal (budget 500 on NB201 needs < 50 ms per ask + tell): the exact sampler
+  reads prefix masses of the excluded set kept between policy updates (``ExclusionTree``),
+  rejection is skipped once most of the policy's mass is excluded, and one LSTM pass per
+  update step scores the batch, the normalizer's likely excluded architectures and the elites.
 - failed, invalid and pruned trials (no reward) get the lowest reward seen so far, so the
   policy learns to avoid them; before any reward is seen they are left out.
 
@@ -55,13 +59,19 @@ import numpy as np
 import torch
 
 from agents.base import AGENT_REWARD, Agent, Objective, Proposal, TrialResult, TrialState
-from agents.controller import LSTMController
+from agents.controller import ExclusionTree, LSTMController
 from agents.predictor import HammingGP
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 from spaces.isolation import seeded
 
 AdvantageKind = Literal["baseline", "normalized", "rank"]
 _Elites = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # actions, cond, weights
+#: Below this unexcluded mass ``1 - pi(S)`` a plain draw is mostly a repeat: skip rejection
+#: (same distribution either way: both draw from the restricted policy exactly).
+_REJECTION_MIN_MASS = 0.5
+#: Relative error allowed in the gradient of the normalizer ``log(1 - pi(S))`` by leaving
+#: the least likely excluded architectures out of its backward pass (see ``_live_rows``).
+_NORMALIZER_TOL = 1e-3
 #: Floor of the unexcluded mass ``1 - pi(S)`` in the restricted log-prob: below it float
 #: rounding decides, so sampling and the update use the same clamped value.
 _MIN_MASS = 1e-6
@@ -196,6 +206,7 @@ class _ControllerAgent(Agent):
         self._observed: list[tuple[float, float]] = []  # (accuracy, latency), pareto mode
         self._cond_scale: tuple[float, float] | None = None
         self._p_excluded: list[float] | None = None  # pi(s) of excluded s under current net
+        self._tree: ExclusionTree | None = None  # their prefix sums, for the exact sampler
         self.updates = 0
 
     # ---- ask ------------------------------------------------------------------------------
@@ -228,9 +239,16 @@ class _ControllerAgent(Agent):
         self._excluded.append(list(row))
         if self._p_excluded is not None:
             if prob is None:
-                self._p_excluded = None  # recomputed when next needed
+                self._forget_probs()  # recomputed when next needed
             else:
                 self._p_excluded.append(prob)
+                if self._tree is not None:
+                    self._tree.add(row, prob)
+
+    def _forget_probs(self) -> None:
+        """The policy changed (or an exclusion came without its probability)."""
+        self._p_excluded = None
+        self._tree = None
 
     def _sample_restricted(
         self, cond: torch.Tensor | None
@@ -243,6 +261,8 @@ class _ControllerAgent(Agent):
         from then on. Only when every architecture is excluded does a plain (repeat) sample
         come back, with ``k = 0``: the unrestricted policy drew it."""
         budget, n = self.fresh_tries, 4
+        if cond is None and sum(self._excluded_probs()) > 1.0 - _REJECTION_MIN_MASS:
+            budget = 0  # most draws would be repeats: go straight to the exact sampler
         while budget > 0:
             n = min(n, budget)
             budget -= n
@@ -255,7 +275,9 @@ class _ControllerAgent(Agent):
                 if arch is not None:
                     return row, lp, arch, len(self._excluded)
             n *= 4
-        while (drawn := self.net.sample_excluding(self._excluded, self._gen, cond)) is not None:
+        while (drawn := self.net.sample_excluding(
+                self._excluded, self._gen, cond,
+                tree=None if cond is not None else self._exclusion_tree())) is not None:
             row, lp = drawn
             arch = self._valid(row)
             if arch is not None:
@@ -300,6 +322,11 @@ class _ControllerAgent(Agent):
                 rows.append(1.0 - lp.double().exp().sum())
             mass = torch.stack(rows)
         return torch.log(mass.clamp(min=_MIN_MASS)).float()
+
+    def _exclusion_tree(self) -> ExclusionTree:
+        if self._tree is None or self._tree.size != len(self._excluded):
+            self._tree = ExclusionTree(self._excluded, self._excluded_probs())
+        return self._tree
 
     def _excluded_probs(self) -> list[float]:
         if self._p_excluded is None or len(self._p_excluded) != len(self._excluded):
@@ -410,10 +437,10 @@ class _ControllerAgent(Agent):
         self._update(actions, ks, old_logp, torch.tensor(adv, dtype=torch.float32), cond,
                      self._elites())
         self.updates += 1
-        self._p_excluded = None
+        self._forget_probs()
         if self.dyna_updates and not self.pareto:
             self._plan()
-            self._p_excluded = None
+            self._forget_probs()
 
     # ---- Dyna-style planning on a learned predictor ---------------------------------------
     def _plan(self) -> None:
@@ -479,6 +506,53 @@ class _ControllerAgent(Agent):
         return (torch.tensor([a for _, a in front], dtype=torch.long), cond,
                 torch.ones(len(front)))
 
+    def _policy_terms(self, actions: torch.Tensor, ks: Sequence[int],
+                      cond: torch.Tensor | None, elites: _Elites | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Restricted log-probs and entropies of a batch, and the self-imitation loss: what
+        one update step needs. Without a condition the batch, the excluded architectures of
+        the normalizer and the elites go through the LSTM in one call (the same values as
+        ``restricted_log_prob`` + ``_sil_loss``, a third of the calls)."""
+        if cond is not None:
+            logp, ent = self.restricted_log_prob(actions, ks, cond)
+            return logp, ent, self._sil_loss(elites)
+        n, kmax = len(actions), max(ks, default=0)
+        parts = [actions]
+        live: list[int] = []
+        if kmax:
+            p_old = torch.tensor(self._excluded_probs()[:kmax], dtype=torch.float64)
+            live = self._live_rows(p_old)
+            parts.append(torch.tensor([self._excluded[i] for i in live], dtype=torch.long))
+        if elites is not None and self.sil_weight > 0:
+            parts.append(elites[0])
+        lp_all, ent_all = self.net.log_prob(torch.cat(parts) if len(parts) > 1 else actions)
+        logp, ent = lp_all[:n], ent_all[:n]
+        m = len(live)
+        if kmax:
+            p = p_old.index_put((torch.tensor(live, dtype=torch.long),),
+                                lp_all[n : n + m].double().exp())
+            cum = torch.cat([torch.zeros(1, dtype=torch.float64), p.cumsum(0)])
+            mass = 1.0 - cum[torch.tensor(list(ks))]
+            logp = logp - torch.log(mass.clamp(min=_MIN_MASS)).float()
+        sil = torch.zeros(())
+        if elites is not None and self.sil_weight > 0:
+            sil = -self.sil_weight * (elites[2] * lp_all[n + m :]).mean()
+        return logp, ent, sil
+
+    @staticmethod
+    def _live_rows(p_old: torch.Tensor) -> list[int]:
+        """Excluded architectures whose probability the normalizer re-computes with
+        gradients: all but the least likely, whose mass together is at most
+        ``_NORMALIZER_TOL`` of the smallest unexcluded mass. The rest enter as constants at
+        their value under the policy before the update: the normalizer's value is unchanged
+        there and its gradient loses terms of relative size <= ``_NORMALIZER_TOL``. A
+        collapsed policy puts its mass on few of hundreds of excluded architectures, so the
+        LSTM pass (and its backward, the update's main cost) shrinks to those few."""
+        budget = _NORMALIZER_TOL * max(1.0 - float(p_old.sum()), _MIN_MASS)
+        order = torch.argsort(p_old)
+        dropped = int((p_old[order].cumsum(0) <= budget).sum())
+        return sorted(order[dropped:].tolist())
+
     def _sil_loss(self, elites: _Elites | None) -> torch.Tensor:
         if elites is None:
             return torch.zeros(())
@@ -537,7 +611,7 @@ class _ControllerAgent(Agent):
         self._scale = state["scale"]
         self._observed = [tuple(x) for x in state["observed"]]
         self._cond_scale = None if state["cond_scale"] is None else tuple(state["cond_scale"])
-        self._p_excluded = None
+        self._forget_probs()
         self.updates = int(state["updates"])
 
 
@@ -574,9 +648,9 @@ class MnasController(_ControllerAgent):
                 adv: torch.Tensor, cond: torch.Tensor | None,
                 elites: _Elites | None) -> None:
         for _ in range(self.ppo_epochs):
-            logp, ent = self.restricted_log_prob(actions, ks, cond)
+            logp, ent, sil = self._policy_terms(actions, ks, cond, elites)
             loss = ppo_clip_loss(logp, old_logp, adv, self.clip)
-            self._step(loss - self.entropy_weight * ent.mean() + self._sil_loss(elites))
+            self._step(loss - self.entropy_weight * ent.mean() + sil)
 
 
 class ReinforceController(_ControllerAgent):
@@ -594,6 +668,5 @@ class ReinforceController(_ControllerAgent):
     def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
                 adv: torch.Tensor, cond: torch.Tensor | None,
                 elites: _Elites | None) -> None:
-        logp, ent = self.restricted_log_prob(actions, ks, cond)
-        self._step(-(logp * adv).mean() - self.entropy_weight * ent.mean()
-                   + self._sil_loss(elites))
+        logp, ent, sil = self._policy_terms(actions, ks, cond, elites)
+        self._step(-(logp * adv).mean() - self.entropy_weight * ent.mean() + sil)

@@ -28,7 +28,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
-from spaces.base import Categorical, InvalidArchitecture, Space
+from agents.distinct import DEFAULT_MAX_REPEATS, MODEL_MAX_REPEATS, DistinctProposals
+from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 # Optuna logs one INFO line per told trial; the search loop records trials itself.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -109,12 +110,19 @@ class _OptunaAgent(Agent):
                 self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 trial = None
         if trial is None:
-            arch = self.space.sample(self._rng)
-            values = self.space.encode(arch)
-            self._study.enqueue_trial(
-                {d.name: v for d, v in zip(self.space.decisions, values, strict=True)}
-            )
-            trial = self._study.ask(self._distributions)
+            return self._ask_arch(self.space.sample(self._rng))
+        return self._register(trial, arch)
+
+    def _ask_arch(self, arch: Architecture) -> Proposal:
+        """A proposal of ``arch`` as a study trial (enqueued: the sampler learns from it as
+        from its own; NSGA-II counts it in its generation)."""
+        values = self.space.encode(arch)
+        self._study.enqueue_trial(
+            {d.name: v for d, v in zip(self.space.decisions, values, strict=True)}
+        )
+        return self._register(self._study.ask(self._distributions), arch)
+
+    def _register(self, trial: optuna.trial.Trial, arch: Architecture) -> Proposal:
         trial_id = self._next_id
         self._next_id += 1
         self._pending[trial_id] = trial.number
@@ -206,7 +214,7 @@ def _serialize_trial(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     })
 
 
-class TPEAgent(_OptunaAgent):
+class TPEAgent(DistinctProposals, _OptunaAgent):
     """Tree-structured Parzen Estimator on the scalar reward (maximized)."""
 
     name: ClassVar[str] = "tpe"
@@ -219,12 +227,13 @@ class TPEAgent(_OptunaAgent):
         seed: int = 0,
         n_startup_trials: int = 10,
         multivariate: bool = True,
+        max_repeats: int = DEFAULT_MAX_REPEATS,
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials}")
         self.n_startup_trials = int(n_startup_trials)
         self.multivariate = bool(multivariate)
-        super().__init__(space, objectives=objectives, seed=seed)
+        super().__init__(space, objectives=objectives, seed=seed, max_repeats=max_repeats)
 
     def _make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(
@@ -232,7 +241,7 @@ class TPEAgent(_OptunaAgent):
         )
 
 
-class NSGA2Agent(_OptunaAgent):
+class NSGA2Agent(DistinctProposals, _OptunaAgent):
     """NSGA-II on the job's objectives (metric values); on the reward for one objective."""
 
     name: ClassVar[str] = "nsga2"
@@ -247,6 +256,7 @@ class NSGA2Agent(_OptunaAgent):
         population_size: int = 20,
         mutation_prob: float | None = None,
         crossover_prob: float = 0.9,
+        max_repeats: int = DEFAULT_MAX_REPEATS,
     ) -> None:
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
@@ -257,7 +267,7 @@ class NSGA2Agent(_OptunaAgent):
         self.population_size = int(population_size)
         self.mutation_prob = mutation_prob
         self.crossover_prob = float(crossover_prob)
-        super().__init__(space, objectives=objectives, seed=seed)
+        super().__init__(space, objectives=objectives, seed=seed, max_repeats=max_repeats)
 
     @property
     def _on_metrics(self) -> bool:
@@ -286,7 +296,7 @@ class NSGA2Agent(_OptunaAgent):
         return [float(result.metrics[o.metric]) for o in self.objectives]
 
 
-class GPAgent(_OptunaAgent):
+class GPAgent(DistinctProposals, _OptunaAgent):
     """Optuna's ``GPSampler``: Gaussian-process Bayesian optimisation (log expected
     improvement, categorical decisions in the kernel) on the scalar reward (maximized)."""
 
@@ -299,11 +309,12 @@ class GPAgent(_OptunaAgent):
         objectives: Sequence[Objective] = (),
         seed: int = 0,
         n_startup_trials: int = 10,
+        max_repeats: int = MODEL_MAX_REPEATS,
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials}")
         self.n_startup_trials = int(n_startup_trials)
-        super().__init__(space, objectives=objectives, seed=seed)
+        super().__init__(space, objectives=objectives, seed=seed, max_repeats=max_repeats)
 
     def _make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(

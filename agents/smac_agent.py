@@ -33,12 +33,13 @@ from smac import Scenario
 from smac.runhistory import StatusType, TrialInfo, TrialValue
 
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
-from spaces.base import Categorical, InvalidArchitecture, Space
+from agents.distinct import MODEL_MAX_REPEATS, DistinctProposals
+from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 _SAMPLER_TRIES = 3  # configurations refused by ``space.check`` before a random one
 
 
-class SMACAgent(Agent):
+class _SMAC(Agent):
     """SMAC3's random-forest BO (``HyperparameterOptimizationFacade``) on the scalar reward."""
 
     name: ClassVar[str] = "smac"
@@ -61,7 +62,7 @@ class SMACAgent(Agent):
         self.n_initial = int(n_initial)
         self.random_probability = float(random_probability)
         self._folder = Path(tempfile.mkdtemp(prefix="lightsearch-smac-"))
-        self._log: list[list[Any]] = []  # ["ask"] or ["tell", trial_id, cost or None]
+        self._log: list[list[Any]] = []  # ["ask"], ["arch", values], ["tell", id, cost]
         self._build()
 
     def _build(self) -> None:
@@ -102,10 +103,22 @@ class SMACAgent(Agent):
                 self._tell_smac(info, None)
                 arch = None
         if arch is None:  # a uniform valid sample, told to SMAC in place of its own
-            arch = self.space.sample(self._rng)
-            info = TrialInfo(Configuration(self._smac.scenario.configspace, values=dict(
-                zip([d.name for d in self.space.decisions], self.space.encode(arch),
-                    strict=True))))
+            return self._given(self.space.sample(self._rng))
+        return self._register(info, arch)
+
+    def _ask_arch(self, arch: Architecture) -> Proposal:
+        """A proposal of ``arch`` as a SMAC trial of that configuration (logged for replay)."""
+        values = self.space.encode(arch)
+        self._log.append(["arch", list(values)])
+        return self._given(arch)
+
+    def _given(self, arch: Architecture) -> Proposal:
+        info = TrialInfo(Configuration(self._smac.scenario.configspace, values=dict(
+            zip([d.name for d in self.space.decisions], self.space.encode(arch),
+                strict=True))))
+        return self._register(info, arch)
+
+    def _register(self, info: Any, arch: Architecture) -> Proposal:
         trial_id = self._next_id
         self._next_id += 1
         self._pending[trial_id] = info
@@ -146,11 +159,31 @@ class SMACAgent(Agent):
         for event in self._log:
             if event[0] == "ask":
                 self._ask()
+            elif event[0] == "arch":
+                self._given(self.space.decode(event[1]))
             else:
                 self._tell(int(event[1]), None if event[2] is None else float(event[2]))
 
     def close(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class SMACAgent(DistinctProposals, _SMAC):
+    """SMAC3 with repeats answered inside the agent (``agents.distinct``). SMAC's intensifier
+    rarely proposes an evaluated configuration; when it does, SMAC is told the result again."""
+
+    def __init__(
+        self,
+        space: Space,
+        *,
+        objectives: Sequence[Objective] = (),
+        seed: int = 0,
+        n_initial: int = 10,
+        random_probability: float = 0.2,
+        max_repeats: int = MODEL_MAX_REPEATS,
+    ) -> None:
+        super().__init__(space, objectives=objectives, seed=seed, max_repeats=max_repeats,
+                         n_initial=n_initial, random_probability=random_probability)
 
 
 def _never_called(config: Any, seed: int = 0) -> float:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.base import Objective, TrialResult, TrialState
-from agents.evolution import RegularizedEvolution
+from agents.evolution import EvolutionSampler, RegularizedEvolution
 from agents.optuna_agents import NSGA2Agent, TPEAgent
 from agents.random_search import RandomSearch
 from agents.registry import AGENTS
@@ -64,7 +64,8 @@ def test_evolution_mutates_exactly_one_decision_of_a_population_member() -> None
 
 def test_evolution_ages_out_the_oldest_and_ignores_failures() -> None:
     space = NB201Space()
-    agent = RegularizedEvolution(space, population_size=4, sample_size=2)
+    # The sampler itself: the agent answers repeats inside, with ids of its own.
+    agent = EvolutionSampler(space, population_size=4, sample_size=2)
     told_ok: list[int] = []
     for i in range(20):
         p = agent.ask()
@@ -84,7 +85,8 @@ def test_evolution_tournament_prefers_the_best() -> None:
     """With one standout among 10, a 3-sample tournament picks it ~27% of the time, versus
     10% for a uniform pick."""
     space = NB201Space()
-    agent = RegularizedEvolution(space, population_size=10, sample_size=3, seed=4)
+    # The sampler itself: 400 asks without a tell would be mostly repeats in flight.
+    agent = EvolutionSampler(space, population_size=10, sample_size=3, seed=4)
     batch = [agent.ask() for _ in range(10)]
     for i, p in enumerate(batch):
         agent.tell(p.trial_id, _ok(100.0 if i == 6 else 1.0))

@@ -244,6 +244,40 @@ def test_restriction_keeps_the_ppo_ratio_at_one_before_the_update() -> None:
     assert [e["k"] for e in entries] == list(range(10))
 
 
+def test_fused_update_terms_match_the_separate_ones() -> None:
+    """One LSTM pass for batch, normalizer and elites (the fast path of the update) gives the
+    values of ``restricted_log_prob`` + ``_sil_loss``, and their gradient up to the
+    normalizer's tolerance (the least likely excluded architectures enter as constants)."""
+    space = ToySpace((3, 4, 3, 2))  # 72 architectures
+    agent = MnasController(space, seed=0, batch_size=100)
+    with torch.no_grad():
+        agent.net.head_b.normal_(0, 2, generator=torch.Generator().manual_seed(2))
+    probs = enumerate_probs(agent.net)
+    ranked = sorted(probs, key=lambda r: probs[r])
+    for row in ranked[:30] + ranked[-3:]:  # many unlikely ones, a few favourites
+        agent._exclude(list(row))
+    entries = [agent._pending[agent.ask().trial_id] for _ in range(10)]
+    actions = torch.tensor([e["actions"] for e in entries])
+    ks = [e["k"] for e in entries]
+    elites = (torch.tensor([list(r) for r in ranked[-3:]]), None, torch.tensor([1.0, 0.5, 2.0]))
+    live = agent._live_rows(torch.tensor(agent._excluded_probs(), dtype=torch.float64))
+    assert 3 <= len(live) < len(agent._excluded)  # unlikely rows leave the backward pass
+
+    def grads(loss: torch.Tensor) -> torch.Tensor:
+        agent.net.zero_grad()
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in agent.net.parameters() if p.grad is not None])
+
+    logp, ent, sil = agent._policy_terms(actions, ks, None, elites)
+    ref_logp, ref_ent = agent.restricted_log_prob(actions, ks)
+    ref_sil = agent._sil_loss(elites)
+    assert torch.allclose(logp, ref_logp, atol=1e-5) and torch.allclose(ent, ref_ent, atol=1e-5)
+    assert float(sil.detach()) == pytest.approx(float(ref_sil.detach()), abs=1e-5)
+    g = grads(logp.sum() + ent.sum() + sil)
+    ref = grads(ref_logp.sum() + ref_ent.sum() + ref_sil)
+    assert float((g - ref).norm()) <= 1e-2 * float(ref.norm())
+
+
 # ---- bookkeeping ----------------------------------------------------------------------------
 def test_several_in_flight_and_update_after_batch() -> None:
     agent = MnasController(ToySpace(), seed=1, batch_size=4)
