@@ -65,6 +65,22 @@ class RepeaterAgent(RandomSearch):
         return proposal
 
 
+class EchoAgent(RandomSearch):
+    """Random search whose every third proposal repeats an earlier one: the loop must answer
+    those from its cache. (The built-in samplers now answer their own repeats.)"""
+
+    name = "echo"
+
+    def ask(self):  # noqa: ANN201 - a Proposal
+        proposal = super().ask()
+        seen: list = self.__dict__.setdefault("_seen", [])
+        if proposal.trial_id % 3 == 2 and seen:
+            proposal.arch = seen[int(self._rng.integers(len(seen)))]
+        else:
+            seen.append(proposal.arch)
+        return proposal
+
+
 def register_test_components() -> None:
     from agents.registry import AGENTS, RandomOptions
     from search.registry import EVALUATORS
@@ -75,6 +91,8 @@ def register_test_components() -> None:
         AGENTS.register(Entry("spy", "tests.loop_helpers:SpyAgent", RandomOptions))
     if "repeater" not in AGENTS:
         AGENTS.register(Entry("repeater", "tests.loop_helpers:RepeaterAgent", RandomOptions))
+    if "echo" not in AGENTS:
+        AGENTS.register(Entry("echo", "tests.loop_helpers:EchoAgent", RandomOptions))
 
 
 def job(**overrides: Any) -> dict[str, Any]:

@@ -20,16 +20,14 @@ def run(spec_dict, **kwargs) -> MemorySink:
 
 
 def test_budget_counts_distinct_architectures_and_repeats_are_cached():
-    # evolution with a tiny population repeats itself often on NB201
-    sink = run(job(agent={"name": "evolution", "options": {"population_size": 4,
-                                                            "sample_size": 2}},
-                   budget={"evaluations": 60}))
+    # every third proposal of "echo" repeats an earlier architecture
+    sink = run(job(agent={"name": "echo"}, budget={"evaluations": 60}))
     fresh = [t for t in sink.trials if not t.cached]
     assert len(fresh) == 60
     assert len({t.arch_key for t in fresh}) == 60
     assert [t.evaluation_index for t in fresh] == list(range(1, 61))
     cached = [t for t in sink.trials if t.cached]
-    assert cached, "expected repeats with a population of 4"
+    assert len(cached) >= 25, "expected every third proposal to be a repeat"
     first = {t.arch_key: t for t in fresh}
     for t in cached:
         assert t.metrics == first[t.arch_key].metrics
