@@ -108,17 +108,60 @@ def jobs(quiet_service: Service, owner: str) -> dict[str, str]:
 
 
 # ---- every page fits, at both sizes --------------------------------------------------------
+def devices_page(service: Service) -> None:
+    """One shared device with an online agent, for the Devices page (once per service)."""
+    root = service.token("root-views", admin=True)
+    with service.client(root) as admin:
+        if any(d["name"] == "rpi4-views" for d in admin.get("/devices").json()["data"]):
+            return
+        made = admin.post("/device-tokens", json={"name": "rpi4-views"})
+        assert made.status_code == 201, made.text
+    with service.client(made.json()["token"]) as agent:
+        assert agent.post("/devices/agent/register", json={
+            "agent_key": "views-agent-1", "description": {
+                "cpu": "Cortex-A72 (4 cores, 1.8 GHz)", "os": "Linux 6.6 aarch64",
+                "onnxruntime": "1.20.1"}}).status_code == 200
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 def test_every_page_fits_and_its_controls_are_reachable(open_page: Any, quiet_service: Service,
                                                         owner: str, jobs: dict[str, str],
                                                         size: str) -> None:
     main = jobs["main"]
+    # signed out: the sign-in form
+    signin = open_page(quiet_service, None, viewport=SIZES[size], touch=size == "phone")
+    signin.goto("#/signin").wait_for_selector("form.signin #token")
+    fits(signin.page)
+    for control in ("#token", "form.signin button[type=submit]"):
+        assert visible_in_viewport(signin.page, control), control
+    signin.shot(f"{size}-signin")
+    assert not signin.errors, signin.errors
     p = open_at(open_page, quiet_service, owner, "#/jobs", size)
     page = p.page
     page.wait_for_selector(f"tr[data-job-id='{main}']")
     fits(page)
     assert visible_in_viewport(page, "#sign-out")
     p.shot(f"{size}-jobs")
+    # the New-job form, open: the editor, the template picker and the buttons fit
+    page.click("#new-job")
+    page.wait_for_selector("#job-form .side-help h3")  # the registries have loaded
+    fits(page)
+    for control in ("#spec-template", "#job-form .card-head button[title=Close]", "#spec-editor",
+                    "#submit-job"):
+        page.locator(control).scroll_into_view_if_needed()
+        assert visible_in_viewport(page, control), control
+    p.shot(f"{size}-new-job")
+    page.click("#job-form .card-head button[title=Close]")
+    # the Devices page (one device, with its agent's description)
+    devices_page(quiet_service)
+    page.click("#nav-devices")
+    page.wait_for_selector("#devices-table tr[data-device='rpi4-views']")
+    fits(page)
+    assert visible_in_viewport(page, "#sign-out")
+    assert visible_in_viewport(page, "#nav-devices")
+    # the description wraps: the device's status is on screen without scrolling the table
+    assert visible_in_viewport(page, "tr[data-device='rpi4-views'] .badge")
+    p.shot(f"{size}-devices")
     page.goto(f"{quiet_service.url}/#/jobs/{main}")
     page.wait_for_selector("#pareto-plot[data-drawn]")
     page.wait_for_selector("#trials-table")
