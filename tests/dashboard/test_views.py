@@ -387,6 +387,71 @@ def test_a_compression_policy_sits_beside_the_reference_layer_sizes(
     assert not p.errors, p.errors
 
 
+COMPRESS_SPEC = {"name": "compress-target", "kind": "compress",
+                 "model": {"reference": "resnet_small", "dataset": "digits", "limit": 30,
+                           "epochs": 0, "width": 0.5},  # untrained: the space is built quickly
+                 "target": {"metric": "flops", "ratio": 0.25},
+                 "space": {"name": "compression", "options": {"controls": ["prune"]}},
+                 "agent": {"name": "uniform"},
+                 "evaluator": {"name": "compress", "options": {"measure_latency": False}},
+                 "objectives": [{"metric": "val_acc", "direction": "max"}],
+                 "budget": {"evaluations": 3}, "executor": {"name": "local"}}
+
+
+def test_a_compression_target_is_drawn_and_says_what_it_is_a_share_of(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    """A real compression job with a FLOPs target: the dashed line sits at the ratio on the
+    kept-channels panel, and its label names FLOPs (it is not a share of channels)."""
+    import random
+
+    from search.spec import JobSpec
+    from spaces.registry import SPACES
+
+    parsed = JobSpec.model_validate(COMPRESS_SPEC)
+    space = SPACES.create(parsed.space.name, options=parsed.space.options)
+    records = []
+    for i in range(3):
+        arch = space.sample(random.Random(i))
+        layers = [k.removeprefix("prune:") for k in arch]
+        rows = [{"layer": x, "prune": arch[f"prune:{x}"],  # as the compress evaluator records
+                 "channels": f"{max(1, round(16 * (1 - arch[f'prune:{x}'])))}/16"} for x in layers]
+        records.append(TrialRecord(i, arch, f"target-{i}", TrialState.COMPLETE,
+                                   reward=50.0 + i, metrics={"val_acc": 50.0 + i},
+                                   recorded={"policy": rows}, evaluation_index=i + 1))
+    job = fill_job(quiet_service, owner, records, COMPRESS_SPEC, results=False)
+    best = max(records, key=lambda r: r.reward).trial_id
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", "desktop")
+    page = p.page
+    page.wait_for_selector(f"#policy-plot[data-trial='{best}'] line.target", state="attached")
+    assert page.locator("#policy-plot line.target").count() == 1
+    line = page.locator("#policy-plot g.panel[data-group='kept'] line.target")
+    assert float(line.get_attribute("data-value")) == 0.25
+    label = page.locator("#policy-plot g.panel[data-group='kept'] text.target-label")
+    assert label.evaluate("t => t.firstChild.textContent") == "target: 25% of FLOPs"
+    assert "not a share of channels" in line.locator("title").text_content()
+    # the line is drawn at 0.25 on the panel's own scale: between its 0 and its highest tick
+    y = float(line.get_attribute("y1"))
+    box = page.eval_on_selector("#policy-plot g.panel[data-group='kept']", """g => {
+        const ys = [...g.querySelectorAll('rect.bar')].map(r => [+r.dataset.value,
+            +r.getAttribute('y'), +r.getAttribute('height')]);
+        return ys; }""")
+    # a bar of value v reaches from the zero line up to y(v): interpolate y(0.25)
+    (v1, y1, h1) = max(box)
+    zero = y1 + h1
+    assert y == pytest.approx(zero - (zero - y1) * 0.25 / v1, abs=1.0)
+    page.locator("#policy-card").scroll_into_view_if_needed()
+    p.shot("desktop-policy-target", full_page=False)
+    p.page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("document.querySelector('#policy-plot svg').getAttribute('width') < 390")
+    fits(page)
+    page.locator("#policy-card").scroll_into_view_if_needed()
+    label_box = label.bounding_box()
+    assert label_box is not None and label_box["x"] >= 0 and \
+        label_box["x"] + label_box["width"] <= 390, label_box
+    p.shot("phone-policy-target", full_page=False)
+    assert not p.errors, p.errors
+
+
 def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
         open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
     job = jobs["main"]

@@ -462,7 +462,9 @@ export class JobView {
     }
     this.policyCard.style.display = "";
     document.getElementById("policy-note").textContent = `trial #${t.trial_id} · ${Object.keys(groups).join(", ")}`;
-    const panels = [...policyFigure(groups), ...referencePanels(t.recorded?.policy, this.job.spec.target)];
+    const spec = this.job.spec || {};
+    const target = spec.target || spec.space?.options?.target || null; // top level, or the space's own option
+    const panels = [...policyFigure(groups), ...referencePanels(t.recorded?.policy, target)];
     this.policyEl.style.height = `${Math.max(260, 170 * panels.length + 60)}px`;
     barPanels(this.policyEl, panels, { valueText: (v) => fmt(v, 4) });
     this.policyEl.dataset.trial = String(t.trial_id);
@@ -579,14 +581,30 @@ function referencePanels(rows, target) {
   const parsed = rows.filter((r) => typeof r.channels === "string" && /^\d+\/\d+$/.test(r.channels))
     .map((r) => { const [kept, total] = r.channels.split("/").map(Number); return { layer: r.layer, kept, total }; });
   if (!parsed.length) return [];
-  const line = target && Number.isFinite(target.ratio)
-    ? { value: target.ratio, label: `target: ${Math.round(target.ratio * 100)}% of ${target.metric || "flops"}` } : null;
+  const line = target && Number.isFinite(target.ratio) ? targetLine(target) : null;
   return [
     { name: "kept", title: "channels kept (share)", color: "#10b981", line,
       rows: parsed.map((r) => ({ label: r.layer, value: r.total ? r.kept / r.total : 0 })) },
     { name: "reference", title: "reference channels", color: "#94a3b8",
       rows: parsed.map((r) => ({ label: r.layer, value: r.total })) },
   ];
+}
+
+const TARGET_METRICS = { flops: "FLOPs", params: "parameters", size: "model size", latency: "latency" };
+
+/** The job's resource target, drawn over the kept share of channels. It is a share of the
+ * reference model's FLOPs (parameters, size, latency), not of its channels: the label says so,
+ * and the line's tooltip says why the bars need not sit under it. */
+export function targetLine(target) {
+  const what = TARGET_METRICS[target.metric || "flops"] || String(target.metric);
+  const pct = `${+(target.ratio * 100).toFixed(1)}%`;
+  return {
+    value: target.ratio,
+    label: `target: ${pct} of ${what}`,
+    title: `The job's target: the compressed model keeps at most ${pct} of the reference model's ${what}. `
+      + `It is not a share of channels: ${what} fall faster than the channels kept (a convolution's FLOPs `
+      + "scale with the channels kept on both its sides), so the bars can stand above this line and still meet it.",
+  };
 }
 
 function groupOptions(axes, selected) {
