@@ -215,6 +215,42 @@ def test_axes_say_what_and_in_which_unit_and_jobs_say_why_they_stopped(
     assert "better" in titles["x"] and "better" in titles["y"]
     page.wait_for_selector("#hv-plot[data-points]")  # the step charts draw after the scatter
     assert axis_titles(page, "#hv-plot")["y"] == "hypervolume"
+
+    def titled(title: str, metric: str) -> bool:  # "Latency on Pixel 3 (ms)"
+        entry = registry[metric]
+        return title.startswith(entry["label"]) and title.endswith(f"({entry['unit']})")
+
+    # every metric of this job has a label and a unit in the registry (else the checks below
+    # would pass on raw names)
+    measured = set(api(quiet_service, owner, f"/dashboard/jobs/{jobs['main']}/trials",
+                       limit=1, state="complete")["data"][0]["m"])
+    assert measured and all(registry.get(m, {}).get("unit") for m in measured), registry
+    # parallel coordinates: every metric axis
+    page.click("#tab-parallel")
+    page.wait_for_selector("#parallel-view[data-state='drawn']")
+    pc = page.evaluate("document.querySelector('#parallel-plot').pcoords.axisTitles()")
+    metric_axes = {k.removeprefix("metrics."): v for k, v in pc.items() if k.startswith("metrics.")}
+    assert set(metric_axes) == measured, pc
+    for metric, title in metric_axes.items():
+        assert titled(title, metric), (metric, title)
+    # slices: each panel's y axis, for the metric picked and after picking another
+    page.click("#tab-slices")
+    page.wait_for_selector("#slices-view[data-state='drawn']")
+    for metric in ("val_acc", "pixel3_latency"):
+        page.select_option("#slice-metric", metric)
+        page.wait_for_function(
+            f"[...document.querySelectorAll('#slices-view .slice text.y-title')].every(t => "
+            f"t.textContent.startsWith({json.dumps(registry[metric]['label'])}))")
+        ys = page.eval_on_selector_all("#slices-view .slice text.y-title",
+                                       "ts => ts.map(t => t.textContent)")
+        assert len(ys) == 6 and all(titled(y, metric) for y in ys), ys
+    # compare: both axes of the fronts chart
+    page.goto(f"{quiet_service.url}/#/compare/{jobs['main']},{jobs['failed']}")
+    page.wait_for_selector("#compare-plot[data-points]")
+    compare = axis_titles(page, "#compare-plot")
+    assert titled(compare["x"].split("  ")[0], "pixel3_latency"), compare
+    assert titled(compare["y"].split("  ")[0], "val_acc"), compare
+    assert "better" in compare["x"] and "better" in compare["y"], compare
     # a finished job says why it stopped, whatever the status
     for name, status in (("main", "succeeded"), ("failed", "failed"), ("cancelled", "cancelled")):
         page.goto(f"{quiet_service.url}/#/jobs/{jobs[name]}")
