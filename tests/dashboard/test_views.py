@@ -404,6 +404,63 @@ def test_architectures_are_readable_with_raw_json_behind_a_toggle(
     assert not p.errors, p.errors
 
 
+def mnasnet_spec(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    space: dict[str, Any] = {"name": "mnasnet"}
+    if options:
+        space["options"] = options
+    return {"name": name, "space": space, "agent": {"name": "random"},
+            "evaluator": {"name": "train", "options": {
+                "dataset": {"source": "digits", "max_samples": 300}, "epochs": 1}},
+            "profilers": [{"name": "torch-analytical", "options": {"input_shape": [1, 8, 8]}}],
+            "objectives": [{"metric": "val_acc", "direction": "max"},
+                           {"metric": "flops_M", "direction": "min"}],
+            "budget": {"evaluations": 3}, "executor": {"name": "local"}}
+
+
+@pytest.mark.parametrize("blocks", [5, 12])
+def test_a_real_mnasnet_architecture_reads_as_a_block_table(
+        open_page: Any, quiet_service: Service, owner: str, blocks: int) -> None:
+    """Architectures sampled from ``spaces.mnasnet.MnasNetSpace`` (the default 5-block skeleton,
+    and 12 blocks stored with sorted keys, as sorted JSON or PostgreSQL's jsonb give them back):
+    one row per block in numeric order (b2 before b10), the space's fields as columns."""
+    import numpy as np
+
+    from spaces.mnasnet import DEFAULT_BLOCKS, MnasNetSpace
+
+    skeleton = list(DEFAULT_BLOCKS) + [(96, 1, 1)] * (blocks - len(DEFAULT_BLOCKS))
+    options = None if blocks == len(DEFAULT_BLOCKS) else {
+        "blocks": [{"filters": f, "layers": n, "stride": st} for f, n, st in skeleton]}
+    space = MnasNetSpace() if options is None else MnasNetSpace(blocks=skeleton)
+    rng = np.random.default_rng(blocks)
+    records = []
+    for i in range(3):
+        arch = space.sample(rng)
+        if options:
+            arch = dict(sorted(arch.items()))  # b0_kernel, ..., b10_op, ..., b1_kernel, ...
+        records.append(TrialRecord(i, arch, space.key(arch), TrialState.COMPLETE,
+                                   reward=60.0 + i, metrics={"val_acc": 60.0 + i,
+                                                             "flops_M": 5.0 - i},
+                                   evaluation_index=i + 1))
+    job = fill_job(quiet_service, owner, records, mnasnet_spec(f"mnasnet-{blocks}", options),
+                   results=False)
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}/trials/1", "phone")
+    page = p.page
+    page.wait_for_selector("#trial-layers[data-kind='blocks']")
+    heads = page.eval_on_selector_all("#trial-layers th", "ts => ts.map(t => t.textContent)")
+    assert heads == ["Block", "op", "kernel", "se", "skip", "layers", "width"], heads
+    rows = page.eval_on_selector_all("#trial-layers tbody tr", """rs => rs.map(r =>
+        [...r.querySelectorAll('td')].map(td => td.textContent))""")
+    arch = records[1].arch
+    assert [r[0] for r in rows] == [f"b{b}" for b in range(blocks)]
+    for b, row in enumerate(rows):
+        assert row[1:] == [str(arch[f"b{b}_{f}"]).removesuffix(".0")
+                           for f in ("op", "kernel", "se", "skip", "layers", "width")], (b, row)
+    fits(page)
+    assert visible_in_viewport(page, "#close-trial")
+    p.shot(f"phone-trial-mnasnet-{blocks}", full_page=False)
+    assert not p.errors, p.errors
+
+
 def test_a_compression_policy_sits_beside_the_reference_layer_sizes(
         open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
     p = open_at(open_page, quiet_service, owner, f"#/jobs/{jobs['policy']}", "desktop")
