@@ -584,6 +584,90 @@ def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
     assert not p.errors, p.errors
 
 
+@pytest.fixture(scope="module")
+def exported(quiet_service: Service, owner: str) -> dict[str, Any]:
+    """A finished job whose best trial and one more Pareto trial have exported models (the
+    real exporter, ``search.export.export_model``, on a small network), in the job folder
+    where the service's finalize step puts them (``models/trial<ID>/``)."""
+    import torch.nn as nn
+
+    from search.export import export_model
+    from service.artifacts import job_dir
+
+    job = fill_job(quiet_service, owner, nb201_records(20, seed=11), filled_spec("exported", 20))
+    doc = api(quiet_service, owner, f"/jobs/{job}")
+    best = doc["best"]["trial_id"]
+    front = [t["trial_id"] for t in api(quiet_service, owner, f"/jobs/{job}/pareto")["data"]]
+    other = next(t for t in front if t != best)
+    for tid in (best, other):
+        net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+        export_model(net, job_dir(quiet_service.settings.artifact_dir, job) / "models" /
+                     f"trial{tid}", input_shape=(1, 8, 8), name=f"nb201-exported-trial{tid}",
+                     measure_latency=False)
+    return {"job": job, "best": best, "other": other}
+
+
+def listed_files(page: Any, selector: str) -> dict[str, dict[str, Any]]:
+    """path -> the name shown, whether it is cut off, and the description with the size."""
+    return {f["path"]: f for f in page.eval_on_selector_all(f"{selector} .download", """ds =>
+        ds.map(d => { const n = d.querySelector('.name');
+            return {path: d.dataset.file, name: n.textContent, what: d.querySelector('.what')
+                .textContent, cut: n.scrollWidth > n.clientWidth + 1,
+                right: n.getBoundingClientRect().right}; })""")}
+
+
+def size_text(n: int) -> str:  # util.js fmtBytes
+    units, i, v = ["B", "KB", "MB", "GB"], 0, float(n)
+    while v >= 1024 and i < len(units) - 1:
+        v, i = v / 1024, i + 1
+    return f"{v:.1f} {units[i]}" if i else f"{n} B"
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_downloads_and_the_trial_drawer_list_the_same_exported_files(
+        open_page: Any, quiet_service: Service, owner: str, exported: dict[str, Any],
+        size: str) -> None:
+    job = exported["job"]
+    served = api(quiet_service, owner, f"/dashboard/jobs/{job}/files")["data"]
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", size)
+    page = p.page
+    page.wait_for_selector("#downloads .download[data-file^='models/']")
+    on_job_page = listed_files(page, "#downloads")
+    width = page.evaluate("window.innerWidth")
+    for tid in (exported["best"], exported["other"]):
+        files = {f["path"]: f for f in served if f["trial"] == tid}
+        assert len(files) == 5 and all(p_.startswith(f"models/trial{tid}/") for p_ in files)
+        detail = api(quiet_service, owner, f"/dashboard/jobs/{job}/trials/{tid}")["files"]
+        assert {f["path"]: f["size"] for f in detail} == \
+            {k: f["size"] for k, f in files.items()}  # the API agrees with itself
+        page.goto(f"{quiet_service.url}/#/jobs/{job}/trials/{tid}")
+        page.wait_for_selector(f"#trial-drawer[data-trial='{tid}'] #trial-files .download")
+        in_drawer = listed_files(page, "#trial-files")
+        page.click("#close-trial")
+        page.wait_for_selector("#trial-drawer", state="detached")
+        job_side = {k: v for k, v in on_job_page.items() if k in files}
+        assert set(in_drawer) == set(job_side) == set(files), (in_drawer, job_side)
+        for path, f in files.items():
+            want = size_text(f["size"])
+            for where, shown in (("drawer", in_drawer[path]), ("job page", job_side[path])):
+                assert shown["name"] == path, (where, shown)  # the full name, with its folder
+                assert not shown["cut"] and shown["right"] <= width + 0.5, (where, shown)
+                assert shown["what"].startswith(f["what"]) and want in shown["what"], \
+                    (where, shown, f)
+            assert f" · trial #{tid} · " in job_side[path]["what"], job_side[path]
+    # the best trial's card lists its exported files too
+    best = {f["path"] for f in served if f["trial"] == exported["best"]}
+    shown = set(page.eval_on_selector_all("#best-downloads .download", "ds => ds.map(d => "
+                                          "d.dataset.file)"))
+    assert best <= shown, (best, shown)
+    fits(page)
+    page.goto(f"{quiet_service.url}/#/jobs/{job}/trials/{exported['best']}")
+    page.wait_for_selector("#trial-files .download")
+    page.locator("#trial-files").scroll_into_view_if_needed()
+    p.shot(f"{size}-trial-exported-files", full_page=False)
+    assert not p.errors, p.errors
+
+
 # ---- compare, dark mode ---------------------------------------------------------------------
 def test_compare_draws_each_jobs_front_on_one_chart(open_page: Any, quiet_service: Service,
                                                     owner: str, jobs: dict[str, str]) -> None:

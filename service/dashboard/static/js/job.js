@@ -436,8 +436,7 @@ export class JobView {
     }
     this.bestLoaded = t.trial_id;
     this.bestTrial = t;
-    const files = (t.files || Object.entries(t.artifacts || {}).map(([name, path]) => ({ name, path: path || null, size: null })))
-      .filter((f) => f.path);
+    this.bestFiles = h("div", { class: "downloads", id: "best-downloads", style: { marginTop: "12px" } });
     const m = this.metrics;
     clear(this.bestCard,
       h("div", { class: "row", style: { marginBottom: "10px" } },
@@ -448,10 +447,27 @@ export class JobView {
       h("dl", { class: "kv" }, Object.entries(t.metrics || {}).flatMap(([k, v]) => [
         h("dt", { title: k }, m.label(k)), h("dd", {}, m.withUnit(k, fmt(v, 6)))])),
       h("div", { class: "mono faint", style: { marginTop: "10px", overflowWrap: "anywhere", fontSize: "11.5px" } }, t.arch_key),
-      files.length ? h("div", { class: "downloads", id: "best-downloads", style: { marginTop: "12px" } },
-        files.map((f) => downloadLink(this.id, f.path, f.path, f.size, f.what))) : null);
+      this.bestFiles);
+    this.renderBestFiles();
     this.drawPolicy(t);
     this.renderFiles();
+  }
+
+  /** The best trial's files, updated in place (a link already shown stays the same element
+   * when the job's file list arrives with sizes and exported models). */
+  renderBestFiles() {
+    if (!this.bestFiles || !this.bestTrial) return;
+    const files = this.filesOf(this.bestTrial);
+    const shown = new Map([...this.bestFiles.children].map((el) => [el.dataset.file, el]));
+    const items = files.map((f) => {
+      const fresh = downloadLink(this.id, f.path, f.path, f.size, f.what);
+      const old = shown.get(f.path);
+      if (!old) return fresh;
+      old.querySelector(".what").replaceWith(fresh.querySelector(".what"));
+      return old;
+    });
+    this.bestFiles.replaceChildren(...items); // moves kept nodes, never detaches them for long
+    this.bestFiles.hidden = !items.length;
   }
 
   drawPolicy(t) {
@@ -470,20 +486,35 @@ export class JobView {
     this.policyEl.dataset.trial = String(t.trial_id);
   }
 
+  /** A trial's files as the trial drawer lists them: the trial detail's own list, else (the
+   * job document's best trial) the job's files of that trial (exported models in
+   * models/trial<ID>/, its evaluation's files, with sizes) and any artifact not on this server. */
+  filesOf(t) {
+    if (t.files) return t.files.filter((f) => f.path);
+    const known = (this.allFiles || []).filter((f) => f.trial === t.trial_id);
+    const paths = new Set(known.map((f) => f.path));
+    const artifacts = Object.entries(t.artifacts || {}).filter(([, path]) => path && !paths.has(path))
+      .map(([name, path]) => ({ name, path, size: null }));
+    return [...artifacts, ...known];
+  }
+
   async loadFiles() {
     try {
       const res = await api(`/dashboard/jobs/${encodeURIComponent(this.id)}/files`);
+      this.allFiles = res.data;
       this.jobFiles = res.data.filter((f) => !f.path.startsWith("trials/"));
     } catch {
       this.jobFiles = this.jobFiles || [];
     }
+    // The job document's best trial lists no exported models: now the files are known, list them.
+    if (this.bestTrial && !this.bestTrial.files) this.renderBestFiles();
     this.renderFiles();
   }
 
   renderFiles() {
     if (!this.jobFiles) return;
     const best = this.bestTrial;
-    const bestFiles = best ? (best.files || []).filter((f) => f.path) : [];
+    const bestFiles = best ? this.filesOf(best) : [];
     // The same list, names and descriptions as the API's files route and the trial detail.
     const listed = new Set(this.jobFiles.map((f) => f.path));
     const items = [
