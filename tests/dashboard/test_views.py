@@ -668,6 +668,58 @@ def test_downloads_and_the_trial_drawer_list_the_same_exported_files(
     assert not p.errors, p.errors
 
 
+# ---- notes ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_owner_writes_a_note_on_the_job_page(open_page: Any, quiet_service: Service,
+                                                 owner: str, jobs: dict[str, str],
+                                                 size: str) -> None:
+    job = jobs["cancelled"] if size == "phone" else jobs["failed"]
+    with quiet_service.client(owner) as c:  # start from no note
+        assert c.patch(f"/jobs/{job}", json={"note": None}).status_code == 200
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", size)
+    page = p.page
+    page.wait_for_selector("#note-card #job-note-empty")
+    page.click("#edit-note")
+    text = f"Why it stopped: wrong budget ({size}).\nCompare with nb201-main; a long-unbroken-" \
+           + "word" * 30
+    page.fill("#job-note-input", text)
+    assert page.inner_text("#note-count") == f"{len(text)} / 10,000"
+    fits(page)
+    for control in ("#job-note-input", "#save-note", "#cancel-note"):
+        page.locator(control).scroll_into_view_if_needed()
+        assert visible_in_viewport(page, control), control
+    p.shot(f"{size}-note-editing", full_page=False)
+    page.click("#save-note")
+    page.wait_for_selector("#job-note")
+    assert page.inner_text("#job-note") == text
+    assert api(quiet_service, owner, f"/jobs/{job}")["note"] == text
+    fits(page)  # a long word wraps inside the card
+    page.reload()
+    page.wait_for_selector("#job-note")
+    assert page.inner_text("#job-note") == text
+    # too long: the API's 422 names the field, shown under the box; nothing changes
+    page.click("#edit-note")
+    page.fill("#job-note-input", "x" * 10_001)
+    page.wait_for_selector("#note-count.over")
+    page.click("#save-note")
+    page.wait_for_selector("#note-error:has-text('note:')")
+    assert "at most 10000 characters" in page.inner_text("#note-error")
+    assert api(quiet_service, owner, f"/jobs/{job}")["note"] == text
+    page.click("#cancel-note")
+    assert page.inner_text("#job-note") == text
+    p.shot(f"{size}-note", full_page=False)
+    # the refused save, as the browser logs it; nothing else
+    assert p.errors == ["Failed to load resource: the server responded with a status of 422 "
+                        "(Unprocessable Entity)"], p.errors
+    # an admin reads the note, with nothing to edit it; another user does not see the job
+    root = open_at(open_page, quiet_service, quiet_service.token("root-notes", admin=True),
+                   f"#/jobs/{job}", size)
+    root.page.wait_for_selector("#job-note")
+    assert root.page.inner_text("#job-note") == text
+    assert root.page.locator("#edit-note").count() == 0
+    assert not root.errors, root.errors
+
+
 # ---- compare, dark mode ---------------------------------------------------------------------
 def test_compare_draws_each_jobs_front_on_one_chart(open_page: Any, quiet_service: Service,
                                                     owner: str, jobs: dict[str, str]) -> None:

@@ -2,7 +2,7 @@
 // best reward, the best trial (with its per-layer policy for compression jobs), files, the
 // analysis views and the trials table.
 import { AnalysisCard } from "./analysis.js";
-import { api, prefetched, query } from "./api.js";
+import { api, prefetched, query, sessionReady } from "./api.js";
 import { paretoFigure, policyFigure, stepFigure } from "./charts.js";
 import { Live } from "./live.js";
 import { Metrics } from "./metrics.js";
@@ -21,6 +21,7 @@ const REPEATS_WARN = 0.5; // warn when more than this share of trials were repea
 const REDRAW_MS = 250;
 const SERIES_MS = 1000;
 const CONFIRM_MS = 8000;
+const NOTE_MAX = 10_000; // characters of a job's note (service/schemas.py NOTE_MAX_CHARS)
 const afterPaint = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 export const FINISHED = new Set(["succeeded", "failed", "cancelled", "exhausted"]);
 
@@ -127,9 +128,10 @@ export class JobView {
       h("div", { class: "card-body" }, this.policyEl = h("div", { class: "plot", id: "policy-plot" })));
     this.tableSlot = h("div");
     this.analysisSlot = h("div");
+    this.noteCard = h("section", { class: "card note-card", id: "note-card", hidden: true });
     const hasFront = this.objectives.length > 1;
     clear(this.root,
-      this.head, this.banner, this.stats,
+      this.head, this.banner, this.stats, this.noteCard,
       h("div", { class: "grid main", style: { marginBottom: "18px" } },
         h("section", { class: "card" },
           h("div", { class: "card-head" }, h("h2", {}, hasFront ? "Pareto front" : "Trials"), h("span", { class: "grow" }), this.paretoNote),
@@ -145,6 +147,7 @@ export class JobView {
       h("div", { style: { marginBottom: "18px" } }, this.policyCard),
       h("div", { style: { marginBottom: "18px" } }, this.analysisSlot),
       this.tableSlot);
+    this.renderNote();
     this.paretoChart = new Chart(this.paretoEl, { download: `pareto-${this.id.slice(0, 12)}`,
       onClick: (p) => this.openTrial(p.t) });
     this.hvChart = new Chart(this.hvEl, { legend: false });
@@ -414,6 +417,68 @@ export class JobView {
       this.resampling = false;
       if (this.resampleAgain && this.alive) { this.resampleAgain = false; this.resample(null, true); }
     }
+  }
+
+  // ---- the owner's note ----------------------------------------------------------------------
+  /** The job's note: the owner reads and edits it (PATCH /jobs/{id}); others who may see the
+   * job (admins) read it; no card when there is nothing to read or write. */
+  async renderNote(editing = false) {
+    const me = this.user || await sessionReady().catch(() => null);
+    if (!this.alive) return;
+    const mine = !!me && me.name === this.job.owner;
+    const note = this.job.note || "";
+    this.noteCard.hidden = !mine && !note;
+    if (this.noteCard.hidden) return;
+    if (!editing) {
+      clear(this.noteCard, // without a note, one line: the card's head
+        h("div", { class: `card-head${note ? "" : " bare"}` }, h("h2", {}, "Note"),
+          note ? h("span", { class: "grow" }) : h("span", { class: "sub grow", id: "job-note-empty" },
+            "none yet: what this job is for, what to compare it with"),
+          mine ? h("button", { class: "btn small", id: "edit-note", onclick: () => this.renderNote(true) },
+            note ? "Edit note" : "Add a note") : null),
+        note ? h("div", { class: "card-body" }, h("div", { class: "note-text", id: "job-note" }, note)) : null);
+      return;
+    }
+    const counter = h("span", { class: "faint note-count", id: "note-count" });
+    const error = h("div", { class: "form-error", id: "note-error" });
+    const save = h("button", { class: "btn primary small", id: "save-note", type: "button" }, "Save note");
+    const input = h("textarea", { id: "job-note-input", class: "note-input", rows: 4, "aria-label": "Note",
+      placeholder: "What this job is for, what you changed, what to compare it with…" });
+    input.value = note;
+    const count = () => {
+      counter.textContent = `${fmtInt(input.value.length)} / ${fmtInt(NOTE_MAX)}`;
+      counter.classList.toggle("over", input.value.length > NOTE_MAX);
+    };
+    const submit = async () => {
+      save.disabled = true;
+      error.textContent = "";
+      try {
+        const job = await api(`/jobs/${encodeURIComponent(this.id)}`, { method: "PATCH", body: { note: input.value } });
+        this.job = { ...this.job, note: job.note };
+        toast(job.note ? "Note saved" : "Note cleared");
+        this.renderNote(false);
+      } catch (err) {
+        const e = err.errors?.[0];
+        error.textContent = e ? `${e.field ? `${e.field}: ` : ""}${e.message}` : err.message;
+      } finally {
+        save.disabled = false;
+      }
+    };
+    save.onclick = submit;
+    input.oninput = count;
+    input.onkeydown = (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); }
+      if (e.key === "Escape") { e.preventDefault(); this.renderNote(false); }
+    };
+    count();
+    clear(this.noteCard,
+      h("div", { class: "card-head" }, h("h2", {}, "Note"), h("span", { class: "grow" }), counter),
+      h("div", { class: "card-body" }, input, error,
+        h("div", { class: "row", style: { justifyContent: "flex-end", marginTop: "10px" } },
+          h("span", { class: "muted", style: { marginRight: "auto", fontSize: "12px" } }, "Ctrl+Enter saves"),
+          h("button", { class: "btn small", id: "cancel-note", type: "button", onclick: () => this.renderNote(false) }, "Cancel"),
+          save)));
+    input.focus({ preventScroll: true });
   }
 
   // ---- best trial, files, policy -----------------------------------------------------------
