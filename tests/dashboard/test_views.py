@@ -1,8 +1,12 @@
 """The dashboard at desktop (1400x900) and phone (390x844) sizes in Debian's Chromium: no page
-wider than the screen, axis titles from the metric registry, why each job stopped, repeats,
-empty states, the analysis views (importance, parallel coordinates whose brushes filter the
-table, slices), the CSV export against the API, readable architectures, a tap on the Pareto
-chart, comparing jobs, dark mode, and live against reload point counts.
+wider than the screen (sign-in, jobs, the open New-job form, devices, a job, its analysis
+views, a trial, compare), axis titles with units from the metric registry (Pareto, parallel
+coordinates, slices, compare), why each job stopped, repeats, empty states, the analysis views
+(importance, parallel coordinates whose brushes filter the table, slices), the CSV export
+against the API, readable architectures (real MnasNet samples as a block table), a
+compression job's target line, the same exported model files on the job page and in the trial
+drawer, the owner's note on a job, a tap on the Pareto chart, comparing jobs, dark mode, and
+live against reload point counts.
 
 Screenshots go to ``test-output/dashboard/`` (kept as CI artifacts); look at them."""
 
