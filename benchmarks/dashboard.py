@@ -7,8 +7,9 @@ point on screen (the page notes when a streamed trial is first painted). Goals: 
 < 1 s at p95. Then: each analysis view (importance, parallel coordinates, slices) of the job,
 from its request to its first paint, with the server's cache cold (goal < 2 s each); the
 longest main-thread task while a burst of trials streams into the open page (goal < 100 ms);
-and a scripted tour of every page at 1400x900 and 390x844 (jobs, job page, each analysis
-view, a trial, compare) that must raise no JavaScript error and no sideways scroll.
+and a scripted tour of every page at 1400x900 and 390x844 (sign-in, jobs, the open New-job
+form, devices, job page, each analysis view, a trial, compare) that must raise no JavaScript
+error and no sideways scroll.
 "Drawn" is the first paint after a draw that put points on the canvas; the benchmark
 also reads the canvas back and counts the non-white pixels inside the plot area, so a plot that
 was marked drawn but is blank shows up (``painted_px``). The data request's server time
@@ -276,9 +277,24 @@ def tour(browser: Any, server: Server, job_id: str) -> dict[str, Any]:
             if page.evaluate("document.documentElement.scrollWidth > window.innerWidth"):
                 out["too_wide"].append(f"{size}: {name}")
 
+        signed_out = browser.new_context(viewport={"width": w, "height": h},
+                                         has_touch=size == "phone", is_mobile=size == "phone")
+        signin = signed_out.new_page()
+        signin.on("pageerror", lambda e, s=size: out["errors"].append(f"{s}: {e}"))
+        signin.goto(f"{server.url}/#/signin")
+        signin.wait_for_selector("form.signin #token", timeout=60_000)
+        check("sign-in", signin)
+        signed_out.close()
         page.goto(f"{server.url}/#/jobs")
         page.wait_for_selector(f"tr[data-job-id='{job_id}']", timeout=60_000)
         check("jobs")
+        page.click("#new-job")
+        page.wait_for_selector("#job-form .side-help h3", timeout=60_000)
+        check("new-job form")
+        page.click("#job-form .card-head button[title=Close]")
+        page.click("#nav-devices")
+        page.wait_for_selector("#devices-table, .card .empty", timeout=60_000)
+        check("devices")
         page.goto(f"{server.url}/#/jobs/{job_id}")
         page.wait_for_selector("#pareto-plot[data-drawn]", timeout=120_000)
         page.wait_for_selector("#trials-table", timeout=60_000)

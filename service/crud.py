@@ -19,6 +19,7 @@ from search.spec import JobSpec
 from service import jobstate
 from service.core.errors import (
     Conflict,
+    Forbidden,
     InvalidTransition,
     JobNotFound,
     NotFound,
@@ -199,6 +200,19 @@ def cancel_job(session: Session, user: Principal, job_id: str) -> Job:
     """Queued jobs end at once; a running job is flagged and its worker stops it."""
     job = get_job(session, user, job_id)
     jobstate.cancel(session, job)  # InvalidTransition (409) for a finished job
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def set_job_note(session: Session, user: Principal, job_id: str, note: str | None) -> Job:
+    """The job's note, as its owner writes it (others who may see the job, admins, get
+    ``Forbidden``). The job's version moves on, so cached job documents are not served."""
+    job = get_job(session, user, job_id)
+    if job.owner_id != user.id:
+        raise Forbidden("only the job's owner may edit its note")
+    job.note = note
+    job.updated_at = utcnow()
     session.commit()
     session.refresh(job)
     return job

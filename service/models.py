@@ -145,6 +145,8 @@ class Job(Base):
     resumed: Mapped[int] = mapped_column(Integer, default=0)
     # Evaluations handed to an executor over all attempts: minus stored ones = re-runs.
     tasks_started: Mapped[int] = mapped_column(Integer, default=0)
+    # The owner's free-text note on the job (the dashboard's job page; migration 0006).
+    note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Checkpoint(Base):

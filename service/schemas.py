@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from search.spec import JobSpec, ObjectiveSpec
 
@@ -190,6 +190,31 @@ class JobPublic(JobSummary):
     reward_formula: str | None = Field(
         None, description="The reward the agent learns from, written out.",
         examples=["val_acc * (pixel3_latency / 10 ms)^-0.07"])
+    note: str | None = Field(None, description="The owner's note on the job (PATCH "
+                             "/jobs/{id}); null when there is none.")
+
+
+NOTE_MAX_CHARS = 10_000
+
+
+class JobNoteUpdate(BaseModel):
+    """The fields of a job its owner may change: its note."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"note": "Baseline for the Pixel 3 runs; compare with the evolution job."},
+        {"note": None}]})
+
+    note: str | None = Field(..., max_length=NOTE_MAX_CHARS, description=(
+        f"Free text, at most {NOTE_MAX_CHARS:,} characters; null or blank clears it."))
+
+    @field_validator("note")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if "\x00" in v:  # PostgreSQL's text cannot hold it
+            raise ValueError("must not contain NUL characters")
+        return v if v.strip() else None
 
 
 class JobsPublic(BaseModel):

@@ -1,8 +1,12 @@
 """The dashboard at desktop (1400x900) and phone (390x844) sizes in Debian's Chromium: no page
-wider than the screen, axis titles from the metric registry, why each job stopped, repeats,
-empty states, the analysis views (importance, parallel coordinates whose brushes filter the
-table, slices), the CSV export against the API, readable architectures, a tap on the Pareto
-chart, comparing jobs, dark mode, and live against reload point counts.
+wider than the screen (sign-in, jobs, the open New-job form, devices, a job, its analysis
+views, a trial, compare), axis titles with units from the metric registry (Pareto, parallel
+coordinates, slices, compare), why each job stopped, repeats, empty states, the analysis views
+(importance, parallel coordinates whose brushes filter the table, slices), the CSV export
+against the API, readable architectures (real MnasNet samples as a block table), a
+compression job's target line, the same exported model files on the job page and in the trial
+drawer, the owner's note on a job, a tap on the Pareto chart, comparing jobs, dark mode, and
+live against reload point counts.
 
 Screenshots go to ``test-output/dashboard/`` (kept as CI artifacts); look at them."""
 
@@ -108,17 +112,60 @@ def jobs(quiet_service: Service, owner: str) -> dict[str, str]:
 
 
 # ---- every page fits, at both sizes --------------------------------------------------------
+def devices_page(service: Service) -> None:
+    """One shared device with an online agent, for the Devices page (once per service)."""
+    root = service.token("root-views", admin=True)
+    with service.client(root) as admin:
+        if any(d["name"] == "rpi4-views" for d in admin.get("/devices").json()["data"]):
+            return
+        made = admin.post("/device-tokens", json={"name": "rpi4-views"})
+        assert made.status_code == 201, made.text
+    with service.client(made.json()["token"]) as agent:
+        assert agent.post("/devices/agent/register", json={
+            "agent_key": "views-agent-1", "description": {
+                "cpu": "Cortex-A72 (4 cores, 1.8 GHz)", "os": "Linux 6.6 aarch64",
+                "onnxruntime": "1.20.1"}}).status_code == 200
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 def test_every_page_fits_and_its_controls_are_reachable(open_page: Any, quiet_service: Service,
                                                         owner: str, jobs: dict[str, str],
                                                         size: str) -> None:
     main = jobs["main"]
+    # signed out: the sign-in form
+    signin = open_page(quiet_service, None, viewport=SIZES[size], touch=size == "phone")
+    signin.goto("#/signin").wait_for_selector("form.signin #token")
+    fits(signin.page)
+    for control in ("#token", "form.signin button[type=submit]"):
+        assert visible_in_viewport(signin.page, control), control
+    signin.shot(f"{size}-signin")
+    assert not signin.errors, signin.errors
     p = open_at(open_page, quiet_service, owner, "#/jobs", size)
     page = p.page
     page.wait_for_selector(f"tr[data-job-id='{main}']")
     fits(page)
     assert visible_in_viewport(page, "#sign-out")
     p.shot(f"{size}-jobs")
+    # the New-job form, open: the editor, the template picker and the buttons fit
+    page.click("#new-job")
+    page.wait_for_selector("#job-form .side-help h3")  # the registries have loaded
+    fits(page)
+    for control in ("#spec-template", "#job-form .card-head button[title=Close]", "#spec-editor",
+                    "#submit-job"):
+        page.locator(control).scroll_into_view_if_needed()
+        assert visible_in_viewport(page, control), control
+    p.shot(f"{size}-new-job")
+    page.click("#job-form .card-head button[title=Close]")
+    # the Devices page (one device, with its agent's description)
+    devices_page(quiet_service)
+    page.click("#nav-devices")
+    page.wait_for_selector("#devices-table tr[data-device='rpi4-views']")
+    fits(page)
+    assert visible_in_viewport(page, "#sign-out")
+    assert visible_in_viewport(page, "#nav-devices")
+    # the description wraps: the device's status is on screen without scrolling the table
+    assert visible_in_viewport(page, "tr[data-device='rpi4-views'] .badge")
+    p.shot(f"{size}-devices")
     page.goto(f"{quiet_service.url}/#/jobs/{main}")
     page.wait_for_selector("#pareto-plot[data-drawn]")
     page.wait_for_selector("#trials-table")
@@ -172,6 +219,42 @@ def test_axes_say_what_and_in_which_unit_and_jobs_say_why_they_stopped(
     assert "better" in titles["x"] and "better" in titles["y"]
     page.wait_for_selector("#hv-plot[data-points]")  # the step charts draw after the scatter
     assert axis_titles(page, "#hv-plot")["y"] == "hypervolume"
+
+    def titled(title: str, metric: str) -> bool:  # "Latency on Pixel 3 (ms)"
+        entry = registry[metric]
+        return title.startswith(entry["label"]) and title.endswith(f"({entry['unit']})")
+
+    # every metric of this job has a label and a unit in the registry (else the checks below
+    # would pass on raw names)
+    measured = set(api(quiet_service, owner, f"/dashboard/jobs/{jobs['main']}/trials",
+                       limit=1, state="complete")["data"][0]["m"])
+    assert measured and all(registry.get(m, {}).get("unit") for m in measured), registry
+    # parallel coordinates: every metric axis
+    page.click("#tab-parallel")
+    page.wait_for_selector("#parallel-view[data-state='drawn']")
+    pc = page.evaluate("document.querySelector('#parallel-plot').pcoords.axisTitles()")
+    metric_axes = {k.removeprefix("metrics."): v for k, v in pc.items() if k.startswith("metrics.")}
+    assert set(metric_axes) == measured, pc
+    for metric, title in metric_axes.items():
+        assert titled(title, metric), (metric, title)
+    # slices: each panel's y axis, for the metric picked and after picking another
+    page.click("#tab-slices")
+    page.wait_for_selector("#slices-view[data-state='drawn']")
+    for metric in ("val_acc", "pixel3_latency"):
+        page.select_option("#slice-metric", metric)
+        page.wait_for_function(
+            f"[...document.querySelectorAll('#slices-view .slice text.y-title')].every(t => "
+            f"t.textContent.startsWith({json.dumps(registry[metric]['label'])}))")
+        ys = page.eval_on_selector_all("#slices-view .slice text.y-title",
+                                       "ts => ts.map(t => t.textContent)")
+        assert len(ys) == 6 and all(titled(y, metric) for y in ys), ys
+    # compare: both axes of the fronts chart
+    page.goto(f"{quiet_service.url}/#/compare/{jobs['main']},{jobs['failed']}")
+    page.wait_for_selector("#compare-plot[data-points]")
+    compare = axis_titles(page, "#compare-plot")
+    assert titled(compare["x"].split("  ")[0], "pixel3_latency"), compare
+    assert titled(compare["y"].split("  ")[0], "val_acc"), compare
+    assert "better" in compare["x"] and "better" in compare["y"], compare
     # a finished job says why it stopped, whatever the status
     for name, status in (("main", "succeeded"), ("failed", "failed"), ("cancelled", "cancelled")):
         page.goto(f"{quiet_service.url}/#/jobs/{jobs[name]}")
@@ -325,6 +408,63 @@ def test_architectures_are_readable_with_raw_json_behind_a_toggle(
     assert not p.errors, p.errors
 
 
+def mnasnet_spec(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    space: dict[str, Any] = {"name": "mnasnet"}
+    if options:
+        space["options"] = options
+    return {"name": name, "space": space, "agent": {"name": "random"},
+            "evaluator": {"name": "train", "options": {
+                "dataset": {"source": "digits", "max_samples": 300}, "epochs": 1}},
+            "profilers": [{"name": "torch-analytical", "options": {"input_shape": [1, 8, 8]}}],
+            "objectives": [{"metric": "val_acc", "direction": "max"},
+                           {"metric": "flops_M", "direction": "min"}],
+            "budget": {"evaluations": 3}, "executor": {"name": "local"}}
+
+
+@pytest.mark.parametrize("blocks", [5, 12])
+def test_a_real_mnasnet_architecture_reads_as_a_block_table(
+        open_page: Any, quiet_service: Service, owner: str, blocks: int) -> None:
+    """Architectures sampled from ``spaces.mnasnet.MnasNetSpace`` (the default 5-block skeleton,
+    and 12 blocks stored with sorted keys, as sorted JSON or PostgreSQL's jsonb give them back):
+    one row per block in numeric order (b2 before b10), the space's fields as columns."""
+    import numpy as np
+
+    from spaces.mnasnet import DEFAULT_BLOCKS, MnasNetSpace
+
+    skeleton = list(DEFAULT_BLOCKS) + [(96, 1, 1)] * (blocks - len(DEFAULT_BLOCKS))
+    options = None if blocks == len(DEFAULT_BLOCKS) else {
+        "blocks": [{"filters": f, "layers": n, "stride": st} for f, n, st in skeleton]}
+    space = MnasNetSpace() if options is None else MnasNetSpace(blocks=skeleton)
+    rng = np.random.default_rng(blocks)
+    records = []
+    for i in range(3):
+        arch = space.sample(rng)
+        if options:
+            arch = dict(sorted(arch.items()))  # b0_kernel, ..., b10_op, ..., b1_kernel, ...
+        records.append(TrialRecord(i, arch, space.key(arch), TrialState.COMPLETE,
+                                   reward=60.0 + i, metrics={"val_acc": 60.0 + i,
+                                                             "flops_M": 5.0 - i},
+                                   evaluation_index=i + 1))
+    job = fill_job(quiet_service, owner, records, mnasnet_spec(f"mnasnet-{blocks}", options),
+                   results=False)
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}/trials/1", "phone")
+    page = p.page
+    page.wait_for_selector("#trial-layers[data-kind='blocks']")
+    heads = page.eval_on_selector_all("#trial-layers th", "ts => ts.map(t => t.textContent)")
+    assert heads == ["Block", "op", "kernel", "se", "skip", "layers", "width"], heads
+    rows = page.eval_on_selector_all("#trial-layers tbody tr", """rs => rs.map(r =>
+        [...r.querySelectorAll('td')].map(td => td.textContent))""")
+    arch = records[1].arch
+    assert [r[0] for r in rows] == [f"b{b}" for b in range(blocks)]
+    for b, row in enumerate(rows):
+        assert row[1:] == [str(arch[f"b{b}_{f}"]).removesuffix(".0")
+                           for f in ("op", "kernel", "se", "skip", "layers", "width")], (b, row)
+    fits(page)
+    assert visible_in_viewport(page, "#close-trial")
+    p.shot(f"phone-trial-mnasnet-{blocks}", full_page=False)
+    assert not p.errors, p.errors
+
+
 def test_a_compression_policy_sits_beside_the_reference_layer_sizes(
         open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
     p = open_at(open_page, quiet_service, owner, f"#/jobs/{jobs['policy']}", "desktop")
@@ -341,6 +481,71 @@ def test_a_compression_policy_sits_beside_the_reference_layer_sizes(
     assert [b[1] for b in bars if b[0] == "prune"] == [r["layer"] for r in rows]
     page.locator("#policy-card").scroll_into_view_if_needed()
     p.shot("desktop-policy-reference", full_page=False)
+    assert not p.errors, p.errors
+
+
+COMPRESS_SPEC = {"name": "compress-target", "kind": "compress",
+                 "model": {"reference": "resnet_small", "dataset": "digits", "limit": 30,
+                           "epochs": 0, "width": 0.5},  # untrained: the space is built quickly
+                 "target": {"metric": "flops", "ratio": 0.25},
+                 "space": {"name": "compression", "options": {"controls": ["prune"]}},
+                 "agent": {"name": "uniform"},
+                 "evaluator": {"name": "compress", "options": {"measure_latency": False}},
+                 "objectives": [{"metric": "val_acc", "direction": "max"}],
+                 "budget": {"evaluations": 3}, "executor": {"name": "local"}}
+
+
+def test_a_compression_target_is_drawn_and_says_what_it_is_a_share_of(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    """A real compression job with a FLOPs target: the dashed line sits at the ratio on the
+    kept-channels panel, and its label names FLOPs (it is not a share of channels)."""
+    import random
+
+    from search.spec import JobSpec
+    from spaces.registry import SPACES
+
+    parsed = JobSpec.model_validate(COMPRESS_SPEC)
+    space = SPACES.create(parsed.space.name, options=parsed.space.options)
+    records = []
+    for i in range(3):
+        arch = space.sample(random.Random(i))
+        layers = [k.removeprefix("prune:") for k in arch]
+        rows = [{"layer": x, "prune": arch[f"prune:{x}"],  # as the compress evaluator records
+                 "channels": f"{max(1, round(16 * (1 - arch[f'prune:{x}'])))}/16"} for x in layers]
+        records.append(TrialRecord(i, arch, f"target-{i}", TrialState.COMPLETE,
+                                   reward=50.0 + i, metrics={"val_acc": 50.0 + i},
+                                   recorded={"policy": rows}, evaluation_index=i + 1))
+    job = fill_job(quiet_service, owner, records, COMPRESS_SPEC, results=False)
+    best = max(records, key=lambda r: r.reward).trial_id
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", "desktop")
+    page = p.page
+    page.wait_for_selector(f"#policy-plot[data-trial='{best}'] line.target", state="attached")
+    assert page.locator("#policy-plot line.target").count() == 1
+    line = page.locator("#policy-plot g.panel[data-group='kept'] line.target")
+    assert float(line.get_attribute("data-value")) == 0.25
+    label = page.locator("#policy-plot g.panel[data-group='kept'] text.target-label")
+    assert label.evaluate("t => t.firstChild.textContent") == "target: 25% of FLOPs"
+    assert "not a share of channels" in line.locator("title").text_content()
+    # the line is drawn at 0.25 on the panel's own scale: between its 0 and its highest tick
+    y = float(line.get_attribute("y1"))
+    box = page.eval_on_selector("#policy-plot g.panel[data-group='kept']", """g => {
+        const ys = [...g.querySelectorAll('rect.bar')].map(r => [+r.dataset.value,
+            +r.getAttribute('y'), +r.getAttribute('height')]);
+        return ys; }""")
+    # a bar of value v reaches from the zero line up to y(v): interpolate y(0.25)
+    (v1, y1, h1) = max(box)
+    zero = y1 + h1
+    assert y == pytest.approx(zero - (zero - y1) * 0.25 / v1, abs=1.0)
+    page.locator("#policy-card").scroll_into_view_if_needed()
+    p.shot("desktop-policy-target", full_page=False)
+    p.page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("document.querySelector('#policy-plot svg').getAttribute('width') < 390")
+    fits(page)
+    page.locator("#policy-card").scroll_into_view_if_needed()
+    label_box = label.bounding_box()
+    assert label_box is not None and label_box["x"] >= 0 and \
+        label_box["x"] + label_box["width"] <= 390, label_box
+    p.shot("phone-policy-target", full_page=False)
     assert not p.errors, p.errors
 
 
@@ -381,6 +586,142 @@ def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
         && b.x + b.width <= window.innerWidth + 0.5; }""", timeout=10_000)
     assert visible_in_viewport(page, "#close-trial")
     assert not p.errors, p.errors
+
+
+@pytest.fixture(scope="module")
+def exported(quiet_service: Service, owner: str) -> dict[str, Any]:
+    """A finished job whose best trial and one more Pareto trial have exported models (the
+    real exporter, ``search.export.export_model``, on a small network), in the job folder
+    where the service's finalize step puts them (``models/trial<ID>/``)."""
+    import torch.nn as nn
+
+    from search.export import export_model
+    from service.artifacts import job_dir
+
+    job = fill_job(quiet_service, owner, nb201_records(20, seed=11), filled_spec("exported", 20))
+    doc = api(quiet_service, owner, f"/jobs/{job}")
+    best = doc["best"]["trial_id"]
+    front = [t["trial_id"] for t in api(quiet_service, owner, f"/jobs/{job}/pareto")["data"]]
+    other = next(t for t in front if t != best)
+    for tid in (best, other):
+        net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+        export_model(net, job_dir(quiet_service.settings.artifact_dir, job) / "models" /
+                     f"trial{tid}", input_shape=(1, 8, 8), name=f"nb201-exported-trial{tid}",
+                     measure_latency=False)
+    return {"job": job, "best": best, "other": other}
+
+
+def listed_files(page: Any, selector: str) -> dict[str, dict[str, Any]]:
+    """path -> the name shown, whether it is cut off, and the description with the size."""
+    return {f["path"]: f for f in page.eval_on_selector_all(f"{selector} .download", """ds =>
+        ds.map(d => { const n = d.querySelector('.name');
+            return {path: d.dataset.file, name: n.textContent, what: d.querySelector('.what')
+                .textContent, cut: n.scrollWidth > n.clientWidth + 1,
+                right: n.getBoundingClientRect().right}; })""")}
+
+
+def size_text(n: int) -> str:  # util.js fmtBytes
+    units, i, v = ["B", "KB", "MB", "GB"], 0, float(n)
+    while v >= 1024 and i < len(units) - 1:
+        v, i = v / 1024, i + 1
+    return f"{v:.1f} {units[i]}" if i else f"{n} B"
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_downloads_and_the_trial_drawer_list_the_same_exported_files(
+        open_page: Any, quiet_service: Service, owner: str, exported: dict[str, Any],
+        size: str) -> None:
+    job = exported["job"]
+    served = api(quiet_service, owner, f"/dashboard/jobs/{job}/files")["data"]
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", size)
+    page = p.page
+    page.wait_for_selector("#downloads .download[data-file^='models/']")
+    on_job_page = listed_files(page, "#downloads")
+    width = page.evaluate("window.innerWidth")
+    for tid in (exported["best"], exported["other"]):
+        files = {f["path"]: f for f in served if f["trial"] == tid}
+        assert len(files) == 5 and all(p_.startswith(f"models/trial{tid}/") for p_ in files)
+        detail = api(quiet_service, owner, f"/dashboard/jobs/{job}/trials/{tid}")["files"]
+        assert {f["path"]: f["size"] for f in detail} == \
+            {k: f["size"] for k, f in files.items()}  # the API agrees with itself
+        page.goto(f"{quiet_service.url}/#/jobs/{job}/trials/{tid}")
+        page.wait_for_selector(f"#trial-drawer[data-trial='{tid}'] #trial-files .download")
+        in_drawer = listed_files(page, "#trial-files")
+        page.click("#close-trial")
+        page.wait_for_selector("#trial-drawer", state="detached")
+        job_side = {k: v for k, v in on_job_page.items() if k in files}
+        assert set(in_drawer) == set(job_side) == set(files), (in_drawer, job_side)
+        for path, f in files.items():
+            want = size_text(f["size"])
+            for where, shown in (("drawer", in_drawer[path]), ("job page", job_side[path])):
+                assert shown["name"] == path, (where, shown)  # the full name, with its folder
+                assert not shown["cut"] and shown["right"] <= width + 0.5, (where, shown)
+                assert shown["what"].startswith(f["what"]) and want in shown["what"], \
+                    (where, shown, f)
+            assert f" · trial #{tid} · " in job_side[path]["what"], job_side[path]
+    # the best trial's card lists its exported files too
+    best = {f["path"] for f in served if f["trial"] == exported["best"]}
+    shown = set(page.eval_on_selector_all("#best-downloads .download", "ds => ds.map(d => "
+                                          "d.dataset.file)"))
+    assert best <= shown, (best, shown)
+    fits(page)
+    page.goto(f"{quiet_service.url}/#/jobs/{job}/trials/{exported['best']}")
+    page.wait_for_selector("#trial-files .download")
+    page.locator("#trial-files").scroll_into_view_if_needed()
+    p.shot(f"{size}-trial-exported-files", full_page=False)
+    assert not p.errors, p.errors
+
+
+# ---- notes ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_owner_writes_a_note_on_the_job_page(open_page: Any, quiet_service: Service,
+                                                 owner: str, jobs: dict[str, str],
+                                                 size: str) -> None:
+    job = jobs["cancelled"] if size == "phone" else jobs["failed"]
+    with quiet_service.client(owner) as c:  # start from no note
+        assert c.patch(f"/jobs/{job}", json={"note": None}).status_code == 200
+    p = open_at(open_page, quiet_service, owner, f"#/jobs/{job}", size)
+    page = p.page
+    page.wait_for_selector("#note-card #job-note-empty")
+    page.click("#edit-note")
+    text = f"Why it stopped: wrong budget ({size}).\nCompare with nb201-main; a long-unbroken-" \
+           + "word" * 30
+    page.fill("#job-note-input", text)
+    assert page.inner_text("#note-count") == f"{len(text)} / 10,000"
+    fits(page)
+    for control in ("#job-note-input", "#save-note", "#cancel-note"):
+        page.locator(control).scroll_into_view_if_needed()
+        assert visible_in_viewport(page, control), control
+    p.shot(f"{size}-note-editing", full_page=False)
+    page.click("#save-note")
+    page.wait_for_selector("#job-note")
+    assert page.inner_text("#job-note") == text
+    assert api(quiet_service, owner, f"/jobs/{job}")["note"] == text
+    fits(page)  # a long word wraps inside the card
+    page.reload()
+    page.wait_for_selector("#job-note")
+    assert page.inner_text("#job-note") == text
+    # too long: the API's 422 names the field, shown under the box; nothing changes
+    page.click("#edit-note")
+    page.fill("#job-note-input", "x" * 10_001)
+    page.wait_for_selector("#note-count.over")
+    page.click("#save-note")
+    page.wait_for_selector("#note-error:has-text('note:')")
+    assert "at most 10000 characters" in page.inner_text("#note-error")
+    assert api(quiet_service, owner, f"/jobs/{job}")["note"] == text
+    page.click("#cancel-note")
+    assert page.inner_text("#job-note") == text
+    p.shot(f"{size}-note", full_page=False)
+    # the refused save, as the browser logs it; nothing else
+    assert p.errors == ["Failed to load resource: the server responded with a status of 422 "
+                        "(Unprocessable Entity)"], p.errors
+    # an admin reads the note, with nothing to edit it; another user does not see the job
+    root = open_at(open_page, quiet_service, quiet_service.token("root-notes", admin=True),
+                   f"#/jobs/{job}", size)
+    root.page.wait_for_selector("#job-note")
+    assert root.page.inner_text("#job-note") == text
+    assert root.page.locator("#edit-note").count() == 0
+    assert not root.errors, root.errors
 
 
 # ---- compare, dark mode ---------------------------------------------------------------------

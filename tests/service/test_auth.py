@@ -32,6 +32,8 @@ def _fill(path: str, job_id: str) -> str:
 
 
 def _body(method: str, path: str):
+    if method == "PATCH":
+        return {"note": "written by whoever sent this"}
     if method != "POST":
         return None
     if path.endswith("/tokens"):
@@ -61,14 +63,14 @@ def test_another_users_job_is_404_on_every_route(app, client, tokens, settings):
         "{job_id}", "cancel", "trials", "pareto", "hypervolume", "artifacts", "{path}"}
     for method, path in job_routes:
         url = _fill(path, job["id"])
-        r = client.request(method, url, headers=auth(tokens["bob"]))
+        r = client.request(method, url, headers=auth(tokens["bob"]), json=_body(method, path))
         assert r.status_code == 404, (method, url, r.status_code)
         assert job["id"] not in client.get(f"{API}/jobs", headers=auth(tokens["bob"])).text
     # The owner and an admin see it; bob's failed cancel/delete changed nothing.
     assert client.get(_fill(f"{API}/jobs/{{job_id}}/artifacts/{{path}}", job["id"]),
                       headers=auth(tokens["alice"])).content == b"{}"
     r = client.get(f"{API}/jobs/{job['id']}", headers=auth(tokens["root"]))
-    assert r.status_code == 200 and r.json()["status"] == "queued"
+    assert r.status_code == 200 and r.json()["status"] == "queued" and r.json()["note"] is None
     every = client.get(f"{API}/jobs", params={"all": "true"}, headers=auth(tokens["root"]))
     assert job["id"] in every.text
     assert client.get(f"{API}/jobs", params={"all": "true"},

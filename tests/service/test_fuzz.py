@@ -84,9 +84,9 @@ API = "/api/v1"
 
 def test_405_lists_every_method_of_the_path(client, tokens):
     for path, allowed in ((f"{API}/jobs", "GET, POST"), (f"{API}/tokens", "GET, POST"),
-                          (f"{API}/jobs/abc", "DELETE, GET"),
+                          (f"{API}/jobs/abc", "DELETE, GET, PATCH"),
                           (f"{API}/dashboard/session", "DELETE, POST")):
-        r = client.request("PATCH", path, headers=auth(tokens["alice"]))
+        r = client.request("PUT", path, headers=auth(tokens["alice"]))
         assert r.status_code == 405 and r.headers["allow"] == allowed, (path, r.headers)
 
 

@@ -32,6 +32,7 @@ from service.schemas import (
     HypervolumePublic,
     HypervolumeReference,
     JobCreate,
+    JobNoteUpdate,
     JobProgress,
     JobPublic,
     JobsPublic,
@@ -107,7 +108,7 @@ def _public(session: Session, job: Job) -> JobPublic:
     metrics, formula = job_metrics_document(job.id, job.spec)
     return JobPublic(**_summary_fields(job, owner), spec=job.spec,
                      best=TrialPublic.model_validate(best) if best is not None else None,
-                     metrics=metrics, reward_formula=formula)
+                     metrics=metrics, reward_formula=formula, note=job.note)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic,
@@ -153,6 +154,15 @@ async def get_job(job_id: JobId, read: JobReadDep, state: StateDep) -> Response:
     def build() -> JobPublic:
         return state.db.read(lambda session: _public(session, _load(session, key[1])))
     return state.responses.respond(key, build)
+
+
+@router.patch("/{job_id}", response_model=JobPublic, responses={
+    403: {"model": ErrorBody, "description": "Not the job's owner (an admin may read the job, "
+          "not write its note)."}})
+def update_job(job_id: JobId, user: CurrentUser, session: WriteSessionDep,
+               body: JobNoteUpdate) -> JobPublic:
+    """Change what the owner may change of a job, in any status: its note."""
+    return _public(session, crud.set_job_note(session, user, job_id, body.note))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic,

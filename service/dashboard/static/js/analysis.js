@@ -188,7 +188,7 @@ function slicePanel(d, metrics, metric) {
       + `10–90%: ${fmt(r.q[0], 4)} – ${fmt(r.q[4], 4)}`));
     root.append(g);
   });
-  root.append(svg("text", { x: 10, y: (height - bottom) / 2, "text-anchor": "middle", "font-size": 10, fill: ink,
+  root.append(svg("text", { class: "y-title", x: 10, y: (height - bottom) / 2, "text-anchor": "middle", "font-size": 10, fill: ink,
     transform: `rotate(-90 10 ${(height - bottom) / 2})` }, metrics.title(metric)));
   return h("div", { class: "slice", dataset: { decision: d.decision } }, h("div", { class: "slice-title mono" }, d.decision), root);
 }
@@ -229,6 +229,16 @@ export class ParallelCoords {
       return { d, x, lo, hi, sy, iv };
     });
     return { width, height, top, bottom, axes, step };
+  }
+
+  /** An axis's title: a metric's label and unit from the registry, a decision's name. */
+  axisTitle(d) {
+    return d.kind === "metric" ? this.metrics.title(d.name) : d.name;
+  }
+
+  /** {axis key: title} of every axis, left to right (what the canvas draws on top). */
+  axisTitles() {
+    return Object.fromEntries(this.dims.map((d) => [d.key, this.axisTitle(d)]));
   }
 
   /** Where an axis value is on the page: tests and keyboard users brush the way a mouse does. */
@@ -310,8 +320,7 @@ export class ParallelCoords {
       ctx.stroke();
       ctx.fillStyle = ink;
       ctx.textAlign = "center";
-      const title = a.d.kind === "metric" ? this.metrics.title(a.d.name) : a.d.name;
-      wrapTitle(ctx, title, a.x, 12, g.step - 6);
+      wrapTitle(ctx, this.axisTitle(a.d), a.x, 12, g.step - 6);
       ctx.textAlign = "left";
       ctx.fillStyle = muted;
       if (a.d.kind === "decision") {

@@ -49,7 +49,7 @@ export class DevicesView {
     }
     const rows = page.data.map((d) => h("tr", { dataset: { device: d.name, status: d.status } },
       h("td", { class: "name mono" }, `remote:${d.name}`,
-        h("div", { class: "faint", style: { fontSize: "11.5px" } },
+        h("div", { class: "faint device-desc" },
           [d.description.cpu, d.description.os, d.description.onnxruntime && `ORT ${d.description.onnxruntime}`]
             .filter(Boolean).join(" · "))),
       h("td", {}, badge(d.status === "online" ? "running" : "cancelled", d.status)),

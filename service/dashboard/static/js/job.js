@@ -2,7 +2,7 @@
 // best reward, the best trial (with its per-layer policy for compression jobs), files, the
 // analysis views and the trials table.
 import { AnalysisCard } from "./analysis.js";
-import { api, prefetched, query } from "./api.js";
+import { api, prefetched, query, sessionReady } from "./api.js";
 import { paretoFigure, policyFigure, stepFigure } from "./charts.js";
 import { Live } from "./live.js";
 import { Metrics } from "./metrics.js";
@@ -21,6 +21,7 @@ const REPEATS_WARN = 0.5; // warn when more than this share of trials were repea
 const REDRAW_MS = 250;
 const SERIES_MS = 1000;
 const CONFIRM_MS = 8000;
+const NOTE_MAX = 10_000; // characters of a job's note (service/schemas.py NOTE_MAX_CHARS)
 const afterPaint = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 export const FINISHED = new Set(["succeeded", "failed", "cancelled", "exhausted"]);
 
@@ -127,9 +128,10 @@ export class JobView {
       h("div", { class: "card-body" }, this.policyEl = h("div", { class: "plot", id: "policy-plot" })));
     this.tableSlot = h("div");
     this.analysisSlot = h("div");
+    this.noteCard = h("section", { class: "card note-card", id: "note-card", hidden: true });
     const hasFront = this.objectives.length > 1;
     clear(this.root,
-      this.head, this.banner, this.stats,
+      this.head, this.banner, this.stats, this.noteCard,
       h("div", { class: "grid main", style: { marginBottom: "18px" } },
         h("section", { class: "card" },
           h("div", { class: "card-head" }, h("h2", {}, hasFront ? "Pareto front" : "Trials"), h("span", { class: "grow" }), this.paretoNote),
@@ -145,6 +147,7 @@ export class JobView {
       h("div", { style: { marginBottom: "18px" } }, this.policyCard),
       h("div", { style: { marginBottom: "18px" } }, this.analysisSlot),
       this.tableSlot);
+    this.renderNote();
     this.paretoChart = new Chart(this.paretoEl, { download: `pareto-${this.id.slice(0, 12)}`,
       onClick: (p) => this.openTrial(p.t) });
     this.hvChart = new Chart(this.hvEl, { legend: false });
@@ -416,6 +419,68 @@ export class JobView {
     }
   }
 
+  // ---- the owner's note ----------------------------------------------------------------------
+  /** The job's note: the owner reads and edits it (PATCH /jobs/{id}); others who may see the
+   * job (admins) read it; no card when there is nothing to read or write. */
+  async renderNote(editing = false) {
+    const me = this.user || await sessionReady().catch(() => null);
+    if (!this.alive) return;
+    const mine = !!me && me.name === this.job.owner;
+    const note = this.job.note || "";
+    this.noteCard.hidden = !mine && !note;
+    if (this.noteCard.hidden) return;
+    if (!editing) {
+      clear(this.noteCard, // without a note, one line: the card's head
+        h("div", { class: `card-head${note ? "" : " bare"}` }, h("h2", {}, "Note"),
+          note ? h("span", { class: "grow" }) : h("span", { class: "sub grow", id: "job-note-empty" },
+            "none yet: what this job is for, what to compare it with"),
+          mine ? h("button", { class: "btn small", id: "edit-note", onclick: () => this.renderNote(true) },
+            note ? "Edit note" : "Add a note") : null),
+        note ? h("div", { class: "card-body" }, h("div", { class: "note-text", id: "job-note" }, note)) : null);
+      return;
+    }
+    const counter = h("span", { class: "faint note-count", id: "note-count" });
+    const error = h("div", { class: "form-error", id: "note-error" });
+    const save = h("button", { class: "btn primary small", id: "save-note", type: "button" }, "Save note");
+    const input = h("textarea", { id: "job-note-input", class: "note-input", rows: 4, "aria-label": "Note",
+      placeholder: "What this job is for, what you changed, what to compare it with…" });
+    input.value = note;
+    const count = () => {
+      counter.textContent = `${fmtInt(input.value.length)} / ${fmtInt(NOTE_MAX)}`;
+      counter.classList.toggle("over", input.value.length > NOTE_MAX);
+    };
+    const submit = async () => {
+      save.disabled = true;
+      error.textContent = "";
+      try {
+        const job = await api(`/jobs/${encodeURIComponent(this.id)}`, { method: "PATCH", body: { note: input.value } });
+        this.job = { ...this.job, note: job.note };
+        toast(job.note ? "Note saved" : "Note cleared");
+        this.renderNote(false);
+      } catch (err) {
+        const e = err.errors?.[0];
+        error.textContent = e ? `${e.field ? `${e.field}: ` : ""}${e.message}` : err.message;
+      } finally {
+        save.disabled = false;
+      }
+    };
+    save.onclick = submit;
+    input.oninput = count;
+    input.onkeydown = (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); }
+      if (e.key === "Escape") { e.preventDefault(); this.renderNote(false); }
+    };
+    count();
+    clear(this.noteCard,
+      h("div", { class: "card-head" }, h("h2", {}, "Note"), h("span", { class: "grow" }), counter),
+      h("div", { class: "card-body" }, input, error,
+        h("div", { class: "row", style: { justifyContent: "flex-end", marginTop: "10px" } },
+          h("span", { class: "muted", style: { marginRight: "auto", fontSize: "12px" } }, "Ctrl+Enter saves"),
+          h("button", { class: "btn small", id: "cancel-note", type: "button", onclick: () => this.renderNote(false) }, "Cancel"),
+          save)));
+    input.focus({ preventScroll: true });
+  }
+
   // ---- best trial, files, policy -----------------------------------------------------------
   loadBestSoon() {
     clearTimeout(this.bestTimer);
@@ -436,8 +501,7 @@ export class JobView {
     }
     this.bestLoaded = t.trial_id;
     this.bestTrial = t;
-    const files = (t.files || Object.entries(t.artifacts || {}).map(([name, path]) => ({ name, path: path || null, size: null })))
-      .filter((f) => f.path);
+    this.bestFiles = h("div", { class: "downloads", id: "best-downloads", style: { marginTop: "12px" } });
     const m = this.metrics;
     clear(this.bestCard,
       h("div", { class: "row", style: { marginBottom: "10px" } },
@@ -448,10 +512,27 @@ export class JobView {
       h("dl", { class: "kv" }, Object.entries(t.metrics || {}).flatMap(([k, v]) => [
         h("dt", { title: k }, m.label(k)), h("dd", {}, m.withUnit(k, fmt(v, 6)))])),
       h("div", { class: "mono faint", style: { marginTop: "10px", overflowWrap: "anywhere", fontSize: "11.5px" } }, t.arch_key),
-      files.length ? h("div", { class: "downloads", id: "best-downloads", style: { marginTop: "12px" } },
-        files.map((f) => downloadLink(this.id, f.path, f.path, f.size, f.what))) : null);
+      this.bestFiles);
+    this.renderBestFiles();
     this.drawPolicy(t);
     this.renderFiles();
+  }
+
+  /** The best trial's files, updated in place (a link already shown stays the same element
+   * when the job's file list arrives with sizes and exported models). */
+  renderBestFiles() {
+    if (!this.bestFiles || !this.bestTrial) return;
+    const files = this.filesOf(this.bestTrial);
+    const shown = new Map([...this.bestFiles.children].map((el) => [el.dataset.file, el]));
+    const items = files.map((f) => {
+      const fresh = downloadLink(this.id, f.path, f.path, f.size, f.what);
+      const old = shown.get(f.path);
+      if (!old) return fresh;
+      old.querySelector(".what").replaceWith(fresh.querySelector(".what"));
+      return old;
+    });
+    this.bestFiles.replaceChildren(...items); // moves kept nodes, never detaches them for long
+    this.bestFiles.hidden = !items.length;
   }
 
   drawPolicy(t) {
@@ -462,26 +543,43 @@ export class JobView {
     }
     this.policyCard.style.display = "";
     document.getElementById("policy-note").textContent = `trial #${t.trial_id} · ${Object.keys(groups).join(", ")}`;
-    const panels = [...policyFigure(groups), ...referencePanels(t.recorded?.policy, this.job.spec.target)];
+    const spec = this.job.spec || {};
+    const target = spec.target || spec.space?.options?.target || null; // top level, or the space's own option
+    const panels = [...policyFigure(groups), ...referencePanels(t.recorded?.policy, target)];
     this.policyEl.style.height = `${Math.max(260, 170 * panels.length + 60)}px`;
     barPanels(this.policyEl, panels, { valueText: (v) => fmt(v, 4) });
     this.policyEl.dataset.trial = String(t.trial_id);
   }
 
+  /** A trial's files as the trial drawer lists them: the trial detail's own list, else (the
+   * job document's best trial) the job's files of that trial (exported models in
+   * models/trial<ID>/, its evaluation's files, with sizes) and any artifact not on this server. */
+  filesOf(t) {
+    if (t.files) return t.files.filter((f) => f.path);
+    const known = (this.allFiles || []).filter((f) => f.trial === t.trial_id);
+    const paths = new Set(known.map((f) => f.path));
+    const artifacts = Object.entries(t.artifacts || {}).filter(([, path]) => path && !paths.has(path))
+      .map(([name, path]) => ({ name, path, size: null }));
+    return [...artifacts, ...known];
+  }
+
   async loadFiles() {
     try {
       const res = await api(`/dashboard/jobs/${encodeURIComponent(this.id)}/files`);
+      this.allFiles = res.data;
       this.jobFiles = res.data.filter((f) => !f.path.startsWith("trials/"));
     } catch {
       this.jobFiles = this.jobFiles || [];
     }
+    // The job document's best trial lists no exported models: now the files are known, list them.
+    if (this.bestTrial && !this.bestTrial.files) this.renderBestFiles();
     this.renderFiles();
   }
 
   renderFiles() {
     if (!this.jobFiles) return;
     const best = this.bestTrial;
-    const bestFiles = best ? (best.files || []).filter((f) => f.path) : [];
+    const bestFiles = best ? this.filesOf(best) : [];
     // The same list, names and descriptions as the API's files route and the trial detail.
     const listed = new Set(this.jobFiles.map((f) => f.path));
     const items = [
@@ -579,14 +677,30 @@ function referencePanels(rows, target) {
   const parsed = rows.filter((r) => typeof r.channels === "string" && /^\d+\/\d+$/.test(r.channels))
     .map((r) => { const [kept, total] = r.channels.split("/").map(Number); return { layer: r.layer, kept, total }; });
   if (!parsed.length) return [];
-  const line = target && Number.isFinite(target.ratio)
-    ? { value: target.ratio, label: `target: ${Math.round(target.ratio * 100)}% of ${target.metric || "flops"}` } : null;
+  const line = target && Number.isFinite(target.ratio) ? targetLine(target) : null;
   return [
     { name: "kept", title: "channels kept (share)", color: "#10b981", line,
       rows: parsed.map((r) => ({ label: r.layer, value: r.total ? r.kept / r.total : 0 })) },
     { name: "reference", title: "reference channels", color: "#94a3b8",
       rows: parsed.map((r) => ({ label: r.layer, value: r.total })) },
   ];
+}
+
+const TARGET_METRICS = { flops: "FLOPs", params: "parameters", size: "model size", latency: "latency" };
+
+/** The job's resource target, drawn over the kept share of channels. It is a share of the
+ * reference model's FLOPs (parameters, size, latency), not of its channels: the label says so,
+ * and the line's tooltip says why the bars need not sit under it. */
+export function targetLine(target) {
+  const what = TARGET_METRICS[target.metric || "flops"] || String(target.metric);
+  const pct = `${+(target.ratio * 100).toFixed(1)}%`;
+  return {
+    value: target.ratio,
+    label: `target: ${pct} of ${what}`,
+    title: `The job's target: the compressed model keeps at most ${pct} of the reference model's ${what}. `
+      + `It is not a share of channels: ${what} fall faster than the channels kept (a convolution's FLOPs `
+      + "scale with the channels kept on both its sides), so the bars can stand above this line and still meet it.",
+  };
 }
 
 function groupOptions(axes, selected) {

@@ -580,10 +580,12 @@ function drawBars(el, panels, { valueText = (v) => String(v) } = {}) {
     }
     g.append(svg("line", { x1: left, x2: left + w, y1: sy(0), y2: sy(0), stroke: EDGE }));
     if (p.line) { // a reference value across the panel (the compression target)
+      const note = p.line.title ? svg("title", {}, document.createTextNode(p.line.title)) : null;
       g.append(svg("line", { class: "target", x1: left, x2: left + w, y1: sy(p.line.value), y2: sy(p.line.value),
-        stroke: "#dc2626", "stroke-width": 1.5, "stroke-dasharray": "5 4", "data-value": p.line.value }));
-      g.append(svg("text", { x: left + w - 4, y: sy(p.line.value) - 4, "text-anchor": "end", fill: "#dc2626", "font-size": 11 },
-        document.createTextNode(p.line.label)));
+        stroke: "#dc2626", "stroke-width": 1.5, "stroke-dasharray": "5 4", "data-value": p.line.value }, note));
+      g.append(svg("text", { class: "target-label", x: left + w - 4, y: sy(p.line.value) - 4, "text-anchor": "end",
+        fill: "#dc2626", "font-size": 11, "font-weight": 600, stroke: PANEL, "stroke-width": 3, "paint-order": "stroke" },
+      document.createTextNode(p.line.label), note?.cloneNode(true))); // a halo: readable over a bar
     }
     root.append(g);
   });

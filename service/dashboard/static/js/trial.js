@@ -5,7 +5,13 @@ import { policyFigure } from "./charts.js";
 import { barPanels } from "./plot.js";
 import { badge, clear, downloadLink, fmt, fmtDuration, h, icon } from "./util.js";
 
-/** Group architecture decisions by layer: "control:layer" (compression) or "b3_kernel" (blocks). */
+// A MnasNet block's decisions in the space's own order (spaces/mnasnet.py); other fields follow.
+const BLOCK_FIELDS = ["op", "kernel", "se", "skip", "layers", "width"];
+
+/** Group architecture decisions by layer: "control:layer" (compression) or "b3_kernel" (blocks).
+ * Stored architectures need not keep the space's key order (PostgreSQL's jsonb sorts keys by
+ * length, sorted JSON alphabetically): blocks come back in numeric order (b2 before b10) and
+ * their fields in the space's order. */
 export function layerRows(arch) {
   const keys = Object.keys(arch || {});
   if (!keys.length) return null;
@@ -13,7 +19,7 @@ export function layerRows(arch) {
   const byBlock = !byColon && keys.every((k) => /^[a-z]+\d+_.+$/.test(k));
   if (!byColon && !byBlock) return null;
   const layers = new Map();
-  const fields = [];
+  let fields = [];
   for (const k of keys) {
     const [field, layer] = byColon ? [k.slice(0, k.indexOf(":")), k.slice(k.indexOf(":") + 1)]
       : [k.slice(k.indexOf("_") + 1), k.slice(0, k.indexOf("_"))];
@@ -21,7 +27,13 @@ export function layerRows(arch) {
     if (!layers.has(layer)) layers.set(layer, {});
     layers.get(layer)[field] = arch[k];
   }
-  return { fields, layers };
+  if (!byBlock) return { fields, layers };
+  const rank = (f) => (BLOCK_FIELDS.includes(f) ? BLOCK_FIELDS.indexOf(f) : BLOCK_FIELDS.length);
+  fields = fields.map((f, i) => [rank(f), i, f]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) => x[2]);
+  const index = (name) => Number(name.match(/\d+$/)[0]);
+  const sorted = new Map([...layers.entries()].sort(([a], [b]) =>
+    a.replace(/\d+$/, "").localeCompare(b.replace(/\d+$/, "")) || index(a) - index(b)));
+  return { fields, layers: sorted };
 }
 
 /** Numeric per-layer decisions of a compression policy, by control; null if not a policy. */
