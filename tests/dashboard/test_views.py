@@ -781,3 +781,37 @@ def test_live_and_reload_draw_the_same_points(open_page: Any, quiet_service: Ser
     page.wait_for_selector("#pareto-plot[data-drawn]")
     assert page.get_attribute("#pareto-plot", "data-points") == str(reload["shown"])
     assert not p.errors, p.errors
+
+
+def test_the_jobs_list_marks_raw_hypervolumes_with_their_reference(
+        open_page: Any, quiet_service: Service, owner: str, jobs: dict[str, str]) -> None:
+    """Raw volumes of different jobs do not compare: the list shows the ratio to the true front
+    where a table gives one, else the raw value marked as raw with its reference point."""
+    # analytical FLOPs have no table: no true front, a reference from the first trials
+    spec = {**filled_spec("raw-hv", 8), "profilers": [{"name": "analytical"}],
+            "objectives": [{"metric": "val_acc", "direction": "max"},
+                           {"metric": "flops_M", "direction": "min"}]}
+    records = [TrialRecord(i, r.arch, r.arch_key, TrialState.COMPLETE, reward=r.reward,
+                           metrics={"val_acc": r.metrics["val_acc"], "flops_M": 10.0 + 7 * i % 5},
+                           evaluation_index=i + 1)
+               for i, r in enumerate(r for r in nb201_records(8, seed=9)
+                                     if r.state == TrialState.COMPLETE)]
+    raw_job = fill_job(quiet_service, owner, records, spec, results=False)
+    p = open_at(open_page, quiet_service, owner, "#/jobs", "desktop")
+    page = p.page
+    page.wait_for_selector("#jobs-table")
+    seen = set()
+    for job in [*jobs.values(), raw_job]:
+        doc = api(quiet_service, owner, f"/jobs/{job}")
+        cell = page.locator(f"tr[data-job-id='{job}'] td.num").nth(1).inner_text()
+        if doc.get("hypervolume_normalized") is not None:
+            assert cell.endswith("of true"), cell
+            seen.add("normalized")
+        elif doc.get("hypervolume") is not None and doc.get("hypervolume_reference"):
+            point = doc["hypervolume_reference"]["point"]
+            assert "raw, ref (" in cell and len(point) == 2, cell
+            seen.add("raw")
+        else:
+            assert "raw" not in cell and "of true" not in cell, cell
+    assert seen == {"normalized", "raw"}, seen
+    assert not p.errors, p.errors

@@ -112,7 +112,10 @@ export class JobsView {
       // The ratio to the true front where the tables give one: raw volumes of different jobs
       // (different units and reference points) do not compare.
       h("td", { class: "num", title: j.hypervolume_reference ? `hypervolume ${fmt(j.hypervolume)} from (${j.hypervolume_reference.point.join(", ")})` : "" },
-        j.hypervolume_normalized !== null && j.hypervolume_normalized !== undefined ? `${fmt(j.hypervolume_normalized, 3)} of true` : fmt(j.hypervolume)),
+        j.hypervolume_normalized !== null && j.hypervolume_normalized !== undefined ? `${fmt(j.hypervolume_normalized, 3)} of true`
+          : j.hypervolume !== null && j.hypervolume !== undefined && j.hypervolume_reference
+            ? [fmt(j.hypervolume), h("div", { class: "faint reason hv-ref" }, `raw, ref (${j.hypervolume_reference.point.map((v) => fmt(v)).join(", ")})`)]
+            : fmt(j.hypervolume)),
       h("td", { class: "num" }, fmtInt(j.progress.trials),
         j.progress.failed ? h("span", { class: "faint" }, ` · ${fmtInt(j.progress.failed)} failed`) : null),
       h("td", { class: "muted", title: j.created_at }, relTime(j.created_at))));
