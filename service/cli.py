@@ -1,5 +1,5 @@
 """Service commands: ``serve``, ``worker``, ``token create|list|revoke``, ``submit``,
-``jobs``, ``watch``, ``cancel``, ``download``, ``upload`` and ``uploads``.
+``jobs``, ``watch``, ``cancel``, ``note``, ``download``, ``upload`` and ``uploads``.
 ``add_service_commands`` plugs them into ``lightsearch``'s parser; ``python -m service.cli``
 runs them alone.
 
@@ -402,6 +402,12 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     _client_options(p)
     p.set_defaults(func=cmd_cancel)
 
+    p = sub.add_parser("note", help="show a job's note, or set it (an empty text clears it)")
+    p.add_argument("job_id")
+    p.add_argument("text", nargs="?", help="the new note; omit to print the current one")
+    _client_options(p)
+    p.set_defaults(func=cmd_note)
+
     p = sub.add_parser("download", help="download a job's artifacts and trials")
     p.add_argument("job_id")
     p.add_argument("--out", help="folder (default results/<job id>)")
@@ -529,6 +535,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return _run_client(args, go)
 
 
+def cmd_note(args: argparse.Namespace) -> int:
+    def go(client: Any) -> int:
+        job = client.job(args.job_id) if args.text is None else client.set_note(
+            args.job_id, args.text)
+        print(job.get("note") or "")
+        return 0
+    return _run_client(args, go)
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     def go(client: Any) -> int:
         out = Path(args.out or Path("results") / args.job_id)
@@ -600,7 +615,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 DESCRIPTION = ("Search lightweight deep-learning models (NAS and compression). In this "
                "process: search, export. The service: serve, worker, token; its client: "
-               "submit, jobs, watch, cancel, download, upload, uploads. Your own hardware: "
+               "submit, jobs, watch, cancel, note, download, upload, uploads. Your own hardware: "
                "device, device-agent.")
 
 

@@ -78,6 +78,10 @@ class Client:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/cancel")
 
+    def set_note(self, job_id: str, note: str) -> dict[str, Any]:
+        """The job's note, replaced (an empty string clears it)."""
+        return self.request("PATCH", f"/jobs/{job_id}", json={"note": note})
+
     def delete(self, job_id: str) -> None:
         self.request("DELETE", f"/jobs/{job_id}")
 

@@ -204,17 +204,21 @@ class JobNoteUpdate(BaseModel):
         {"note": "Baseline for the Pixel 3 runs; compare with the evolution job."},
         {"note": None}]})
 
-    note: str | None = Field(..., max_length=NOTE_MAX_CHARS, description=(
-        f"Free text, at most {NOTE_MAX_CHARS:,} characters; null or blank clears it."))
+    note: str | None = Field(..., max_length=NOTE_MAX_CHARS, pattern=r"^[^\x00]*$", description=(
+        f"Free text without NUL characters, at most {NOTE_MAX_CHARS:,} characters; null or "
+        "blank clears it."))
+
+    @field_validator("note", mode="before")
+    @classmethod
+    def _no_nul(cls, v: object) -> object:
+        if isinstance(v, str) and "\x00" in v:  # PostgreSQL's text cannot hold it
+            raise ValueError("must not contain NUL characters")
+        return v
 
     @field_validator("note")
     @classmethod
     def _text(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        if "\x00" in v:  # PostgreSQL's text cannot hold it
-            raise ValueError("must not contain NUL characters")
-        return v if v.strip() else None
+        return v if v is not None and v.strip() else None
 
 
 class JobsPublic(BaseModel):

@@ -62,6 +62,15 @@ def test_client_commands(live, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert len(trials) == len(results["trials"]) >= 30
 
+    capsys.readouterr()
+    assert main(["note", job_id, "baseline for the paper", *common]) == 0
+    assert capsys.readouterr().out.strip() == "baseline for the paper"
+    assert main(["note", job_id, *common]) == 0
+    assert capsys.readouterr().out.strip() == "baseline for the paper"
+    assert main(["note", job_id, "x" * 10_001, *common]) == 1  # too long: 422 names the field
+    assert "note" in capsys.readouterr().err
+    assert main(["note", job_id, "", *common]) == 0 and capsys.readouterr().out.strip() == ""
+
     assert main(["cancel", job_id, *common]) == 1  # already finished: the server says 409
     assert "409" in capsys.readouterr().err
     assert main(["watch", "nope", *common]) == 1
@@ -138,7 +147,8 @@ def test_help_lists_every_command_in_full(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     for command in ("search", "export", "serve", "worker", "token", "submit", "jobs", "watch",
-                    "cancel", "download", "upload", "uploads", "device", "device-agent"):
+                    "cancel", "note", "download", "upload", "uploads", "device",
+                    "device-agent"):
         assert f"    {command} " in out, command
     description = out.split("positional arguments")[0]
     assert "search, export" in description and description.strip().endswith("device-agent.")
