@@ -264,6 +264,20 @@ class _Episode:
         return taken
 
 
+def bounded_walk(space: Space, lbound: float | None) -> tuple[Space, bool]:
+    """The space an episode walks under AMC's ``lbound`` (keep at least that fraction of each
+    group's channels): ``space.bounded(1 - lbound)`` on a compression space, else ``space``.
+    Returns ``(walk, bound_relaxed)``; ``bound_relaxed`` is True where the target is out of
+    reach under the bound, so the space's own bound is kept. Shared by ``amc`` and the
+    ``rllib`` agent's compression walk (``agents.envs.CompressionEnv``)."""
+    if not isinstance(space, CompressionSpace) or lbound is None:
+        return space, False
+    try:
+        return space.bounded(1.0 - lbound), False
+    except ValueError:  # the target needs more than lbound allows
+        return space, True
+
+
 class AMCAgent(Agent):
     """AMC's DDPG agent behind ask/tell (see the module docstring)."""
 
@@ -274,12 +288,7 @@ class AMCAgent(Agent):
                  **options: Any) -> None:
         super().__init__(space, objectives=objectives, seed=seed)
         self.config = AMCConfig(**options)
-        walk, self.bound_relaxed = space, False
-        if isinstance(space, CompressionSpace) and self.config.lbound is not None:
-            try:
-                walk = space.bounded(1.0 - self.config.lbound)
-            except ValueError:  # the target needs more than lbound allows
-                self.bound_relaxed = True
+        walk, self.bound_relaxed = bounded_walk(space, self.config.lbound)
         self.episode = _Episode(walk, self.config.variant, self.config.order)
         self.constraint = self.config.resolved_constraint
         c, ep = self.config, self.episode

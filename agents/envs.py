@@ -12,7 +12,10 @@ papers they come from:
 - ``CompressionEnv`` (AMC, He et al. 2018): the layer embedding of ``agents.amc_ddpg``
   (static features, cost reduced so far, cost of later layers, previous action) as
   observation, a ``Box(0, 1)`` action per control (0 = keep everything), AMC's action limit
-  so the space's target is always met; on other spaces each decision is one step.
+  so the space's target is always met; on other spaces each decision is one step. ``lbound``
+  is AMC's (``agents.amc_ddpg``): on a compression space no prune action keeps less than that
+  fraction of a layer's channels (the walk is ``space.bounded(1 - lbound)``; where the target
+  is out of reach under it, the space's own bound and ``bound_relaxed``).
 
 The reward callable is the caller's: ``search.rewards`` builds one from a job's evaluator,
 profilers and reward spec, and this module never imports ``search``. The encoding parts
@@ -30,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.amc_ddpg import _Episode as LayerWalk
+from agents.amc_ddpg import bounded_walk
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 RewardFn = Callable[..., float]
@@ -140,8 +144,13 @@ class CompressionEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, space: Space, reward_fn: RewardFn, *, constrain: bool = True) -> None:
-        self.walk = LayerWalk(space)
+    def __init__(self, space: Space, reward_fn: RewardFn, *, constrain: bool = True,
+                 lbound: float | None = None) -> None:
+        if lbound is not None and not 0 <= lbound < 1:
+            raise ValueError(f"lbound must be in [0, 1) or None, got {lbound}")
+        walked, self.bound_relaxed = bounded_walk(space, lbound)
+        self.lbound = lbound
+        self.walk = LayerWalk(walked)
         self.space = space
         self.reward_fn = reward_fn
         self.constrain = bool(constrain)

@@ -88,6 +88,7 @@ class RLlibAgent(Agent):
                              f"{'continuous decisions' if continuous else 'SAC'} cannot use; "
                              "use 'compression' or 'auto'")
         self.kind = kind
+        self.bound_relaxed = False  # lbound could not hold on this space's target
         self.on_policy = o.algorithm != "SAC"
         if kind == "architecture":
             self.coding: ArchitectureCoding | None = ArchitectureCoding(space)
@@ -95,8 +96,9 @@ class RLlibAgent(Agent):
             obs_space, act_space = self.coding.observation_space, self.coding.action_space
         else:
             self.coding = None
-            self.walk = CompressionEnv(space, _no_reward, constrain=True)
+            self.walk = CompressionEnv(space, _no_reward, constrain=True, lbound=o.lbound)
             obs_space, act_space = self.walk.observation_space, self.walk.action_space
+            self.bound_relaxed = self.walk.bound_relaxed
         self.obs_space, self.act_space = obs_space, act_space
         self.learner = self._build_learner()
         from ray.rllib.core import DEFAULT_MODULE_ID

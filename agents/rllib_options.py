@@ -93,6 +93,11 @@ class RLlibOptions(NoOptions):
         "auto", description="'architecture': one Discrete action per decision (categorical "
         "spaces); 'compression': AMC's layer walk with Box actions; 'auto': compression for "
         "SAC or spaces with continuous decisions.")
+    lbound: float | None = Field(
+        0.2, ge=0, lt=1.0,
+        description="Compression environment: least fraction of a layer's channels a prune "
+        "action keeps (AMC's lbound, the amc agent's default 0.2); null: the space's own "
+        "bound. Another value is refused with environment 'architecture'.")
     episodes_per_update: int = Field(
         8, ge=1, le=10_000, description="PPO/APPO: told episodes per Learner update.")
     normalize_rewards: bool = Field(
@@ -108,6 +113,18 @@ class RLlibOptions(NoOptions):
     fresh_tries: int = Field(
         64, ge=0, le=10_000, description="Samples drawn per ask to find an architecture not "
         "proposed before (0: plain sampling); only the proposed one becomes an episode.")
+
+    @field_validator("lbound")
+    @classmethod
+    def _check_lbound(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # The default passes: a job's options are validated again on the worker from their
+        # full dump (spaces.registry), where an unset lbound arrives as the default.
+        default = cls.model_fields["lbound"].default
+        if value not in (None, default) and info.data.get("environment") == "architecture":
+            raise ValueError(f"applies to the compression environment only (the architecture "
+                             f"environment has no prune actions); leave it out, null or "
+                             f"{default}")
+        return value
 
     @field_validator("config")
     @classmethod

@@ -12,7 +12,14 @@ state, first to last, clipped), ``amc_clip`` / ``amc_largest_first`` (ablations 
 ``uniform``, ``shallow_first``, ``deep_first``, ``netadapt`` (with short-term fine-tuning of each
 candidate, as in the paper) and ``tpe`` (Optuna's TPE over the same space; a proposal that
 misses the target is moved onto it by ``CompressionSpace.meet_target``, as AMC's penalty mode
-does, and TPE is told that policy's score).
+does, and TPE is told that policy's score). ``rllib_sac`` (issue 17): the ``rllib`` agent with
+RLlib's SAC on AMC's layer walk (``agents.envs.CompressionEnv``, constrained to the target),
+with the registry's default options and the benchmark's ``--lbound`` given exactly as ``amc``
+gets it (both walk ``space.bounded(1 - lbound)``: the same search space), through the same
+ask/tell loop, signal and number of episodes as ``amc``; the options it ran with are recorded
+in each row and in the JSON. The
+adapter needs no Ray cluster (it drives RLlib's Learner and RLModule in the process), so Ray
+is not started.
 
 Statistics: per target and fine-tuning budget, mean test accuracy with its 95% t-interval, and
 the paired per-seed differences AMC - uniform and AMC - NetAdapt (also AMC paper - uniform) with
@@ -40,9 +47,22 @@ only, 3 seeds, 2,500 training images, about 45 minutes on a loaded 2-core machin
         --merge benchmarks/results/amc_fashion_resnet10_small_netadapt01.json \
         --out benchmarks/results/amc_fashion_resnet10_small_ep60.json
 
+    python benchmarks/amc_fashion.py $COMMON --episodes 60 --warmup 20 --lbound 0.2 \
+        --methods rllib_sac --merge benchmarks/results/amc_fashion_resnet10_small_ep60.json \
+        --out benchmarks/results/amc_fashion_resnet10_small_sac.json
+
 (NetAdapt's 0.25 step left most layers unable to save a step alone, so it was rerun at its
 usual 0.1.) AMC - uniform stayed within noise there (+0.2 [-0.6, +1.1] / -0.2 [-2.2, +1.8]
 points after 1 / 3 epochs, 60 episodes), as did TPE: the goal of issue 15 is not reached.
+RLlib SAC (registry defaults, 60 episodes, ``--lbound 0.2`` as amc) stays below uniform:
+SAC - uniform -2.4 [-4.2, -0.6] / -1.2 [-2.2, -0.3] points, SAC - amc -2.7 [-5.0, -0.3] /
+-1.0 [-2.3, +0.2]; signal 0.725 against amc's 0.776 and uniform's 0.747; 15-24 distinct
+policies in 60 episodes, and its mean signal after the warm-up (0.662) no better than during
+it (0.673). The bound holds as amc's does (rounded to whole channels: at least 3/16, 6/32).
+An earlier run without the bound (the rllib agent had no ``lbound`` option then; SAC pruned
+layers to 2/16, 3/32 and 6/64: -7.3 [-22.8, +8.2] / -4.7 [-11.2, +1.8] points against uniform) is
+kept as ``benchmarks/results/amc_fashion_resnet10_small_sac_unbounded.json`` / ``.log`` (its
+recorded ``out`` is the old name ``..._sac.json``).
 """
 
 from __future__ import annotations
@@ -82,7 +102,10 @@ ISSUE_METHODS = ("amc", "amc_paper", "uniform", "shallow_first", "deep_first", "
 AMC_METHODS = {"amc": {}, "amc_paper": {"variant": "paper"},
                "amc_clip": {"variant": "budget", "constraint": "clip"},
                "amc_largest_first": {"variant": "budget", "order": "largest_first"}}
-METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first")
+# RLlib algorithms through the ``rllib`` agent (issue 17): options given; the rest are the
+# registry's defaults (``agents.rllib_options.RLlibOptions``), not tuned on these seeds.
+RLLIB_METHODS = {"rllib_sac": {"algorithm": "SAC", "environment": "compression"}}
+METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *RLLIB_METHODS)
 # What the issue asks for, against which the run's settings are compared and printed.
 PROTOCOL = {"seeds": 10, "episodes": 300, "train_size": None, "val_size": None,
             "test_size": None, "finetune": "1,3"}
@@ -115,6 +138,26 @@ class Scorer:
                 tuned = evaluate_accuracy(comp.model, self.val)
             self.cache[key] = (acc, tuned)
         return self.cache[key]
+
+
+def rllib_given(method: str, lbound: float | None) -> dict[str, Any]:
+    """The options ``method`` gives the ``rllib`` agent: its own, and the benchmark's
+    ``--lbound`` passed exactly as ``amc`` gets it (the same search space for both)."""
+    return {**RLLIB_METHODS[method], "lbound": lbound}
+
+
+def rllib_record(method: str, lbound: float | None) -> dict[str, Any]:
+    """The options ``method`` runs the ``rllib`` agent with: those given (``rllib_given``),
+    the registry's defaults for the rest, and the RLlib ``training()`` settings the adapter
+    applies (its defaults under the config's keys). Imports neither ray nor torch-heavy code."""
+    from agents.rllib_options import RLlibOptions
+
+    given = rllib_given(method, lbound)
+    opts = RLlibOptions.model_validate(given).model_dump()
+    from agents.rllib_agent import _DEFAULTS
+
+    return {"agent": "rllib", "given": dict(given), "options": opts,
+            "training": {**_DEFAULTS[opts["algorithm"]], **opts["config"]}}
 
 
 def _ok(reward: float, metrics: dict | None = None) -> TrialResult:
@@ -168,6 +211,34 @@ def search(method: str, model, space: CompressionSpace, data: ImageData, seed: i
                 best = (acc, fixed)
         assert best is not None
         info["signal"], arch = best
+    elif method in RLLIB_METHODS:
+        cpu0 = time.process_time()
+        agent = AGENTS.create("rllib", space, options=rllib_given(method, args.lbound),
+                              seed=seed)
+        info["agent_build_cpu_min"] = (time.process_time() - cpu0) / 60
+        warmup = agent.options.warmup_episodes
+        best_episode, best, trace = -1, None, []
+        for e in range(args.episodes):
+            p = agent.ask()
+            acc = score(p.arch)[0]
+            agent.tell(p.trial_id, _ok(acc))
+            trace.append(round(acc, 4))
+            if best is None or acc > best[0]:
+                best_episode, best = e, (acc, p.arch)
+        assert best is not None
+        info["signal"], arch = best
+        info["best_episode"], info["best_in_warmup"] = best_episode, best_episode < warmup
+        # the signal of every episode (how the policy moved after its uniform warm-up)
+        info["episode_signals"] = trace
+        after = trace[warmup:]
+        info["mean_signal_warmup"] = sum(trace[:warmup]) / max(len(trace[:warmup]), 1)
+        info["mean_signal_after_warmup"] = sum(after) / len(after) if after else math.nan
+        info["learner_updates"], info["told"] = agent.updates, agent.told
+        info["bound_relaxed"] = agent.bound_relaxed
+        info["rllib"] = rllib_record(method, args.lbound)
+        import ray
+
+        info["ray_initialized"] = ray.is_initialized()
     else:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     info["evaluations"] = score.evaluations
@@ -208,13 +279,36 @@ def paired(rows: list[dict], a: str, b: str, key: str) -> dict[str, Any]:
             "low": mean - half, "high": mean + half}
 
 
+def merge_plan(paths: list[str], targets: list[tuple[str, str, float]], seeds: range,
+               methods: list[str]) -> dict[str, dict[str | None, list[str]]]:
+    """Per ``--merge`` file, the methods whose rows it adds (rows for (target, method, seed)
+    cells neither this run nor an earlier ``--merge`` file fills, as ``main`` merges them),
+    by where that file had them from: ``None`` run there, else its own ``merged_from``."""
+    have = {(f"{m}:{k}:{r:g}", method, s) for m, k, r in targets for method in methods
+            for s in seeds}
+    plan: dict[str, dict[str | None, list[str]]] = {}
+    for path in paths:
+        rows = json.loads(Path(path).read_text())["rows"]
+        extra = [r for r in rows if (r["target"], r["method"], r["seed"]) not in have]
+        have |= {(r["target"], r["method"], r["seed"]) for r in extra}
+        by: dict[str | None, list[str]] = {}
+        for m in METHODS:
+            for origin in dict.fromkeys(r.get("merged_from") for r in extra if r["method"] == m):
+                by.setdefault(origin, []).append(m)
+        plan[path] = by
+    return plan
+
+
 def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
-               methods: list[str]) -> list[str]:
+               methods: list[str],
+               merged: dict[str, dict[str | None, list[str]]] | None = None) -> list[str]:
+    """Settings that differ from the issue's protocol; ``merged``: ``merge_plan``'s."""
+    merged = merged or {}
     out = []
     if args.seeds < PROTOCOL["seeds"]:
         out.append(f"seeds: {args.seeds} (issue: >= {PROTOCOL['seeds']})")
     if args.episodes < PROTOCOL["episodes"]:
-        out.append(f"AMC / TPE episodes: {args.episodes}, AMC warm-up {args.warmup} "
+        out.append(f"AMC / TPE / RLlib episodes: {args.episodes}, AMC warm-up {args.warmup} "
                    f"(issue: 300-400, paper's warm-up 100)")
     for name in ("train_size", "val_size", "test_size"):
         if getattr(args, name) is not None:
@@ -222,9 +316,21 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
     missing_t = [t for t in ISSUE_TARGETS if t not in targets]
     if missing_t:
         out.append("targets not run: " + ", ".join(f"{m} {k}:{r:g}" for m, k, r in missing_t))
-    missing_m = [m for m in ISSUE_METHODS if m not in methods]
+    for path, by in merged.items():
+        parts = [f"{', '.join(ms)} ({'run there' if origin is None else f'from {origin}'})"
+                 for origin, ms in by.items()]
+        if parts:
+            out.append(f"rows merged from {path} (not run here): {'; '.join(parts)}")
+    merged_m = {m for by in merged.values() for ms in by.values() for m in ms}
+    missing_m = [m for m in ISSUE_METHODS if m not in methods and m not in merged_m]
     if missing_m:
         out.append(f"methods not run: {', '.join(missing_m)}")
+    for m in (m for m in methods if m in RLLIB_METHODS):
+        o = rllib_record(m, args.lbound)["options"]
+        bound = ("no lbound (nor amc)" if o["lbound"] is None
+                 else f"lbound {o['lbound']:g} as amc's --lbound")
+        out.append(f"{m}: the rllib agent's registry defaults (uniform warm-up "
+                   f"{o['warmup_episodes']} episodes, not --warmup), {bound}")
     if args.finetune != PROTOCOL["finetune"]:
         out.append(f"fine-tuning budgets: {args.finetune} epochs (issue: 1 and 3)")
     if args.width != 1.0:
@@ -242,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(ISSUE_METHODS))
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--episodes", type=int, default=300, help="AMC episodes and TPE trials")
+    ap.add_argument("--episodes", type=int, default=300, help="AMC / RLlib episodes and TPE trials")
     ap.add_argument("--warmup", type=int, default=100, help="AMC warm-up episodes")
     ap.add_argument("--tpe-startup", type=int, default=10)
     ap.add_argument("--lbound", type=float, default=0.2, help="AMC's least preserve ratio")
@@ -280,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
     out = Path(args.out or f"benchmarks/results/amc_fashion_{time.strftime('%Y%m%d_%H%M')}.json")
-    devs = deviations(args, targets, methods)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    devs = deviations(args, targets, methods, merge_plan(args.merge, targets, seeds, methods))
     print("# settings that differ from the issue's protocol:" if devs else
           "# the issue's protocol", flush=True)
     for d in devs:
@@ -312,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         space = CompressionSpace(table, controls=["prune"], latency_model=lm,
                                  target={"metric": metric, "ratio": ratio})
         target = f"{model_name}:{metric}:{ratio:g}"
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for seed in seeds:
             for method in methods:
                 row = in_fresh_process(run_row, model, space, data, test, method, seed, args,
                                        failed={"method": method, "seed": seed})
@@ -334,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         changed = {k: v for k, v in earlier["args"].items()
                    if k not in ("out", "merge", "methods") and vars(args).get(k) != v}
         print(f"# merged {len(extra)} rows from {path} (its settings that differ: {changed})")
-        devs.append(f"rows merged from {path}; settings there that differ: {changed}")
+        devs.append(f"settings of {path} that differ from this run: {changed}")
         rows += [{**r, "merged_from": path} for r in extra]
     summary = summarize(rows, args)
     _write(out, args, refs, rows, devs, summary)
@@ -359,7 +466,9 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                 entry[key], entry[key + "_ci95"] = mean_ci(vals)
             out["methods"].append(entry)
         for a, b in (("amc", "uniform"), ("amc", "netadapt"), ("amc_paper", "uniform"),
-                     ("amc", "amc_paper"), ("amc", "amc_clip"), ("amc", "tpe")):
+                     ("amc", "amc_paper"), ("amc", "amc_clip"), ("amc", "tpe"),
+                     ("rllib_sac", "uniform"), ("rllib_sac", "amc"),
+                     ("rllib_sac", "amc_paper")):
             for e in args.epochs:
                 p = paired(sel, a, b, f"test_acc_ft{e:g}")
                 if p["n"]:
@@ -382,8 +491,10 @@ def print_table(summary: dict, targets: list, methods: list[str],
     run = {(e["target"], e["method"]): e for e in summary["methods"]}
     all_targets = [f"{m}:{k}:{r:g}" for m, k, r in ISSUE_TARGETS]
     all_targets += [f"{m}:{k}:{r:g}" for m, k, r in targets if f"{m}:{k}:{r:g}" not in all_targets]
+    shown = list(ISSUE_METHODS) + [m for m in METHODS if m not in ISSUE_METHODS and (
+        m in methods or any(e["method"] == m for e in summary["methods"]))]
     for target in all_targets:
-        for method in list(ISSUE_METHODS) + [m for m in methods if m not in ISSUE_METHODS]:
+        for method in shown:
             e = run.get((target, method))
             if e is None:
                 print(f"{target:28s} {method:17s} NOT RUN")
@@ -403,7 +514,9 @@ def print_table(summary: dict, targets: list, methods: list[str],
 def _write(out: Path, args: argparse.Namespace, refs: dict, rows: list[dict], devs: list[str],
            summary: dict | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
+    rllib = {m: rllib_record(m, args.lbound) for m in RLLIB_METHODS if m in args.methods.split(",")}
     out.write_text(json.dumps({"args": vars(args), "deviations_from_issue": devs,
+                               **({"rllib_options": rllib} if rllib else {}),
                                "references": refs, "rows": rows, "summary": summary},
                               indent=1, default=str))
 

@@ -15,8 +15,11 @@ from pydantic import ValidationError
 from agents.base import TrialResult, TrialState
 from agents.envs import ArchitectureEnv, CompressionEnv, make_env
 from agents.registry import AGENTS
+from search.compression.graph import analyze
+from search.compression.reference import build_reference
 from search.envs import JobReward, job_env
 from search.spec import JobSpec
+from spaces.compression import CompressionSpace
 from spaces.nb201 import NB201Space
 from tests.agent_helpers import MatchSpace, MixedSpace, ToySpace, best_reward, drive, make_agent
 
@@ -82,6 +85,40 @@ def test_compression_env_walks_the_layers_with_box_actions() -> None:
     assert reward == -info["arch"]["ratio"] and 0.0 <= info["arch"]["ratio"] <= 0.9
 
 
+def _lbound_space(ratio: float, model: str = "mobilenetv2_small") -> CompressionSpace:
+    table = analyze(build_reference(model, width=0.5), (1, 8, 8)).table
+    return CompressionSpace(table, controls=["prune"], target={"metric": "flops", "ratio": ratio})
+
+
+def _kept_fractions(space: CompressionSpace, arch: dict) -> list[float]:
+    names = [s.decisions["prune"] for s in space.steps]
+    return [space.keep(space.group_of(n), arch[n]) / space.table.groups[space.group_of(n)].channels
+            for n in names]
+
+
+def test_compression_env_lbound_keeps_a_least_fraction_of_every_layer() -> None:
+    """AMC's lbound on the walk: never below it (whole channels), the target still met; without
+    it random walks prune some layer below 20%; a target out of its reach relaxes it."""
+    space = _lbound_space(0.25)
+    free = CompressionEnv(space, lambda arch: 0.0)
+    assert min(f for seed in range(10) for f in _kept_fractions(
+        space, rollout(free, seed)[1]["arch"])) < 0.2
+    env = CompressionEnv(space, lambda arch: 0.0, lbound=0.3)
+    assert not env.bound_relaxed
+    check_env(env, skip_render_check=True)
+    for seed in range(10):
+        arch = rollout(env, seed)[1]["arch"]
+        assert space.fits(arch)
+        names = [s.decisions["prune"] for s in space.steps]
+        for n in names:
+            channels = space.table.groups[space.group_of(n)].channels
+            assert space.keep(space.group_of(n), arch[n]) >= round(0.3 * channels), n
+    relaxed = CompressionEnv(_lbound_space(0.03, "resnet_small"), lambda arch: 0.0, lbound=0.2)
+    assert relaxed.bound_relaxed
+    with pytest.raises(ValueError, match="lbound"):
+        CompressionEnv(space, lambda arch: 0.0, lbound=1.0)
+
+
 def test_job_env_scores_with_the_jobs_evaluator_and_registers_with_tune(rllib) -> None:
     spec = {"space": {"name": "nb201"}, "evaluator": {"name": "tabular"}, "seed": 0}
     env = job_env(spec)
@@ -113,6 +150,25 @@ def test_options_are_refused_with_the_field_named_and_without_ray() -> None:
     ok = entry.parse_options({"algorithm": "PPO", "config": {"lr": 0.01, "lambda_": 0.9},
                               "model": {"use_lstm": True}})
     assert ok.config == {"lr": 0.01, "lambda_": 0.9}
+
+
+def test_lbound_option_shares_amcs_meaning_and_is_validated_at_submit() -> None:
+    entry = AGENTS.get("rllib")
+    assert entry.parse_options({}).lbound == AGENTS.get("amc").parse_options({}).lbound == 0.2
+    for bad in (1.0, -0.1, "0.2"):
+        with pytest.raises(ValidationError, match="lbound"):
+            entry.parse_options({"algorithm": "SAC", "lbound": bad})
+    # the architecture environment has no prune actions: an explicit lbound is refused
+    with pytest.raises(ValidationError, match="lbound"):
+        entry.parse_options({"environment": "architecture", "lbound": 0.3})
+    # the unused default passes (the worker re-validates a job's options from their full dump)
+    arch = entry.parse_options({"environment": "architecture"})
+    assert arch.lbound == 0.2 and entry.parse_options(arch.model_dump()) == arch
+    assert entry.parse_options({"environment": "architecture", "lbound": None}).lbound is None
+    assert entry.parse_options({"algorithm": "SAC", "lbound": None}).lbound is None
+    with pytest.raises(ValidationError, match=r"agent[\s\S]*lbound"):
+        JobSpec.model_validate({"agent": {"name": "rllib", "options": {
+            "environment": "architecture", "lbound": 0.5}}})
 
 
 def test_job_spec_refuses_bad_options_naming_the_field() -> None:
@@ -175,6 +231,29 @@ def test_sac_proposes_on_the_compression_walk(rllib) -> None:
     with pytest.raises(ValueError, match="SAC"):
         make_agent("rllib", MatchSpace(), options={"algorithm": "SAC",
                                                    "environment": "architecture"})
+
+
+@pytest.mark.parametrize("lbound", [0.3, None])
+def test_sac_walk_never_goes_below_lbound(rllib, lbound) -> None:
+    """The rllib agent's compression walk is AMC's bounded one (warm-up and learned actions);
+    ``lbound: null`` walks the space's own bound."""
+    space = _lbound_space(0.25)
+    agent = make_agent("rllib", space, seed=1, options={
+        "algorithm": "SAC", "warmup_episodes": 3, "batch_episodes": 4, "lbound": lbound})
+    assert not agent.bound_relaxed
+    proposals = drive(agent, 9, lambda p, c: TrialResult(TrialState.COMPLETE, reward=float(
+        np.mean(_kept_fractions(space, p.arch)))))
+    assert agent.updates > 0
+    least = min(f for p in proposals for f in _kept_fractions(space, p.arch))
+    assert all(space.fits(p.arch) for p in proposals)
+    if lbound is None:
+        assert least < 0.2
+    else:
+        names = [s.decisions["prune"] for s in space.steps]
+        for p in proposals:
+            for n in names:
+                channels = space.table.groups[space.group_of(n)].channels
+                assert space.keep(space.group_of(n), p.arch[n]) >= round(lbound * channels)
 
 
 def test_job_reward_follows_the_jobs_profilers_constraints_and_reward_spec() -> None:

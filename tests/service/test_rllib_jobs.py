@@ -23,6 +23,8 @@ LSTM_PPO = {"name": "rllib", "options": {
     ({"algorithm": "DDPG"}, ["algorithm", "PPO"]),
     ({"algorithm": "SAC", "config": {"clip_param": 0.3}}, ["config", "clip_param"]),
     ({"model": {"use_lstm": "maybe"}}, ["model", "use_lstm"]),
+    ({"algorithm": "SAC", "lbound": 1.5}, ["lbound"]),
+    ({"environment": "architecture", "lbound": 0.5}, ["lbound", "architecture"]),
 ])
 def test_bad_options_are_422_naming_the_field(client, tokens, options, words):
     r = client.post(f"{API}/jobs", json=job_spec(agent={"name": "rllib", "options": options}),

@@ -1,0 +1,71 @@
+"""benchmarks/amc_fashion.py: the RLlib SAC method's options record and its paired rows
+(no search is run here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from agents.rllib_options import RLlibOptions
+from benchmarks import amc_fashion
+
+
+def test_rllib_sac_is_a_method_with_registry_defaults() -> None:
+    assert "rllib_sac" in amc_fashion.METHODS
+    assert "rllib_sac" not in amc_fashion.ISSUE_METHODS
+    record = amc_fashion.rllib_record("rllib_sac", 0.2)
+    assert record["agent"] == "rllib"
+    # the benchmark's --lbound is given exactly as amc gets it (None: unbounded, as amc)
+    assert record["given"] == {"algorithm": "SAC", "environment": "compression", "lbound": 0.2}
+    assert amc_fashion.rllib_record("rllib_sac", None)["options"]["lbound"] is None
+    defaults = RLlibOptions().model_dump()
+    opts = record["options"]
+    assert opts["algorithm"] == "SAC" and opts["environment"] == "compression"
+    # everything not given is the registry's default (not tuned on the benchmark's seeds)
+    assert {k: v for k, v in opts.items() if k not in record["given"]} == {
+        k: v for k, v in defaults.items() if k not in record["given"]}
+    assert set(record["training"]) >= {"actor_lr", "critic_lr", "alpha_lr"}
+
+
+def test_summary_pairs_rllib_sac_with_amc_and_uniform_per_seed() -> None:
+    args = argparse.Namespace(epochs=[1.0])
+    target = "resnet_small:flops:0.1"
+    acc = {("rllib_sac", 0): 80.0, ("rllib_sac", 1): 79.0, ("uniform", 0): 81.0,
+           ("uniform", 1): 79.5, ("amc", 0): 80.5, ("amc", 1): 80.0}
+    rows = [{"target": target, "method": m, "seed": s, "test_acc_ft1": a}
+            for (m, s), a in acc.items()]
+    summary = amc_fashion.summarize(rows, args)
+    pairs = {(p["a"], p["b"]): p for p in summary["paired"]}
+    assert pairs[("rllib_sac", "uniform")]["mean"] == pytest.approx(-0.75)
+    assert pairs[("rllib_sac", "amc")]["mean"] == pytest.approx(-0.75)
+    assert pairs[("rllib_sac", "uniform")]["n"] == 2
+    assert {e["method"] for e in summary["methods"]} == {"rllib_sac", "uniform", "amc"}
+
+
+def test_deviations_name_merged_rows_and_their_file_not_as_not_run(tmp_path) -> None:
+    target = ("resnet_small", "flops", 0.1)
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"rows": [
+        {"target": "resnet_small:flops:0.1", "method": m, "seed": s, **extra}
+        for s in range(2) for m, extra in (("amc", {}), ("rllib_sac", {}),
+                                           ("uniform", {"merged_from": "older.json"}))]}))
+    plan = amc_fashion.merge_plan([str(earlier)], [target], range(2), ["rllib_sac"])
+    assert plan == {str(earlier): {None: ["amc"], "older.json": ["uniform"]}}
+    args = argparse.Namespace(seeds=2, episodes=60, warmup=20, train_size=None, val_size=None,
+                              test_size=None, lbound=0.2, finetune="1,3", width=1.0)
+    devs = amc_fashion.deviations(args, [target], ["rllib_sac"], plan)
+    merged = [d for d in devs if d.startswith(f"rows merged from {earlier}")]
+    assert merged and "amc (run there)" in merged[0] and "uniform (from older.json)" in merged[0]
+    not_run = next(d for d in devs if d.startswith("methods not run:"))
+    assert "amc," not in not_run and "uniform" not in not_run and "netadapt" in not_run
+    assert any("rllib_sac" in d and "lbound 0.2" in d for d in devs)
+
+
+def test_written_json_records_rllib_options_with_lbound(tmp_path) -> None:
+    args = argparse.Namespace(methods="rllib_sac,uniform", lbound=0.2)
+    out = tmp_path / "run.json"
+    amc_fashion._write(out, args, {}, [], ["d"])
+    record = json.loads(out.read_text())["rllib_options"]["rllib_sac"]
+    assert record["given"]["lbound"] == record["options"]["lbound"] == 0.2
