@@ -14,7 +14,10 @@ Protocol (printed with the table):
    the load average is printed per cell, and with load above 2 two agents cannot get two
    cores. Each agent runs in its own session, as separate devices would: Linux's scheduler
    autogroups (on here) give all processes of one session a single share of the CPU, so
-   agents started from one shell would split one share however many there are.
+   agents started from one shell would split one share however many there are. Each agent
+   also gets its own measurement lock file (``LIGHTSEARCH_MEASURE_LOCK``), as separate
+   devices have: agents sharing one host's lock take turns measuring by design, which kept
+   2 agents at 0.99-1.25x one agent on a quiet machine (``--shared-host`` restores that).
 2. **A device killed mid-measurement.** The server with its worker runs a job whose
    profiler is ``remote:<device>`` with 2 agents; as soon as an agent holds a lease it is
    SIGKILLed. Reported: job status, trials complete / failed, the killed measurement's
@@ -103,7 +106,7 @@ def throughput(server: Server, token: str, db_url: str, args: argparse.Namespace
             agents = DeviceAgents(server.url, token, work)
             try:
                 for i in range(n):
-                    agents.start(f"tp-{rep}-{n}-{i}-agent")
+                    agents.start(f"tp-{rep}-{n}-{i}-agent", own_host=not args.shared_host)
                 wait_until(lambda n=n: api.get(f"/devices/{DEVICE}").json()["agents_online"]
                            >= n, 120)
                 time.sleep(1.0)  # agents idle-polling: imports done
@@ -246,6 +249,9 @@ def main() -> int:
     ap.add_argument("--archs", type=int, default=100)
     ap.add_argument("--calibration", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shared-host", action="store_true",
+                    help="throughput agents share this host's measurement lock (they take "
+                    "turns measuring; the default gives each its own, as separate devices)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "kill", "predictor"])
     ap.add_argument("--out")
     args = ap.parse_args()

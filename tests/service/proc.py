@@ -194,13 +194,18 @@ class DeviceAgents:
         self.url, self.token, self.log_dir = url, token, log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, key: str, pyz: Path | None = None) -> None:
+    def start(self, key: str, pyz: Path | None = None, *, own_host: bool = False) -> None:
+        """``own_host``: the agent stands for a separate device, so it gets its own
+        measurement lock file (agents of one host take turns measuring, by design)."""
         log = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed with the process
         command = [PYTHON, str(pyz)] if pyz else [PYTHON, "-m", "service.cli", "device-agent"]
+        env = {"OMP_NUM_THREADS": "1"}
+        if own_host:
+            env["LIGHTSEARCH_MEASURE_LOCK"] = str(self.log_dir / f"{key}.measure.lock")
         self.procs[key] = subprocess.Popen(
             [*command, "--server", self.url, "--token", self.token, "--agent-key", key,
              "--threads", "1", "--poll-s", "0.05", "--log-level", "warning"],
-            cwd=pyz.parent if pyz else REPO, env=subprocess_env(OMP_NUM_THREADS="1"),
+            cwd=pyz.parent if pyz else REPO, env=subprocess_env(**env),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def peaks(self) -> dict[str, float | None]:
