@@ -37,14 +37,19 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import in_fresh_process  # noqa: E402
 from tests.service.proc import LocalRayCluster  # noqa: E402
 
-EVALUATOR = {"name": "train", "options": {
-    "dataset": {"source": "mnist5k", "max_samples": 1000, "seed": 0},
-    "epochs": 1, "batch_size": 32, "lr": 0.1, "threads": 1}}
+
+def evaluator(samples: int = 1000) -> dict[str, Any]:
+    """The trials' training: ``samples`` mnist5k images, one epoch, one thread."""
+    return {"name": "train", "options": {
+        "dataset": {"source": "mnist5k", "max_samples": samples, "seed": 0},
+        "epochs": 1, "batch_size": 32, "lr": 0.1, "threads": 1}}
 
 
-def _spec(trials: int, batch: int, address: str, seed: int) -> dict[str, Any]:
+def _spec(trials: int, batch: int, address: str, seed: int, samples: int
+          ) -> dict[str, Any]:
     return {"name": "scale-out", "space": {"name": "mnasnet"}, "agent": {"name": "random"},
-            "evaluator": EVALUATOR, "objectives": [{"metric": "val_acc", "direction": "max"}],
+            "evaluator": evaluator(samples),
+            "objectives": [{"metric": "val_acc", "direction": "max"}],
             "budget": {"evaluations": trials},
             "executor": {"name": "ray", "address": address, "batch_size": batch,
                          "chunk_size": 1}, "seed": seed}
@@ -63,7 +68,7 @@ def _summary(wall: float, durations: list[float], nodes: list[str], cpus: int,
 
 
 def run_lightsearch(address: str, env: dict[str, str], trials: int, batch: int, cpus: int,
-                    seed: int) -> dict[str, Any]:
+                    seed: int, samples: int = 1000) -> dict[str, Any]:
     os.environ.update(env)
     import ray
 
@@ -74,7 +79,7 @@ def run_lightsearch(address: str, env: dict[str, str], trials: int, batch: int, 
     ray.init(address=address, include_dashboard=False, log_to_driver=False)
     sink = MemorySink()
     start = time.perf_counter()
-    summary = run_search(JobSpec.model_validate(_spec(trials, batch, address, seed)), sink)
+    summary = run_search(JobSpec.model_validate(_spec(trials, batch, address, seed, samples)), sink)
     wall = time.perf_counter() - start
     done = [t for t in sink.trials if not t.cached and t.state.value == "complete"]
     out = _summary(wall, [t.duration_s for t in done], [str(t.node) for t in done], cpus)
@@ -85,7 +90,7 @@ def run_lightsearch(address: str, env: dict[str, str], trials: int, batch: int, 
 
 
 def _tune_trial(config: dict[str, Any], archs: list[dict[str, Any]] = (),
-                seed: int = 0) -> None:
+                seed: int = 0, samples: int = 1000) -> None:
     import ray
     from ray import tune
 
@@ -94,17 +99,18 @@ def _tune_trial(config: dict[str, Any], archs: list[dict[str, Any]] = (),
     from spaces.registry import SPACES
 
     space = SPACES.create("mnasnet", options={})
-    evaluator = EVALUATORS.create(EVALUATOR["name"], options=EVALUATOR["options"])
+    spec = evaluator(samples)
+    trainer = EVALUATORS.create(spec["name"], options=spec["options"])
     arch = space.validate(archs[config["i"]])
     start = time.perf_counter()
-    evaluation = evaluator.evaluate(arch, space, seed=evaluation_seed(seed, space.key(arch)))
+    evaluation = trainer.evaluate(arch, space, seed=evaluation_seed(seed, space.key(arch)))
     tune.report({"compute_s": time.perf_counter() - start,
                  "node": ray.get_runtime_context().get_node_id(),
                  "val_acc": evaluation.metrics["val_acc"]})
 
 
 def run_tune(address: str, env: dict[str, str], archs: list[dict[str, Any]], cpus: int,
-             seed: int) -> dict[str, Any]:
+             seed: int, samples: int = 1000) -> dict[str, Any]:
     os.environ.update(env)
     import ray
     from ray import tune
@@ -112,7 +118,8 @@ def run_tune(address: str, env: dict[str, str], archs: list[dict[str, Any]], cpu
     ray.init(address=address, include_dashboard=False, log_to_driver=False)
     storage = tempfile.mkdtemp(prefix="tune-")
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(_tune_trial, archs=archs, seed=seed),
+        tune.with_resources(tune.with_parameters(_tune_trial, archs=archs, seed=seed,
+                                                  samples=samples),
                             {"cpu": 1}),
         param_space={"i": tune.grid_search(list(range(len(archs))))},
         tune_config=tune.TuneConfig(reuse_actors=True),  # Tune's fastest setting here
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-factor", type=int, default=1,
                         help="LightSearch batch_size = worker CPUs x this")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="training images per trial (longer trials: overhead matters less)")
     parser.add_argument("--no-tune", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/scale_out.json")
     args = parser.parse_args(argv)
@@ -146,17 +155,19 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(cluster.ray_env)
             ls = in_fresh_process(run_lightsearch, cluster.address, env, args.trials,
                                   workers * args.batch_factor, workers, args.seed,
-                                  failed={"trials": 0})
+                                  args.samples, failed={"trials": 0})
             rows.append({"system": "lightsearch", "workers": workers,
                          "batch_size": workers * args.batch_factor,
                          **{k: v for k, v in ls.items() if k not in ("archs", "seeds")}})
             if not args.no_tune and ls.get("archs"):
                 tune_row = in_fresh_process(run_tune, cluster.address, env, ls["archs"],
-                                            workers, args.seed, failed={"trials": 0})
+                                            workers, args.seed, args.samples,
+                                            failed={"trials": 0})
                 rows.append({"system": "ray-tune", "workers": workers, "batch_size": None,
                              **tune_row})
     base = {r["system"]: r.get("trials_per_min") for r in rows if r["workers"] == 1}
-    print(f"{args.trials} trials, proxy training on mnist5k (1000 samples, 1 epoch, 1 thread); "
+    print(f"{args.trials} trials, proxy training on mnist5k ({args.samples} samples, 1 epoch, "
+          "1 thread); "
           f"load average at start {load[0]:.1f}")
     print(f"{'system':12} {'nodes':>5} {'batch':>5} {'trials':>6} {'wall s':>7} "
           f"{'trials/min':>10} {'x 1 node':>8} {'idle/trial s':>12}  busy share per node")
