@@ -64,6 +64,15 @@ def visible_in_viewport(page: Any, selector: str) -> bool:
         and box["x"] + box["width"] <= size["width"] + 0.5 and box["width"] > 0
 
 
+def drawer_in_place(page: Any) -> None:
+    """The trial drawer slides in: wait until its close button has come fully on screen (a
+    loaded machine may still be animating when the drawer appears); a drawer that never
+    fits fails here after 10 s."""
+    page.wait_for_function("""() => { const b = document.querySelector('#close-trial')
+        .getBoundingClientRect(); return b.width > 0 && b.x >= 0 && b.y >= 0
+        && b.x + b.width <= window.innerWidth + 0.5; }""", timeout=10_000)
+
+
 @pytest.fixture(scope="module")
 def owner(quiet_service: Service) -> str:
     return quiet_service.token("vera-views")
@@ -184,6 +193,7 @@ def test_every_page_fits_and_its_controls_are_reachable(open_page: Any, quiet_se
                 limit=1)["data"][0]["t"]
     page.goto(f"{quiet_service.url}/#/jobs/{main}/trials/{trial}")
     page.wait_for_selector("#trial-drawer #trial-error")
+    drawer_in_place(page)
     fits(page)
     assert visible_in_viewport(page, "#close-trial")
     assert visible_in_viewport(page, "#trial-drawer .kv")
@@ -459,6 +469,7 @@ def test_a_real_mnasnet_architecture_reads_as_a_block_table(
     for b, row in enumerate(rows):
         assert row[1:] == [str(arch[f"b{b}_{f}"]).removesuffix(".0")
                            for f in ("op", "kernel", "se", "skip", "layers", "width")], (b, row)
+    drawer_in_place(page)
     fits(page)
     assert visible_in_viewport(page, "#close-trial")
     p.shot(f"phone-trial-mnasnet-{blocks}", full_page=False)
@@ -579,11 +590,7 @@ def test_a_tap_on_the_pareto_chart_opens_the_trial_under_the_finger(
     page.touchscreen.tap(at["x"], at["y"])
     drawer = page.wait_for_selector("#trial-drawer")
     assert int(drawer.get_attribute("data-trial")) == under
-    # the drawer slides in: its close button must end up on screen (a loaded machine may
-    # still be animating when the drawer appears)
-    page.wait_for_function("""() => { const b = document.querySelector('#close-trial')
-        .getBoundingClientRect(); return b.width > 0 && b.x >= 0 && b.y >= 0
-        && b.x + b.width <= window.innerWidth + 0.5; }""", timeout=10_000)
+    drawer_in_place(page)
     assert visible_in_viewport(page, "#close-trial")
     assert not p.errors, p.errors
 
