@@ -19,14 +19,14 @@ cluster: the RLModule samples, the Learner learns.
 - ``state_dict``: the Learner's state (module weights, optimizer, metrics that time target
   updates) plus the pending/told episodes and the agent's RNG, so a resumed job continues
   exactly. RLlib draws from the global torch/numpy/random generators; every draw happens
-  under ``_seeded`` with a seed from the job's own generator, and the global state is put back.
+  under ``spaces.isolation.seeded_globals`` with a seed from the job's own generator, and
+  the global state is put back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,14 +38,6 @@ from agents.rllib_options import RLlibOptions
 from spaces.base import Architecture, Continuous, InvalidArchitecture, Space
 from spaces.compression import CompressionSpace
 from spaces.isolation import seeded_globals
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch, numpy and random for a block, then restore them (per-job RNG), under the
-    same lock as every other job's seeded block (``spaces.isolation``)."""
-    with seeded_globals(seed):
-        yield
 
 
 def _config_class(algorithm: str) -> Any:
@@ -132,7 +124,7 @@ class RLlibAgent(Agent):
                .rl_module(model_config=DefaultModelConfig(**model))
                .training(**training)
                .debugging(seed=self.seed))
-        with _seeded(self.seed):
+        with seeded_globals(self.seed):
             learner = cfg.build_learner(spaces={DEFAULT_MODULE_ID: (self.obs_space,
                                                                      self.act_space)})
         if o.algorithm == "APPO":
@@ -212,7 +204,7 @@ class RLlibAgent(Agent):
                 choices[i].append(coding.choice(t, int(a[i])))
             return np.stack([coding.observe(c) for c in choices])
 
-        with _seeded(self._draw()):
+        with seeded_globals(self._draw()):
             steps = self._sample_steps(n, np.stack([coding.observe([])] * n), step,
                                        coding.steps)
         fallback = None
@@ -251,7 +243,7 @@ class RLlibAgent(Agent):
             return env.observe(min(t + 1, len(walk.steps) - 1), partial, taken)[None]
 
         first = env.observe(0, partial, np.zeros(walk.n_action))[None]
-        with _seeded(self._draw()):
+        with seeded_globals(self._draw()):
             steps = self._sample_steps(1, first, step, len(walk.steps))
         return {"arch": self.space.validate(partial), **self._record(steps, 0, actions)}
 
@@ -326,7 +318,7 @@ class RLlibAgent(Agent):
         c = self.options.config
         from ray.rllib.core.learner.learner import Learner
 
-        with _seeded(self._draw()):
+        with seeded_globals(self._draw()):
             Learner.update(  # the synchronous update (IMPALA/APPO override it with a queue)
                 self.learner, episodes=episodes,
                 timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.steps_learned},
