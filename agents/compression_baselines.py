@@ -6,7 +6,9 @@
 - ``NetAdaptAgent`` (Yang et al., ECCV 2018): shrink the resource budget step by step; each
   step proposes one candidate per layer (that layer alone pruned just enough to save this
   step's reduction), keeps the candidate that loses least accuracy per unit of resource saved,
-  and repeats until the target is met.
+  and repeats until the target is met. With the ``depth`` control each step also proposes
+  dropping each remaining removable block (a block cannot be dropped "just enough": its
+  candidate saves what it saves, and the loss-per-saving ranking weighs it fairly).
 
 The heuristics are one fixed policy each, so they are functions (``FixedPolicyAgent`` wraps one
 behind ask/tell for the search loop; ``UniformAgent``, ``ShallowFirstAgent`` and
@@ -41,26 +43,54 @@ def _need_target(space: Space) -> CompressionSpace:
     return space
 
 
+def _depth_names(space: CompressionSpace) -> list[tuple[str, str | None]]:
+    """(depth decision, prune decision of the same step or None) per removable block."""
+    return [(s.decisions["depth"], s.decisions.get("prune")) for s in space.steps
+            if "depth" in s.decisions]
+
+
 def scaled_policy(space: CompressionSpace, weights: Sequence[float]) -> Architecture:
     """Prune ratio ``min(max_prune, s * w_i)`` per group, with the least ``s`` meeting the
-    target (bisection; cost falls as ``s`` grows)."""
+    target (bisection; cost falls as ``s`` grows).
+
+    With the ``depth`` control, in two passes: the width rule alone gives ``s0``; a block
+    whose first layer's prune action (ratio / ``max_prune``) at ``s0`` reaches 0.5, the bin
+    of "drop" when any agent maps an action to a keep/drop decision, is dropped (blocks
+    without a prune decision follow the mean weight); then the least ``s`` meeting the
+    target with those blocks dropped is taken, so their budget goes back to the width of
+    the layers that remain. A rule that prunes a block hard removes it instead."""
     space = _need_target(space)
     names = _prune_names(space)
     if len(weights) != len(names):
         raise ValueError(f"need {len(names)} weights, got {len(weights)}")
+    depth = _depth_names(space)
+    weight_of = dict(zip(names, weights, strict=True))
+    mean_w = sum(weights) / max(1, len(weights))
 
-    def policy(s: float) -> Architecture:
+    def policy(s: float, dropped: Sequence[str] = ()) -> Architecture:
         arch = space.identity()
         for n, w in zip(names, weights, strict=True):
             arch[n] = min(space.max_prune, max(0.0, s * w))
+        for n in dropped:
+            arch[n] = "drop"
         return arch
 
     hi = space.max_prune / max(min(w for w in weights if w > 0), 1e-9)
-    if not space.fits(policy(hi)):
+    every = [n for n, _ in depth]
+    if not space.fits(policy(hi, every)):
         raise ValueError("the target cannot be met by this rule within max_prune")
     if space.fits(policy(0.0)):
         return policy(0.0)
-    return policy(smallest_fitting(lambda x: space.fits(policy(x)), hi, 60))
+    s0 = hi if not space.fits(policy(hi)) else \
+        smallest_fitting(lambda x: space.fits(policy(x)), hi, 60)
+    dropped = [n for n, p in depth
+               if min(1.0, s0 * (weight_of[p] if p else mean_w) / space.max_prune) >= 0.5]
+    if not dropped:
+        return policy(s0)
+    if space.fits(policy(0.0, dropped)):
+        return policy(0.0, dropped)
+    return policy(smallest_fitting(lambda x: space.fits(policy(x, dropped)), hi, 60),
+                  dropped)
 
 
 def uniform_policy(space: CompressionSpace) -> Architecture:
@@ -204,8 +234,18 @@ class NetAdaptAgent(Agent):
         delta = self.initial_reduction * self.decay ** self.step * self.full
         now = self.cspace.cost(self.current, self.metric)
         goal = max(now - delta, self.cspace.budget or 0.0)
+        gone = self.cspace.removed_ops(self.current)
+        leaders = {g.index: g.leader for g in self.cspace.table.groups}
+        for name, _ in _depth_names(self.cspace):  # a block: drop it whole (no partial drop)
+            if self.current[name] != "drop":
+                cand = dict(self.current)
+                cand[name] = "drop"
+                self.queue.append((cand, {"step": self.step, "layer": name,
+                                          "cost": self.cspace.cost(cand, self.metric)}))
         for name in _prune_names(self.cspace):
             g = self.cspace.group_of(name)
+            if leaders[g] in gone:  # inside a dropped block: nothing left to prune
+                continue
             channels = self.cspace.table.groups[g].channels
             start = self.cspace.keep(g, self.current[name])
             for keep in range(start - 1, 0, -1):

@@ -20,6 +20,12 @@ block. ``--floor`` adds, per model, the most compressed policy the space allows 
 pruned by ``max_prune``, at the channel multiple): the fastest a pruned model of this network
 runs, whatever the target.
 
+``--depth on`` adds the ``depth`` control (residual blocks with an identity shortcut may be
+dropped whole; the uniform rule drops a block when it would prune it by half its range or
+more, ``agents.compression_baselines.scaled_policy``); ``--depth both`` exports every policy
+with and without it and times them all in the same rounds. The floor with depth drops every
+removable block as well.
+
     python benchmarks/compression_ship.py --dataset digits --width 2 \
         --out benchmarks/results/compression_ship_digits.json
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -73,23 +80,27 @@ def export_policy(model: dict, options: dict, target: dict | None, arch_fn, fine
             "kept": space.kept_channels(arch)}
 
 
-def ort_flops_ratio(model: dict, kept: dict[int, int], block: int | None) -> float:
+def ort_flops_ratio(model: dict, kept: dict[int, int], block: int | None,
+                    removed: list[str] | None = None) -> float:
     """FLOPs ONNX Runtime computes for ``kept`` channels per group (counts padded to its
-    NCHWc block), over the reference's (padded alike; capped at each group's size, which
-    changes nothing when the reference's groups are multiples of the block)."""
-    plain = make_space(model=model, controls=["prune"])
+    NCHWc block) without the ``removed`` blocks, over the reference's (padded alike; capped
+    at each group's size, which changes nothing when the reference's groups are multiples of
+    the block)."""
+    plain = make_space(model=model, controls=["prune", "depth"] if removed else ["prune"])
     channels = {g.index: g.channels for g in plain.table.groups}
 
-    def flops(counts: dict[int, int]) -> float:
+    def flops(counts: dict[int, int], drop: list[str]) -> float:
         padded = padded_kept(counts, block)
         arch = plain.identity()
         for name in arch:
             if name.startswith("prune:"):
                 g = plain.group_of(name)
                 arch[name] = 1.0 - min(padded[g], channels[g]) / channels[g]
+            elif name.removeprefix("depth:") in drop:
+                arch[name] = "drop"
         return plain.cost(arch, "flops")
 
-    return flops(kept) / flops(channels)
+    return flops(kept, removed or []) / flops(channels, [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="an integer, or 'auto': ONNX Runtime's NCHWc block on this CPU")
     ap.add_argument("--floor", action="store_true",
                     help="also export the most compressed policy (the latency floor)")
+    ap.add_argument("--depth", choices=["off", "on", "both"], default="off",
+                    help="the 'depth' control (drop residual blocks): off, on, or both "
+                    "(every policy with and without it, timed in the same rounds)")
+    ap.add_argument("--flops-block", default="1",
+                    help="the space's flops_block: price FLOPs with channels padded to this "
+                    "(an integer, or 'auto': ONNX Runtime's NCHWc block); 1: plain FLOPs")
     ap.add_argument("--no-int8", action="store_true", help="skip the 8-bit export")
     ap.add_argument("--finetune", type=float, default=2.0, help="epochs after pruning")
     ap.add_argument("--rounds", type=int, default=9)
@@ -118,15 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     args.channel_multiple = (block or 8) if args.channel_multiple == "auto" \
         else int(args.channel_multiple)
     targets = [float(t) for t in args.targets.split(",")]
+    if args.flops_block != "auto":
+        args.flops_block = int(args.flops_block)
     protocol = {k: getattr(args, k) for k in ("dataset", "width", "ref_epochs", "targets",
                                                 "channel_multiple", "finetune", "rounds",
-                                                "repeats")}
+                                                "repeats", "depth", "flops_block")}
     protocol["latency"] = ("ONNX Runtime CPU, batch 1, 1 thread, interleaved rounds, min over "
                            "rounds of each round's median, thread CPU time")
-    protocol["policy"] = "uniform prune ratio meeting the target (controls: prune)"
+    protocol["policy"] = ("uniform prune ratio meeting the target (controls: prune; with "
+                          "depth: prune + depth, the uniform rule's two passes)")
+    depths = {"off": [False], "on": [True], "both": [False, True]}[args.depth]
     protocol["ort_nchwc_block"] = block
     print(f"# protocol: {json.dumps(protocol)}", flush=True)
     t0 = time.time()
+    load_start = list(os.getloadavg())
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -140,22 +162,28 @@ def main(argv: list[str] | None = None) -> int:
             ref_acc = onnx_accuracy(ref_session, data.test)
             variants: list[tuple[str, dict[str, Any], str]] = []
             out_of_reach: list[dict[str, Any]] = []
-            prune_opts = {"controls": ["prune"], "channel_multiple": args.channel_multiple}
-            for ratio in targets:
-                try:
-                    out = export_policy(ref, prune_opts, {"metric": "flops", "ratio": ratio},
-                                        uniform_policy, args.finetune,
-                                        Path(tmp) / f"{name}-{ratio}")
-                except ValueError as err:  # out of reach at this channel multiple
-                    out_of_reach.append({"model": name, "variant": f"pruned flops<={ratio:g}",
-                                         "unreachable": str(err)})
-                    print(f"# {name} flops<={ratio:g}: {err}", flush=True)
-                    continue
-                variants.append((f"pruned flops<={ratio:g}", out, "onnx"))
-            if args.floor:
-                out = export_policy(ref, prune_opts, None, lambda s: s.most_compressed(), 0.0,
-                                    Path(tmp) / f"{name}-floor")
-                variants.append(("floor (most pruned)", out, "onnx"))
+            for depth in depths:
+                tag = " +depth" if depth else ""
+                prune_opts = {"controls": ["prune", "depth"] if depth else ["prune"],
+                              "channel_multiple": args.channel_multiple,
+                              "flops_block": args.flops_block}
+                for ratio in targets:
+                    label = f"pruned flops<={ratio:g}{tag}"
+                    try:
+                        out = export_policy(ref, prune_opts,
+                                            {"metric": "flops", "ratio": ratio},
+                                            uniform_policy, args.finetune,
+                                            Path(tmp) / f"{name}-{ratio}{tag.strip()}")
+                    except ValueError as err:  # out of reach at this channel multiple
+                        out_of_reach.append({"model": name, "variant": label,
+                                             "unreachable": str(err)})
+                        print(f"# {name} {label}: {err}", flush=True)
+                        continue
+                    variants.append((label, out, "onnx"))
+                if args.floor:
+                    out = export_policy(ref, prune_opts, None, lambda s: s.most_compressed(),
+                                        0.0, Path(tmp) / f"{name}-floor{tag.strip()}")
+                    variants.append((f"floor (most pruned){tag}", out, "onnx"))
             if not args.no_int8:
                 out = export_policy(ref, {"controls": ["bits"], "bit_choices": [8]}, None,
                                     lambda s: s.identity(), 0.0, Path(tmp) / f"{name}-int8")
@@ -188,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
                        "shipped_state": card["shipped_state"],
                        "kept": [r.get("channels") for r in card["policy"] if "channels" in r]}
                 if key == "onnx":
-                    row["ort_flops_ratio"] = ort_flops_ratio(ref, out["kept"], block)
+                    removed = card.get("removed_blocks") or []
+                    row["ort_flops_ratio"] = ort_flops_ratio(ref, out["kept"], block, removed)
                     row["kept_per_group"] = [out["kept"][g] for g in sorted(out["kept"])]
+                    row["removed_blocks"] = removed
+                    row["onnx_nodes"] = onnx_nodes(path)
                 if label.startswith("pruned"):
                     row["goal"] = f"latency <= {1.5 * row['flops_ratio']:.3f}x"
                     row["met"] = row["latency_ratio"] <= 1.5 * row["flops_ratio"]
@@ -203,26 +234,33 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": " ".join(sys.argv), "protocol": protocol, "rows": rows,
               "elapsed_s": round(time.time() - t0, 1),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "load_average": list(__import__("os").getloadavg())}
+              "load_average_start": load_start, "load_average": list(os.getloadavg())}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
     return 0
 
 
+def onnx_nodes(path: Path) -> int:
+    """Operators in an ONNX file (each has a fixed cost in ONNX Runtime)."""
+    import onnx
+
+    return len(onnx.load(str(path)).graph.node)
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = (f"{'model':<18} {'variant':<22} {'FLOPs':>6} {'ORT FL':>6} {'ORT ms':>8} "
+    head = (f"{'model':<18} {'variant':<29} {'FLOPs':>6} {'ORT FL':>6} {'ORT ms':>8} "
             f"{'ref ms':>8} "
             f"{'lat/ref':>7} {'bytes':>9} {'size':>6} {'test%':>6} {'ref%':>6}  goal")
     print(head)
     print("-" * len(head))
     for r in rows:
         if "unreachable" in r:
-            print(f"{r['model']:<18} {r['variant']:<22} out of reach at this channel multiple")
+            print(f"{r['model']:<18} {r['variant']:<29} out of reach at this channel multiple")
             continue
         ort_flops = f"{r['ort_flops_ratio']:>6.3f}" if "ort_flops_ratio" in r else f"{'':>6}"
         goal = "" if "goal" not in r else f"{r['goal']}: {'met' if r['met'] else 'NO'}"
-        print(f"{r['model']:<18} {r['variant']:<22} {r['flops_ratio']:>6.3f} {ort_flops} "
+        print(f"{r['model']:<18} {r['variant']:<29} {r['flops_ratio']:>6.3f} {ort_flops} "
               f"{r['ort_ms']:>8.4f} {r['ref_ort_ms']:>8.4f} {r['latency_ratio']:>7.3f} "
               f"{r['file_bytes']:>9,} {r['size_ratio']:>6.3f} {r['test_acc']:>6.2f} "
               f"{r['ref_test_acc']:>6.2f}  {goal}")

@@ -11,6 +11,9 @@ this module needs neither torch nor the model. Decisions, by control:
 - ``share``: per layer, weight sharing with a ``2**b``-entry codebook: k-means (Deep
   Compression) by default, or soft weight sharing (``soft_share``: retraining under a Gaussian
   mixture prior, Ullrich et al. 2017) whose ``2**b - 1`` non-zero components are the codebook.
+- ``depth``: per removable block (a residual block with an identity shortcut whose input and
+  output shapes match), keep it or drop it (the block becomes the identity). Each block
+  removed also removes its operators' fixed cost, which channel pruning never does.
 
 An RL agent walks the layers (``steps``); the space gives each step's static features (AMC's
 state), maps an action in [0, 1] (0 = no compression, 1 = the most) to a decision value, and
@@ -25,14 +28,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spaces.base import Architecture, Categorical, Continuous, Decision, InvalidArchitecture, Space
 from spaces.paths import options_field, path_field
 
-CONTROLS = ("prune", "sparsity", "bits", "share")
+CONTROLS = ("prune", "sparsity", "bits", "share", "depth")
+DEPTH_CHOICES = ("keep", "drop")
 METRICS = ("flops", "params", "size", "latency")
 OP_TYPES = {"conv": 0, "dwconv": 1, "linear": 2}
 
@@ -64,20 +68,36 @@ class GroupInfo:
 
 
 @dataclass(frozen=True)
+class BlockInfo:
+    """A residual block that may be removed whole: ``x + f(x)`` with an identity shortcut and
+    output shape = input shape, so replacing it by the identity leaves every other layer's
+    shapes unchanged. ``ops``: its convolution, linear and batch-norm ops."""
+
+    name: str
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LayerTable:
     ops: tuple[OpInfo, ...]
     groups: tuple[GroupInfo, ...]
     input_shape: tuple[int, ...] = ()
+    blocks: tuple[BlockInfo, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ops": [asdict(o) for o in self.ops], "groups": [asdict(g) for g in self.groups],
-                "input_shape": list(self.input_shape)}
+        out = {"ops": [asdict(o) for o in self.ops], "groups": [asdict(g) for g in self.groups],
+               "input_shape": list(self.input_shape)}
+        if self.blocks:  # absent otherwise: tables (and cache keys) of earlier versions hold
+            out["blocks"] = [{"name": b.name, "ops": list(b.ops)} for b in self.blocks]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerTable:
         return cls(tuple(OpInfo(**o) for o in data["ops"]),
                    tuple(GroupInfo(**g) for g in data["groups"]),
-                   tuple(data.get("input_shape", ())))
+                   tuple(data.get("input_shape", ())),
+                   tuple(BlockInfo(b["name"], tuple(b["ops"]))
+                         for b in data.get("blocks", ())))
 
     def weighted(self) -> list[OpInfo]:
         """Ops with a weight matrix (convolutions and linear layers), in forward order."""
@@ -189,8 +209,10 @@ class CompressionSpaceOptions(_Strict):
     """Options of the ``compression`` space (a job's top-level ``model``/``target`` fill them)."""
 
     model: ModelRef | None = None
-    controls: list[Literal["prune", "sparsity", "bits", "share"]] = Field(
-        default_factory=lambda: ["prune"], min_length=1)
+    controls: list[Literal["prune", "sparsity", "bits", "share", "depth"]] = Field(
+        default_factory=lambda: ["prune"], min_length=1,
+        description="'depth': one keep/drop decision per residual block with an identity "
+        "shortcut (equal input and output shapes); a dropped block becomes the identity.")
     target: TargetSpec | None = None
     max_prune: float = Field(0.9, gt=0, lt=1, description="Largest channel prune ratio.")
     max_sparsity: float = Field(0.95, gt=0, lt=1, description="Largest fine-grained sparsity.")
@@ -198,6 +220,11 @@ class CompressionSpaceOptions(_Strict):
         1, ge=1, le=256,
         description="Round each group's kept channels to a multiple of this (8 keeps ONNX "
         "Runtime's blocked kernels; a group narrower than it is kept whole).")
+    flops_block: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        1, description="Price FLOPs (costs, targets, agents' states) with every convolution's "
+        "channels rounded up to a multiple of this, as ONNX Runtime's blocked (NCHWc) kernels "
+        "compute them; 'auto': that block on the worker's CPU (16 with AVX-512, 8 with AVX2, 1 "
+        "without blocked kernels). 1: plain FLOPs. Reported FLOPs stay plain.")
     bit_choices: list[Literal[32, 16, 8, 6, 4, 3, 2, 1]] = Field(
         default_factory=lambda: [8, 4, 2, 1], min_length=1)
     share_choices: list[Literal[8, 6, 5, 4, 3, 2, 1]] = Field(
@@ -237,6 +264,7 @@ class CompressionSpace(Space):
         config: Mapping[str, Any] | None = None,
         channel_multiple: int = 1,
         soft_share: SoftShareOptions | Mapping[str, Any] | None = None,
+        flops_block: int = 1,
     ) -> None:
         unknown = sorted(set(controls) - set(CONTROLS))
         if unknown or not controls:
@@ -251,6 +279,9 @@ class CompressionSpace(Space):
         if int(channel_multiple) < 1:
             raise ValueError(f"channel_multiple must be >= 1, got {channel_multiple}")
         self.channel_multiple = int(channel_multiple)
+        if int(flops_block) < 1:
+            raise ValueError(f"flops_block must be >= 1, got {flops_block}")
+        self.flops_block = int(flops_block)
         self.soft_share = (SoftShareOptions.model_validate(dict(soft_share))
                            if isinstance(soft_share, Mapping) else soft_share)
         self.table = table
@@ -278,6 +309,18 @@ class CompressionSpace(Space):
         steps: list[Step] = []
         self._decision_group: dict[str, int] = {}
         self._decision_op: dict[str, str] = {}
+        self._decision_block: dict[str, BlockInfo] = {}
+        first_op = {}  # a block's decision sits at the step of its first weighted layer
+        if "depth" in self.controls:
+            weighted = [o.name for o in self.table.weighted()]
+            for b in self.table.blocks:
+                inside = [n for n in weighted if n in set(b.ops)]
+                if inside:
+                    first_op[inside[0]] = b
+            if not first_op:
+                raise ValueError("controls: 'depth' removes residual blocks with an identity "
+                                 "shortcut and equal input and output shapes; this model has "
+                                 "none")
         for op in self.table.weighted():
             chosen: dict[str, str] = {}
             if "prune" in self.controls and op.name in leaders:
@@ -297,6 +340,12 @@ class CompressionSpace(Space):
                     decisions.append(Categorical(name, self.share_choices))
                 chosen[control] = name
                 self._decision_op[name] = op.name
+            if op.name in first_op:
+                block = first_op[op.name]
+                name = f"depth:{block.name}"
+                decisions.append(Categorical(name, DEPTH_CHOICES))
+                chosen["depth"] = name
+                self._decision_block[name] = block
             if chosen:
                 feats = (float(len(steps)), float(OP_TYPES[op.kind]), float(op.c_in),
                          float(op.c_out), float(op.stride), float(op.kernel),
@@ -340,7 +389,8 @@ class CompressionSpace(Space):
             max_prune=min(self.max_prune, max_prune), max_sparsity=self.max_sparsity,
             bit_choices=self.bit_choices, share_choices=self.share_choices,
             latency_model=self.latency_model, config=self._config,
-            channel_multiple=self.channel_multiple, soft_share=self.soft_share)
+            channel_multiple=self.channel_multiple, soft_share=self.soft_share,
+            flops_block=self.flops_block)
 
     def snap(self, name: str, value: Any) -> Any:
         """A ``prune:`` value moved onto the channel grid: the ratio its rounded channel count
@@ -375,6 +425,15 @@ class CompressionSpace(Space):
             kept = min(c, max(m, int(math.floor(kept / m + 0.5)) * m))
         return kept
 
+    def removed_blocks(self, arch: Mapping[str, Any]) -> list[str]:
+        """Names of the blocks ``arch`` drops (``depth`` control), in forward order."""
+        return [b.name for n, b in self._decision_block.items() if arch.get(n) == "drop"]
+
+    def removed_ops(self, arch: Mapping[str, Any]) -> set[str]:
+        """Ops inside the blocks ``arch`` drops: they cost nothing."""
+        return {o for n, b in self._decision_block.items() if arch.get(n) == "drop"
+                for o in b.ops}
+
     def kept_channels(self, arch: Mapping[str, Any]) -> dict[int, int]:
         kept = {g.index: g.channels for g in self.table.groups}
         for name, g in self._decision_group.items():
@@ -382,8 +441,12 @@ class CompressionSpace(Space):
                 kept[g] = self.keep(g, arch[name])
         return kept
 
-    def _op_counts(self, op: OpInfo, kept: Mapping[int, int]) -> tuple[int, int, int]:
-        """(c_in, c_out, weight count) of an op after structured pruning."""
+    def _op_counts(self, op: OpInfo, kept: Mapping[int, int], pad: int = 1
+                   ) -> tuple[int, int, int]:
+        """(c_in, c_out, weight count) of an op after structured pruning; ``pad`` > 1 rounds
+        a convolution's channels that belong to a group up to a multiple of it (the padding
+        of ONNX Runtime's blocked kernels; the image's channels and linear layers are not
+        blocked)."""
         c_in, c_out = op.c_in, op.c_out
         if op.in_group is not None and op.in_group in kept:
             g = self._groups[op.in_group]
@@ -391,6 +454,11 @@ class CompressionSpace(Space):
         if op.out_group is not None and op.out_group in kept:
             g = self._groups[op.out_group]
             c_out = op.c_out * kept[op.out_group] // g.channels
+        if pad > 1 and op.kind in ("conv", "dwconv"):
+            if op.in_group is not None:
+                c_in = -(-c_in // pad) * pad
+            if op.out_group is not None:
+                c_out = -(-c_out // pad) * pad
         if op.kind == "dwconv":
             c_in = c_out
             weights = c_out * op.kernel * op.kernel
@@ -403,11 +471,14 @@ class CompressionSpace(Space):
         return c_in, c_out, weights
 
     def _op_cost(self, op: OpInfo, kept: Mapping[int, int], metric: str,
-                 arch: Mapping[str, Any] | None = None) -> float:
+                 arch: Mapping[str, Any] | None = None, padded: bool = True) -> float:
+        if metric == "flops":
+            pad = self.flops_block if padded else 1
+            _, c_out, weights = self._op_counts(op, kept, pad)
+            bias = c_out if op.bias else 0
+            return 0.0 if op.kind == "bn" else float((weights + bias) * op.out_hw)
         _, c_out, weights = self._op_counts(op, kept)
         bias = c_out if op.bias else 0
-        if metric == "flops":
-            return 0.0 if op.kind == "bn" else float((weights + bias) * op.out_hw)
         if op.kind == "bn":
             params = 2 * c_out
             return float(params) if metric == "params" else float(params * 4)
@@ -421,29 +492,37 @@ class CompressionSpace(Space):
                                       arch.get(f"share:{op.name}"), c_out) + 4 * bias)
         raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
 
-    def cost(self, arch: Mapping[str, Any], metric: str) -> float:
+    def cost(self, arch: Mapping[str, Any], metric: str, *, padded: bool = True) -> float:
         """Cost of a (possibly partial) policy; missing decisions compress nothing.
 
-        ``flops``: multiply-adds of convolutions and linear layers; ``params``: non-zero
-        weights, biases and batch-norm affine pairs; ``size``: bytes of those stored in the
-        chosen formats (float32 otherwise); ``latency``: the fitted latency model.
+        ``flops``: multiply-adds of convolutions and linear layers (channels padded to
+        ``flops_block`` unless ``padded`` is False: the search prices what ONNX Runtime
+        computes, reports count what the model holds); ``params``: non-zero weights, biases
+        and batch-norm affine pairs; ``size``: bytes of those stored in the chosen formats
+        (float32 otherwise); ``latency``: the fitted latency model (plain FLOPs).
         """
         kept = self.kept_channels(arch)
+        removed = self.removed_ops(arch)
+        ops = [o for o in self.table.ops if o.name not in removed]
         if metric == "latency":
             if self.latency_model is None:
                 raise ValueError("this space has no latency model: fit one to a profiler "
                                  "(search.compression.latency) before using a latency target")
             lm = self.latency_model
-            return lm.intercept + sum(lm.coefs.get(o.name, 0.0) * self._op_cost(o, kept, "flops")
-                                      for o in self.table.ops)
+            return lm.intercept + sum(lm.coefs.get(o.name, 0.0)
+                                      * self._op_cost(o, kept, "flops", padded=False)
+                                      for o in ops)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
-        return sum(self._op_cost(o, kept, metric, arch) for o in self.table.ops)
+        return sum(self._op_cost(o, kept, metric, arch, padded) for o in ops)
 
-    def op_costs(self, arch: Mapping[str, Any], metric: str = "flops") -> dict[str, float]:
-        """Per-op cost of a policy (``flops``, ``params`` or ``size``)."""
+    def op_costs(self, arch: Mapping[str, Any], metric: str = "flops", *,
+                 padded: bool = True) -> dict[str, float]:
+        """Per-op cost of a policy (``flops``, ``params`` or ``size``; 0 in removed blocks)."""
         kept = self.kept_channels(arch)
-        return {o.name: self._op_cost(o, kept, metric, arch) for o in self.table.ops}
+        removed = self.removed_ops(arch)
+        return {o.name: 0.0 if o.name in removed
+                else self._op_cost(o, kept, metric, arch, padded) for o in self.table.ops}
 
     def costs(self, arch: Mapping[str, Any]) -> dict[str, float]:
         out = {m: self.cost(arch, m) for m in ("flops", "params", "size")}
@@ -452,10 +531,10 @@ class CompressionSpace(Space):
         return out
 
     # ---- the resource target ------------------------------------------------------------------
-    def uncompressed(self, metric: str) -> float:
+    def uncompressed(self, metric: str, *, padded: bool = True) -> float:
         """The reference's cost: every channel, dense float32 weights (``identity()`` is the
         least compression *allowed*, e.g. 8-bit when 32 is not a bit choice)."""
-        return self.cost({}, metric)
+        return self.cost({}, metric, padded=padded)
 
     def _set_budget(self, target: TargetSpec) -> None:
         full = self.uncompressed(target.metric)
@@ -541,7 +620,7 @@ class CompressionSpace(Space):
             metric = "flops"
         full = self.cost({}, metric) or 1.0
         reduced = (full - self.cost(partial, metric)) / full
-        later = {s.layer for s in self.steps[step + 1:]}
+        later = {s.layer for s in self.steps[step + 1:]} - self.removed_ops(partial)
         kept = self.kept_channels(partial)
         rest = sum(self._op_cost(self._ops[n], kept, "flops") for n in later)
         total_flops = self.cost({}, "flops") or 1.0

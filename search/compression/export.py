@@ -3,7 +3,8 @@
 An artifact (``.lsz``, format ``lightsearch-compressed/2``) is a zip with two members:
 
 - ``manifest.json``: the format, the input shape, ``meta`` (``model``: the job's model
-  reference, ``kept``: channels kept per prunable group, ``policy``), and per tensor its
+  reference, ``kept``: channels kept per prunable group, ``removed``: blocks replaced by the
+  identity, ``policy``), and per tensor its
   name, shape, encoding and the byte ranges of its parts in ``data.bin``;
 - ``data.bin``: the tensors' bytes. Weights are stored as float32, as b-bit integers packed
   into bytes plus a float32 scale per output channel, as packed sign bits plus XNOR-Net's
@@ -12,7 +13,8 @@ An artifact (``.lsz``, format ``lightsearch-compressed/2``) is a zip with two me
   float32.
 
 Loading rebuilds the module structure from ``meta.model`` (the reference network, or the
-space architecture, it was compressed from) with ``meta.kept`` channels per group, then
+space architecture, it was compressed from) without the ``meta.removed`` blocks and with
+``meta.kept`` channels per group, then
 decodes every weight to float32, so the loaded model computes exactly what the compressed
 model computed when it was evaluated. Nothing is unpickled: the manifest is JSON and the
 data raw little-endian bytes. Integer kernels are the ONNX export's business
@@ -25,7 +27,7 @@ import copy
 import io
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from torch.nn.utils import parametrize
 
 from search.compression.prune import Mask
 from search.compression.quantize import Binarize, Quantize, Share
+from spaces.compression import LayerTable
 
 FORMAT = "lightsearch-compressed/2"
 
@@ -216,28 +219,51 @@ def _decode(entry: dict[str, Any], data: bytes) -> torch.Tensor:
     return torch.from_numpy(out.reshape(shape))
 
 
-def manifest_model(model: Any, kept: Mapping[int, int]) -> dict[str, Any]:
-    """The manifest's ``model`` and ``kept``, naming no file. A job that starts from an
-    artifact records that artifact's own base model, with the parent's kept channels under its
-    own, so a manifest never points at another file; weights paths are dropped (the tensors
-    are in the artifact)."""
+def manifest_model(model: Any, kept: Mapping[int, int], removed: Sequence[str] = (),
+                   table: LayerTable | None = None) -> dict[str, Any]:
+    """The manifest's ``model``, ``kept`` and ``removed`` (blocks replaced by the identity),
+    naming no file. A job that starts from an artifact records that artifact's own base
+    model, with the parent's kept channels and removed blocks under its own, so a manifest
+    never points at another file; weights paths are dropped (the tensors are in the
+    artifact). ``table`` (this job's, on the parent's model): when the parent removed
+    blocks, its groups are numbered apart from the base model's and are matched by leader."""
     from spaces.compression import ModelRef
 
     ref = model if isinstance(model, ModelRef) else ModelRef.model_validate(dict(model))
     counts = {int(g): int(k) for g, k in kept.items()}
     if ref.artifact is None:
-        return {"model": {**ref.model_dump(mode="json"), "weights": None}, "kept": counts}
+        return {"model": {**ref.model_dump(mode="json"), "weights": None}, "kept": counts,
+                "removed": list(removed)}
     with zipfile.ZipFile(ref.artifact) as zf:
-        parent = json.loads(zf.read("manifest.json"))["meta"]
+        manifest = json.loads(zf.read("manifest.json"))
+    parent = manifest["meta"]
+    before = list(parent.get("removed", []))
+    if before:
+        if table is None:
+            raise ValueError("manifest_model: the parent artifact removed blocks; pass the "
+                             "job's layer table to number its groups as the base model's")
+        base = _base_table(parent, tuple(manifest["input_shape"]))
+        index = {g.leader: g.index for g in base.groups}
+        counts = {index[table.groups[g].leader]: k for g, k in counts.items()}
     return {"model": dict(parent["model"]),
-            "kept": {**{int(g): int(k) for g, k in parent["kept"].items()}, **counts}}
+            "kept": {**{int(g): int(k) for g, k in parent["kept"].items()}, **counts},
+            "removed": before + [b for b in removed if b not in before]}
+
+
+def _base_table(meta: dict[str, Any], input_shape: tuple[int, ...]) -> LayerTable:
+    from search.compression.factory import architecture
+    from search.compression.graph import analyze
+    from spaces.compression import ModelRef
+
+    ref = ModelRef.model_validate({**meta["model"], "weights": None})
+    return analyze(copy.deepcopy(architecture(ref)[0]).eval(), input_shape).table
 
 
 def skeleton(meta: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
     """The module structure of an artifact: its model rebuilt and pruned to ``kept``
     channels per group (which channels does not matter: every tensor is then replaced)."""
     from search.compression.factory import architecture
-    from search.compression.graph import analyze
+    from search.compression.graph import analyze, remove_blocks
     from search.compression.prune import prune_channels
     from search.spec_paths import options_model
     from spaces.compression import ModelRef
@@ -254,6 +280,12 @@ def skeleton(meta: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
     ref = ModelRef.model_validate(doc)
     net = copy.deepcopy(architecture(ref)[0]).eval()
     table = analyze(net, tuple(input_shape)).table
+    removed = list(meta.get("removed", []))
+    unknown = sorted(set(removed) - {b.name for b in table.blocks})
+    if unknown:
+        raise ValueError(f"artifact manifest removes {unknown}, which are not removable "
+                         "blocks of its model")
+    remove_blocks(net, removed)
     prune_channels(net, table, {int(g): int(k) for g, k in meta["kept"].items()})
     return net
 

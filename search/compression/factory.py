@@ -107,7 +107,8 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
                max_sparsity: float = 0.95, bit_choices: Sequence[int] = (8, 4, 2, 1),
                share_choices: Sequence[int] = (8, 4, 2),
                channel_multiple: int = 1,
-               soft_share: Mapping[str, Any] | None = None) -> CompressionSpace:
+               soft_share: Mapping[str, Any] | None = None,
+               flops_block: int | str = 1) -> CompressionSpace:
     """The ``compression`` space of a job (registry factory)."""
     if model is None:
         raise ValueError("model: a compression space needs the model to compress")
@@ -120,10 +121,12 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
               "target": tgt.model_dump() if tgt else None, "max_prune": max_prune,
               "max_sparsity": max_sparsity, "bit_choices": list(bit_choices),
               "share_choices": list(share_choices), "channel_multiple": channel_multiple,
-              "soft_share": dict(soft_share) if soft_share else None}
+              "soft_share": dict(soft_share) if soft_share else None,
+              "flops_block": flops_block}
     kwargs = dict(controls=controls, max_prune=max_prune, max_sparsity=max_sparsity,
                   bit_choices=bit_choices, share_choices=share_choices, config=config,
-                  channel_multiple=channel_multiple, soft_share=soft_share)
+                  channel_multiple=channel_multiple, soft_share=soft_share,
+                  flops_block=resolve_flops_block(flops_block))
     latency_model = None
     if tgt is not None and tgt.metric == "latency":
         from search.compression.latency import cached_latency_model
@@ -136,26 +139,38 @@ def make_space(model: Mapping[str, Any] | ModelRef | None = None,
     return space
 
 
+def resolve_flops_block(flops_block: int | str) -> int:
+    """``flops_block``: an integer, or ``"auto"``: ONNX Runtime's NCHWc block on this CPU
+    (1 where it uses no blocked kernels)."""
+    if flops_block == "auto":
+        from search.compression.latency import ort_nchwc_block
+
+        return ort_nchwc_block() or 1
+    if isinstance(flops_block, str) or int(flops_block) < 1:
+        raise ValueError(f"flops_block must be 'auto' or an integer >= 1, got {flops_block!r}")
+    return int(flops_block)
+
+
 def check_cost_model(net: nn.Module, space: CompressionSpace, shape: tuple[int, ...]) -> None:
     """The target guarantee rests on the space's FLOPs/parameter count being exact: check it
-    on the most compressed and two random pruning policies. Layers coupled through
-    concatenations or squeeze-excite gates can break the proportional channel rule; such a
-    model is refused, not mispriced."""
+    on the most compressed and two random pruning (and block-dropping) policies. Layers
+    coupled through concatenations or squeeze-excite gates can break the proportional
+    channel rule; such a model is refused, not mispriced."""
     import numpy as np
 
     from search.compression.apply import apply_policy
     from search.compression.measure import count_flops, count_params
 
-    if "prune" not in space.controls:
+    if "prune" not in space.controls and "depth" not in space.controls:
         return
     rng = np.random.default_rng(0)
     policies = [space.most_compressed(), space.sample(rng), space.sample(rng)]
     for arch in policies:
         plain = {**space.identity(), **{n: v for n, v in arch.items()
-                                        if n.startswith("prune:")}}
+                                        if n.startswith(("prune:", "depth:"))}}
         pruned = apply_policy(net, space, plain).model
         real = (count_flops(pruned, shape), count_params(pruned, nonzero=False))
-        predicted = (space.cost(plain, "flops"), space.cost(plain, "params"))
+        predicted = (space.cost(plain, "flops", padded=False), space.cost(plain, "params"))
         if real != predicted:
             raise ValueError(
                 f"model: channel pruning of this architecture is not priced exactly (FLOPs, "

@@ -4,17 +4,25 @@ Torch-Pruning's dependency graph finds which channels must be removed together (
 outputs, its batch norm, a depthwise conv, the next layers' inputs, every layer on the same
 residual stream); a forward pass with hooks gives execution order and output sizes for FLOPs.
 The classifier's outputs are never pruned.
+
+Removable blocks (the ``depth`` control) are found by tracing each module one level deep
+(torch.fx, its children as leaves): a module whose output is ``x + f(x)`` (through
+activations) with ``x`` its own input, reached through identity modules only, and whose
+output shape equals its input shape. Replacing such a block by the identity keeps every
+other layer's shapes and leaves the shortcut path that carried its input.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
+import torch.fx
 import torch_pruning as tp
 from torch import nn
 
-from spaces.compression import GroupInfo, LayerTable, OpInfo
+from spaces.compression import BlockInfo, GroupInfo, LayerTable, OpInfo
 
 WEIGHTED = (nn.Conv2d, nn.Linear)
 
@@ -65,6 +73,109 @@ def forward_order(model: nn.Module, example: torch.Tensor) -> tuple[list[str], d
             h.remove()
         model.train(was_training)
     return order, out_hw
+
+
+class _OneLevel(torch.fx.Tracer):
+    """Traces a module's own forward only: every child module is a leaf."""
+
+    def __init__(self, root: nn.Module) -> None:
+        super().__init__()
+        self._children = set(map(id, root.children()))
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return id(m) in self._children or super().is_leaf_module(m, qualname)
+
+
+_ADDS = {operator.add, operator.iadd, torch.add}
+_PASS = {operator.add, operator.iadd, torch.add, torch.relu, nn.functional.relu,
+         nn.functional.relu6}
+
+
+def _identity_shortcut(module: nn.Module) -> bool:
+    """True when ``module``'s output is an add of its own input (through identity modules)
+    to something, followed by nothing but more adds or activations."""
+    try:
+        graph = _OneLevel(module).trace(module)
+    except Exception:  # data-dependent control flow, unsupported calls: not removable
+        return False
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        return False
+    subs = dict(module.named_children())
+
+    def source(node: torch.fx.Node) -> torch.fx.Node:
+        while node.op == "call_module" and isinstance(subs.get(node.target), nn.Identity):
+            node = node.args[0]
+        return node
+
+    def passthrough(node: torch.fx.Node) -> bool:
+        if node.op == "call_function":
+            return node.target in _PASS
+        if node.op == "call_method":
+            return node.target in ("add", "add_", "relu", "relu_")
+        if node.op == "call_module":
+            return isinstance(subs.get(node.target), nn.Identity | nn.ReLU | nn.ReLU6)
+        return False
+
+    out = next(n for n in graph.nodes if n.op == "output").args[0]
+    if not isinstance(out, torch.fx.Node):
+        return False
+    node = out
+    while passthrough(node):  # walk back from the output along the main path
+        is_add = (node.op == "call_function" and node.target in _ADDS) or (
+            node.op == "call_method" and node.target in ("add", "add_"))
+        args = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        if is_add and len(args) == 2 and any(source(a) is placeholders[0] for a in args):
+            return True
+        if not args:
+            return False
+        node = args[0]
+    return False
+
+
+def removable_blocks(model: nn.Module, example: torch.Tensor) -> list[tuple[str, list[str]]]:
+    """(name, its conv/linear/BN module names) of each block that may be replaced by the
+    identity: identity shortcut, input shape = output shape, holds a weighted layer. Nested
+    candidates keep only the outermost."""
+    shapes: dict[str, tuple[tuple, tuple]] = {}
+    names = {m: n for n, m in model.named_modules()}
+    hooks = []
+
+    def hook(m: nn.Module, inp: tuple, out: object) -> None:
+        if len(inp) == 1 and isinstance(inp[0], torch.Tensor) and isinstance(out, torch.Tensor):
+            shapes.setdefault(names[m], (tuple(inp[0].shape), tuple(out.shape)))
+
+    for n, m in model.named_modules():
+        if n and not isinstance(m, WEIGHTED + (nn.BatchNorm2d, nn.BatchNorm1d)) \
+                and any(isinstance(c, WEIGHTED) for c in m.modules()):
+            hooks.append(m.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    found: list[tuple[str, list[str]]] = []
+    for n, _ in model.named_modules():  # outer modules before the modules inside them
+        if n not in shapes or shapes[n][0] != shapes[n][1] \
+                or any(n.startswith(f"{b}.") for b, _ in found):
+            continue
+        module = model.get_submodule(n)
+        if _identity_shortcut(module):
+            inner = [f"{n}.{c}" for c, m in module.named_modules()
+                     if c and isinstance(m, WEIGHTED + (nn.BatchNorm2d, nn.BatchNorm1d))]
+            found.append((n, inner))
+    return found
+
+
+def remove_blocks(model: nn.Module, blocks: list[str]) -> None:
+    """Replace each named block of ``model`` by the identity, in place."""
+    for name in blocks:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
 
 
 def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
@@ -128,5 +239,7 @@ def analyze(model: nn.Module, input_shape: tuple[int, ...]) -> Analysis:
             ops.append(OpInfo(n, kind, m.in_channels, m.out_channels, int(m.kernel_size[0]),
                               int(m.stride[0]), out_hw[n], m.bias is not None,
                               in_group.get(n), out_group.get(n)))
-    return Analysis(LayerTable(tuple(ops), tuple(groups), tuple(input_shape)), modules,
+    blocks = tuple(BlockInfo(n, tuple(o for o in order if o in set(inner)))
+                   for n, inner in removable_blocks(model, example))
+    return Analysis(LayerTable(tuple(ops), tuple(groups), tuple(input_shape), blocks), modules,
                     classifier)

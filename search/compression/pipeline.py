@@ -206,10 +206,13 @@ def _score(opts: CompressEvaluatorOptions, space: CompressionSpace, arch: Archit
 
 def policy_rows(space: CompressionSpace, arch: Architecture,
                 kept: dict[int, int]) -> list[dict[str, Any]]:
-    """The policy per layer, readable: channels kept of each group and each layer's format."""
+    """The policy per layer, readable: channels kept of each group and each layer's format;
+    ``removed: true`` and 0 channels on the layers of a block the policy drops (they are
+    not in the model)."""
     rows = []
     arch = space.validate(arch)
     leaders = {g.leader: g for g in space.table.groups}
+    gone = space.removed_ops(arch)
     for step in space.steps:
         row: dict[str, Any] = {"layer": step.layer}
         for control, name in step.decisions.items():
@@ -217,5 +220,9 @@ def policy_rows(space: CompressionSpace, arch: Architecture,
         if step.layer in leaders:
             g = leaders[step.layer]
             row["channels"] = f"{kept.get(g.index, g.channels)}/{g.channels}"
+        if step.layer in gone:  # nothing of it is left (the dashboard reads channels)
+            row["removed"] = True
+            if "channels" in row:
+                row["channels"] = f"0/{leaders[step.layer].channels}"
         rows.append(row)
     return rows

@@ -28,12 +28,17 @@ def prune_channels(model: nn.Module, table: LayerTable, kept: Mapping[int, int]
     """Remove channels in place so group ``g`` keeps ``kept[g]`` channels (largest L1 first).
 
     Returns the kept channel indices of each pruned group (in the original numbering).
+    ``model`` may have blocks of ``table`` replaced by the identity already: their channels
+    then do not count in the importance of the groups that pass through them.
     """
     example = torch.zeros(1, *table.input_shape)
     modules = dict(model.named_modules())
     importance = tp.importance.GroupMagnitudeImportance(p=1, normalizer=None)
+    # A group led from inside a removed block (``remove_blocks``) is gone with it; groups
+    # that pass through one are found on the model as it is now.
     to_prune = {g.index: int(kept[g.index]) for g in table.groups
-                if g.index in kept and int(kept[g.index]) < g.channels}
+                if g.index in kept and int(kept[g.index]) < g.channels
+                and g.leader in modules}
     if not to_prune:
         return {}
     dg = dependency_graph(model, example)
@@ -127,7 +132,7 @@ def reconstruct(pruned: nn.Module, original: nn.Module, table: LayerTable,
     channels = {g.index: g.channels for g in table.groups}
     # Dense layers whose outputs are either untouched or the whole pruned group (a layer that
     # feeds only part of a group, through a concatenation, is left as it is).
-    todo = [op for op in table.ops if op.kind in ("conv", "linear")
+    todo = [op for op in table.ops if op.kind in ("conv", "linear") and op.name in modules
             and op.in_group in pruned_groups and isinstance(modules[op.name], WEIGHTED)
             and getattr(modules[op.name], "groups", 1) == 1
             and (op.out_group not in pruned_groups or op.c_out == channels[op.out_group])]

@@ -9,7 +9,8 @@ from typing import Any
 
 def plot_policy(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Bar chart of the fraction of channels kept per pruned layer (``policy_rows`` output);
-    bit-widths, when the policy has them, are written above the bars."""
+    bit-widths, when the policy has them, are written above the bars; layers of dropped
+    blocks stand at 0, marked "removed"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +19,9 @@ def plot_policy(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
     layers = [r["layer"] for r in rows]
     kept = []
     for r in rows:
-        if "channels" in r:
+        if r.get("removed"):  # a dropped block's layer: nothing of it is left
+            kept.append(0.0)
+        elif "channels" in r:
             k, c = (int(v) for v in str(r["channels"]).split("/"))
             kept.append(k / c)
         else:
@@ -26,7 +29,7 @@ def plot_policy(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows)), 3.5))
     bars = ax.bar(range(len(rows)), kept, color="#4C72B0")
     for bar, r in zip(bars, rows, strict=True):
-        label = r.get("bits", r.get("share"))
+        label = "removed" if r.get("removed") else r.get("bits", r.get("share"))
         if label is not None:
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, str(label),
                     ha="center", fontsize=7)

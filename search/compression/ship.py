@@ -271,7 +271,8 @@ def export_compressed_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Pa
     files = {k: Path(v) for k, v in result.files.items()}
     files["lsz"] = out / f"{name}.lsz"
     export_packed(ct.model, files["lsz"], input_shape=shape,
-                  meta={**manifest_model(opts.model, ct.kept), "policy": arch})
+                  meta={**manifest_model(opts.model, ct.kept, space.removed_blocks(arch),
+                                         space.table), "policy": arch})
     float_session = ort_session(str(files["onnx"]), 1)
     accuracy = {"onnx_val_acc": onnx_accuracy(float_session, data.val),
                 "onnx_test_acc": onnx_accuracy(float_session, data.test)}
@@ -291,15 +292,14 @@ def export_compressed_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Pa
         "meets_target": space.fits(arch),
         "controls": list(space.controls),
         "channel_multiple": space.channel_multiple,
+        "removed_blocks": space.removed_blocks(arch),
         "policy": ct.recorded["policy"],
         "accuracy": {k: ct.recorded.get(k) for k in (
             "val_acc_before_finetune", "test_acc_before_finetune", "val_acc_after_finetune",
             "test_acc_after_finetune", "val_acc_shipped")} | accuracy,
         "shipped_state": ct.recorded["shipped_state"],
         "size": sizes(space, arch, files, len(ref_bytes)),
-        "flops": {"compressed": space.cost(arch, "flops"),
-                  "reference": space.uncompressed("flops"),
-                  "ratio": space.cost(arch, "flops") / space.uncompressed("flops")},
+        "flops": flops_summary(space, arch),
     }
     if measure_latency:
         compression["latency"] = file_latency(ref_bytes, float_session, int8_session, shape)
@@ -310,6 +310,20 @@ def export_compressed_trial(spec: JobSpec, trial: TrialRecord, out_dir: str | Pa
     files["card_json"].write_text(json.dumps(card, indent=2, default=str))
     files["card_md"].write_text(card_markdown(card) + compression_markdown(compression))
     return ExportResult({k: str(p) for k, p in files.items()}, card)
+
+
+def flops_summary(space: CompressionSpace, arch: Mapping[str, Any]) -> dict[str, Any]:
+    """FLOPs of the model against the reference's; with ``flops_block`` > 1 also the padded
+    FLOPs the search priced (what ONNX Runtime's blocked kernels compute)."""
+    plain, full = space.cost(arch, "flops", padded=False), space.uncompressed("flops",
+                                                                             padded=False)
+    out: dict[str, Any] = {"compressed": plain, "reference": full, "ratio": plain / full}
+    if space.flops_block > 1:
+        out["padded"] = {"block": space.flops_block,
+                         "compressed": space.cost(arch, "flops"),
+                         "reference": space.uncompressed("flops"),
+                         "ratio": space.cost(arch, "flops") / space.uncompressed("flops")}
+    return out
 
 
 def sizes(space: CompressionSpace, arch: Mapping[str, Any], files: Mapping[str, Path],
@@ -360,6 +374,8 @@ def compression_markdown(c: Mapping[str, Any]) -> str:
              f"channel multiple {c['channel_multiple']}",
              f"- FLOPs: {c['flops']['compressed']:,.0f} of {c['flops']['reference']:,.0f} "
              f"({c['flops']['ratio']:.3f})",
+             f"- Blocks removed (now the identity): "
+             f"{', '.join(c.get('removed_blocks') or []) or 'none'}",
              f"- Shipped state: **{c['shipped_state']}**",
              "", "| accuracy (%) | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.2f} |" for k, v in acc.items() if isinstance(v, int | float)]

@@ -52,7 +52,7 @@ class CompressionEvaluator(Evaluator):
         model, shape, val = trial.model, trial.data.input_shape, trial.signal
         flops = count_flops(model, shape)
         params = count_params(model)
-        full = {m: space.uncompressed(m) for m in ("flops", "params", "size")}
+        full = {m: space.uncompressed(m, padded=False) for m in ("flops", "params", "size")}
         artifacts: dict[str, str] = {}
         latency: dict[str, float] = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +61,9 @@ class CompressionEvaluator(Evaluator):
             digest = hashlib.sha1(space.key(arch).encode()).hexdigest()[:12]
             path = out_dir / f"model-{digest}.lsz"
             sizes = export_model(model, path, input_shape=shape,
-                                 meta={**manifest_model(opts.model, trial.kept),
+                                 meta={**manifest_model(opts.model, trial.kept,
+                                                        space.removed_blocks(arch),
+                                                        space.table),
                                        "policy": space.validate(arch)})
             if opts.measure_latency:
                 exported, _ = load_artifact(path)

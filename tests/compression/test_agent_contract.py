@@ -2,7 +2,8 @@
 
 Compression-only agents (``requires_target_space``: uniform, shallow_first, deep_first,
 netadapt) are left out of the generic suite, which runs on NAS spaces; here they and AMC
-keep the same promises on a compression space with a target: valid JSON proposals with
+keep the same promises on a compression space with a target (channel pruning, and with the
+``depth`` control beside it): valid JSON proposals with
 increasing ids, failures tolerated, unknown or repeated ids refused, a checkpoint that
 resumes identically, and (their point) policies that meet the target.
 """
@@ -34,9 +35,10 @@ def test_compression_only_agents_are_declared_and_registered() -> None:
         assert AGENTS.get(name).load().name == name
 
 
-@pytest.fixture(scope="module")
-def space(resnet) -> CompressionSpace:
-    return space_of(resnet, controls=["prune"], target={"metric": "flops", "ratio": 0.5})
+@pytest.fixture(scope="module", params=[["prune"], ["prune", "depth"]],
+                ids=["prune", "prune+depth"])
+def space(resnet, request) -> CompressionSpace:
+    return space_of(resnet, controls=request.param, target={"metric": "flops", "ratio": 0.5})
 
 
 def _result(space: CompressionSpace):

@@ -131,3 +131,19 @@ def test_compression_agents_are_refused_at_submit_without_a_target(client, token
         tokens["alice"]))
     assert r.status_code == 422
     assert "agent.name" in r.text and "target" in r.text
+
+
+def test_depth_and_flops_block_options_are_checked_at_submit(client, tokens) -> None:
+    """The ``depth`` control and ``flops_block`` are space options: a wrong value is a 422
+    naming the option and the valid values, before the job is queued."""
+    tok = tokens["alice"]
+    opts = {"controls": ["prune", "depth"], "flops_block": "fast"}
+    r = client.post(f"{API}/jobs", json=_compress_job(
+        space={"name": "compression", "options": opts}), headers=auth(tok))
+    assert r.status_code == 422
+    assert "flops_block" in r.text and "'auto'" in r.text
+    r = client.post(f"{API}/jobs", json=_compress_job(
+        space={"name": "compression", "options": {"controls": ["prune", "blocks"]}}),
+        headers=auth(tok))
+    assert r.status_code == 422
+    assert "controls.1" in r.text and "'depth'" in r.text
