@@ -5,7 +5,9 @@ same trials on the same cluster.
 A hand-made cluster on this machine (``tests.service.proc.LocalRayCluster``): a head with no
 CPU for trials and N worker nodes with one CPU each. LightSearch: the search loop
 (``run_search``, random agent, executor ``ray`` with ``chunk_size`` 1 and ``batch_size`` =
-worker CPUs x ``--batch-factor``) proxy-training each candidate on mnist5k with one thread.
+worker CPUs x ``--batch-factor``) proxy-training each candidate on mnist5k with one thread;
+``--modes batch steady`` runs it in each executor mode (``steady``: a finished trial is
+replaced at once instead of the batch waiting for its slowest one).
 Ray Tune: a function trainable that trains the same architectures with the same evaluator
 and seeds, one CPU per trial, actors reused, no concurrency limit beyond the cluster's
 CPUs. Each run is in a fresh process that connects to the cluster before its clock starts.
@@ -17,6 +19,8 @@ evaluator's call on the node, the same way for both.
 
     python -m benchmarks.scale_out                                  # 24 trials, 1 and 2 nodes
     python -m benchmarks.scale_out --trials 40 --workers 1 2 --out benchmarks/results/scale_out.json
+    python -m benchmarks.scale_out --trials 24 --samples 4000 --modes batch steady \
+        --out benchmarks/results/scale_out_steady_4000.json
 """
 
 from __future__ import annotations
@@ -45,14 +49,14 @@ def evaluator(samples: int = 1000) -> dict[str, Any]:
         "epochs": 1, "batch_size": 32, "lr": 0.1, "threads": 1}}
 
 
-def _spec(trials: int, batch: int, address: str, seed: int, samples: int
-          ) -> dict[str, Any]:
+def _spec(trials: int, batch: int, address: str, seed: int, samples: int,
+          mode: str = "batch") -> dict[str, Any]:
     return {"name": "scale-out", "space": {"name": "mnasnet"}, "agent": {"name": "random"},
             "evaluator": evaluator(samples),
             "objectives": [{"metric": "val_acc", "direction": "max"}],
             "budget": {"evaluations": trials},
             "executor": {"name": "ray", "address": address, "batch_size": batch,
-                         "chunk_size": 1}, "seed": seed}
+                         "chunk_size": 1, "mode": mode}, "seed": seed}
 
 
 def _summary(wall: float, durations: list[float], nodes: list[str], cpus: int,
@@ -68,7 +72,7 @@ def _summary(wall: float, durations: list[float], nodes: list[str], cpus: int,
 
 
 def run_lightsearch(address: str, env: dict[str, str], trials: int, batch: int, cpus: int,
-                    seed: int, samples: int = 1000) -> dict[str, Any]:
+                    seed: int, samples: int = 1000, mode: str = "batch") -> dict[str, Any]:
     os.environ.update(env)
     import ray
 
@@ -79,7 +83,8 @@ def run_lightsearch(address: str, env: dict[str, str], trials: int, batch: int, 
     ray.init(address=address, include_dashboard=False, log_to_driver=False)
     sink = MemorySink()
     start = time.perf_counter()
-    summary = run_search(JobSpec.model_validate(_spec(trials, batch, address, seed, samples)), sink)
+    spec = JobSpec.model_validate(_spec(trials, batch, address, seed, samples, mode))
+    summary = run_search(spec, sink)
     wall = time.perf_counter() - start
     done = [t for t in sink.trials if not t.cached and t.state.value == "complete"]
     out = _summary(wall, [t.duration_s for t in done], [str(t.node) for t in done], cpus)
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=1000,
                         help="training images per trial (longer trials: overhead matters less)")
+    parser.add_argument("--modes", nargs="+", choices=["batch", "steady"], default=["batch"],
+                        help="LightSearch executor modes to run (each beside the same Tune run)")
     parser.add_argument("--no-tune", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/scale_out.json")
     args = parser.parse_args(argv)
@@ -153,14 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp, \
                 LocalRayCluster(Path(tmp) / "token", workers=workers, head_cpus=0) as cluster:
             env = dict(cluster.ray_env)
-            ls = in_fresh_process(run_lightsearch, cluster.address, env, args.trials,
-                                  workers * args.batch_factor, workers, args.seed,
-                                  args.samples, failed={"trials": 0})
-            rows.append({"system": "lightsearch", "workers": workers,
-                         "batch_size": workers * args.batch_factor,
-                         **{k: v for k, v in ls.items() if k not in ("archs", "seeds")}})
-            if not args.no_tune and ls.get("archs"):
-                tune_row = in_fresh_process(run_tune, cluster.address, env, ls["archs"],
+            archs = None
+            for mode in args.modes:
+                ls = in_fresh_process(run_lightsearch, cluster.address, env, args.trials,
+                                      workers * args.batch_factor, workers, args.seed,
+                                      args.samples, mode, failed={"trials": 0})
+                rows.append({"system": f"lightsearch-{mode}", "workers": workers,
+                             "batch_size": workers * args.batch_factor,
+                             **{k: v for k, v in ls.items() if k not in ("archs", "seeds")}})
+                archs = archs or ls.get("archs")
+            if not args.no_tune and archs:
+                tune_row = in_fresh_process(run_tune, cluster.address, env, archs,
                                             workers, args.seed, args.samples,
                                             failed={"trials": 0})
                 rows.append({"system": "ray-tune", "workers": workers, "batch_size": None,
@@ -169,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.trials} trials, proxy training on mnist5k ({args.samples} samples, 1 epoch, "
           "1 thread); "
           f"load average at start {load[0]:.1f}")
-    print(f"{'system':12} {'nodes':>5} {'batch':>5} {'trials':>6} {'wall s':>7} "
+    print(f"{'system':18} {'nodes':>5} {'batch':>5} {'trials':>6} {'wall s':>7} "
           f"{'trials/min':>10} {'x 1 node':>8} {'idle/trial s':>12}  busy share per node")
     for r in rows:
         if r.get("error"):
-            print(f"{r['system']:12} {r['workers']:5} failed: {r['error'][:200]}")
+            print(f"{r['system']:18} {r['workers']:5} failed: {r['error'][:200]}")
             continue
         ratio = r["trials_per_min"] / base[r["system"]] if base.get(r["system"]) else None
-        print(f"{r['system']:12} {r['workers']:5} {r['batch_size'] or '-':>5} {r['trials']:6} "
+        print(f"{r['system']:18} {r['workers']:5} {r['batch_size'] or '-':>5} {r['trials']:6} "
               f"{r['wall_s']:7.1f} {r['trials_per_min']:10.2f} "
               f"{ratio if ratio is not None else float('nan'):8.2f} "
               f"{r['idle_per_trial_s']:12.2f}  "

@@ -1,9 +1,10 @@
 """Where evaluations run: in this process (tests, table look-ups) or on Ray (real work).
 
-Both executors take a batch of tasks and return one outcome per task, in order. An exception
-inside an evaluation, or a Ray worker that dies, becomes a failed outcome with its error text:
-the job goes on. The loop stays batch-synchronous, so a job is deterministic for a seed
-whichever executor runs it.
+Both executors take a batch of tasks and return one outcome per task, in order (``run``,
+batch mode: a job is deterministic for a seed whichever executor runs it). For the loop's
+steady mode they also take tasks one by one (``submit``) and hand back whatever finished
+(``wait``). An exception inside an evaluation, or a Ray worker that dies, becomes a failed
+outcome with its error text: the job goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,9 +73,11 @@ def evaluate_tasks(
 
 
 class Executor(ABC):
-    """Runs batches of evaluations."""
+    """Runs batches of evaluations (``run``), or a steady stream of them (``submit`` and
+    ``wait``; by default one at a time, in submission order, through ``run``)."""
 
     name: str = "executor"
+    _queued: deque[tuple[Evaluator, Space, EvalTask]] | None = None
 
     @abstractmethod
     def run(
@@ -86,12 +90,38 @@ class Executor(ABC):
         """One outcome per task, in task order; tasks stopped by ``should_stop`` are
         returned with ``cancelled=True``."""
 
+    def submit(self, evaluator: Evaluator, space: Space, tasks: Sequence[EvalTask]) -> None:
+        """Start ``tasks`` without waiting for them (the loop's steady mode)."""
+        if self._queued is None:
+            self._queued = deque()
+        self._queued.extend((evaluator, space, t) for t in tasks)
+
+    def wait(self, timeout: float | None = None) -> list[EvalOutcome]:
+        """Outcomes of submitted tasks that finished: at least one, unless ``timeout``
+        seconds passed first or nothing is in flight."""
+        if not self._queued:
+            return []
+        evaluator, space, task = self._queued.popleft()
+        return self.run(evaluator, space, [task])
+
+    def cancel(self) -> list[EvalOutcome]:
+        """Stop every submitted task; one ``cancelled`` outcome each."""
+        queued, self._queued = self._queued or deque(), None
+        return [EvalOutcome(t.trial_id, error="cancelled", cancelled=True)
+                for _, _, t in queued]
+
     def close(self) -> None:
         """Release resources; the executor is not used afterwards."""
 
 
 class LocalExecutor(Executor):
-    """Evaluates in the calling process, one task after another."""
+    """Evaluates in the calling process, one task after another.
+
+    Steady mode here runs submitted tasks one at a time in submission order (no thread
+    pool): evaluators need not be thread-safe, look-ups and training in one process gain
+    nothing from threads under the GIL (training already uses its own threads), and the
+    order, so the job, stays deterministic for a seed. Parallel work is Ray's.
+    """
 
     name = "local"
 
@@ -215,6 +245,7 @@ class RayExecutor(Executor):
         self.poll_s = poll_s
         self._remote: Any = None
         self._refs: dict[int, Any] = {}
+        self._flying: dict[Any, list[EvalTask]] = {}  # steady mode: Ray ref -> its tasks
         self._fallback_dir: str | None = None
         self._driver_node: str | None = None  # tests set another id to force shipping
         self.files_shipped = 0  # artifact files that came back from other nodes
@@ -239,10 +270,10 @@ class RayExecutor(Executor):
             self._refs = {key: (ray.put(evaluator), ray.put(space))}
         return self._refs[key]
 
-    def _chunks(self, tasks: Sequence[EvalTask]) -> list[list[EvalTask]]:
+    def _chunks(self, tasks: Sequence[EvalTask], steady: bool = False) -> list[list[EvalTask]]:
         import ray
 
-        size = self.chunk_size
+        size = max(self.chunk_size, 1) if steady else self.chunk_size
         if size <= 0:
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1) / self.num_cpus_per_task))
             size = max(1, math.ceil(len(tasks) / cpus))
@@ -269,18 +300,61 @@ class RayExecutor(Executor):
                 break
             done, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_s)
             for ref in done:
-                chunk = pending.pop(ref)
-                try:
-                    for outcome in ray.get(ref):
-                        if outcome.shipped:
-                            self.files_shipped += len(outcome.shipped)
-                            unpack_artifacts(outcome, self._artifact_dir())
-                        results[outcome.trial_id] = outcome
-                except Exception as err:  # noqa: BLE001 - a dead worker fails its trials
-                    text = _error_text(err)
-                    for t in chunk:
-                        results[t.trial_id] = EvalOutcome(t.trial_id, error=text)
+                for outcome in self._collect(ref, pending.pop(ref)):
+                    results[outcome.trial_id] = outcome
         return [results[t.trial_id] for t in tasks]
+
+    def _collect(self, ref: Any, chunk: list[EvalTask]) -> list[EvalOutcome]:
+        """A finished Ray task's outcomes, artifact files unpacked here; a dead worker fails
+        its trials."""
+        import ray
+
+        try:
+            outcomes = ray.get(ref)
+        except Exception as err:  # noqa: BLE001 - a dead worker fails its trials
+            text = _error_text(err)
+            return [EvalOutcome(t.trial_id, error=text) for t in chunk]
+        for outcome in outcomes:
+            if outcome.shipped:
+                self.files_shipped += len(outcome.shipped)
+                unpack_artifacts(outcome, self._artifact_dir())
+        return outcomes
+
+    def submit(self, evaluator, space, tasks):  # noqa: D102
+        import ray
+
+        if not tasks:
+            return
+        evaluator_ref, space_ref = self._setup(evaluator, space)
+        driver_node = self._driver_node or ray.get_runtime_context().get_node_id()
+        for chunk in self._chunks(tasks, steady=True):
+            ref = self._remote.remote(evaluator_ref, space_ref, chunk, driver_node)
+            self._flying[ref] = chunk
+
+    def wait(self, timeout=None):  # noqa: D102
+        import ray
+
+        if not self._flying:
+            return []
+        refs = list(self._flying)
+        done, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if done and rest:  # whatever else has finished too: handled in one go
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            done += more
+        return [o for ref in done for o in self._collect(ref, self._flying.pop(ref))]
+
+    def cancel(self):  # noqa: D102
+        import ray
+
+        flying, self._flying = self._flying, {}
+        for ref in flying:
+            ray.cancel(ref, force=True)
+        return [EvalOutcome(t.trial_id, error="cancelled", cancelled=True)
+                for chunk in flying.values() for t in chunk]
+
+    def close(self) -> None:  # noqa: D102
+        if self._flying:  # a loop that stopped on an error: its tasks must not run on
+            self.cancel()
 
 
 def make_executor(name: str = "local", *, address: str | None = None,

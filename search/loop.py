@@ -14,7 +14,9 @@ last ``REPEAT_WINDOW`` proposals) and, at ``spec.max_proposals``, ends the job `
 with the evaluations it reached: never a plain ``succeeded`` short of the budget.
 
 Keeping batches synchronous makes a job deterministic for a seed on any executor, and gives
-checkpoints with nothing in flight, so a resumed job continues exactly.
+checkpoints with nothing in flight, so a resumed job continues exactly. ``executor.mode =
+"steady"`` trades that for throughput (``search.steady``): proposals stay in flight and each
+finished evaluation is replaced at once, so no node waits for a batch's slowest trial.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 from agents.base import AGENT_REWARD, Agent, Objective, Proposal, TrialResult, TrialState
 from agents.registry import AGENTS
 from search.base import Evaluator, MetricNotMeasured, ProfileFailed, Profiler
-from search.executors import EvalTask, Executor, make_executor
+from search.executors import EvalOutcome, EvalTask, Executor, make_executor
 from search.metrics import check_metrics
 from search.objectives import constraint_violations, make_reward
 from search.registry import EVALUATORS, PROFILERS
@@ -41,7 +43,8 @@ from search.trials import HvReference, Standing, complete_reference, partial_ref
 from spaces.base import InvalidArchitecture, Space
 from spaces.registry import SPACES
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: steady mode's trials in flight ("in_flight")
+READABLE_CHECKPOINTS = (1, 2)
 DEFAULT_MAX_FAILURES = 20
 REPEAT_WINDOW = 50  # proposals over which the repeat rate is measured
 REPEAT_WARNING = 0.9  # warn when more than this share of recent proposals were repeats
@@ -162,6 +165,11 @@ class SearchLoop:
         self._recent: deque[bool] = deque(maxlen=REPEAT_WINDOW)  # True: a repeat
         self._warned = False
         self._replay: dict[int, TrialRecord] = {}
+        #: Steady mode, resumed: the checkpoint's trials in flight, and those of them stored
+        #: before the crash (by trial id).
+        self.in_flight_at_checkpoint: list[dict[str, Any]] = []
+        self.landed: dict[int, TrialRecord] = {}
+        self.last_error: str | None = None
         if resume is not None:
             self._restore(resume)
 
@@ -189,7 +197,7 @@ class SearchLoop:
         point, source, true_front = self._reference_parts
         return complete_reference(self.spec.objectives, point, source, batch, true_front)
 
-    def _fix_reference(self, batch: list[TrialRecord]) -> None:
+    def fix_reference(self, batch: list[TrialRecord]) -> None:
         """Fix the reference point once: now if it is known, else from ``batch``."""
         if self.standing.reference is not None:
             return
@@ -199,7 +207,10 @@ class SearchLoop:
             self.sink.on_reference(reference)
 
     # ---- checkpoints --------------------------------------------------------------------
-    def checkpoint(self, elapsed_s: float) -> dict[str, Any]:
+    def checkpoint(self, elapsed_s: float,
+                   in_flight: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What ``_restore`` needs; ``in_flight``: steady mode's proposals in flight (then
+        ``last_trial_id`` is the last one asked: every trial up to it was told or is there)."""
         return {
             "version": CHECKPOINT_VERSION,
             "agent": self.agent.state_dict(),
@@ -211,11 +222,12 @@ class SearchLoop:
             "elapsed_s": elapsed_s,
             "hv_reference": (self.standing.reference.to_json()
                              if self.standing.reference else None),
+            "in_flight": list(in_flight or []),
         }
 
     def _restore(self, resume: ResumeState) -> None:
         ck = resume.checkpoint
-        if ck.get("version") != CHECKPOINT_VERSION:
+        if ck.get("version") not in READABLE_CHECKPOINTS:
             raise ValueError(f"unsupported checkpoint version {ck.get('version')!r}")
         self.agent.load_state_dict(ck["agent"])
         self.evaluations = int(ck["evaluations"])
@@ -227,12 +239,26 @@ class SearchLoop:
         reference = HvReference.from_json(ck.get("hv_reference"))
         if reference is not None:
             self.standing.set_reference(reference)
+        self.in_flight_at_checkpoint = list(ck.get("in_flight") or [])
+        if self.in_flight_at_checkpoint and self.spec.executor.mode != "steady":
+            raise ValueError("the checkpoint has trials in flight: resume it in steady mode")
+        flying = {p["trial_id"] for f in self.in_flight_at_checkpoint for p in f["proposals"]}
         for rec in sorted(resume.trials, key=lambda r: r.trial_id):
-            if rec.trial_id > self.last_trial_id:
+            if rec.trial_id in flying:  # in flight at the checkpoint, finished before the crash
+                self.landed[rec.trial_id] = rec
+            elif rec.trial_id > self.last_trial_id:
                 # Stored after the checkpoint: answer the agent's re-proposal from it.
                 self._replay[rec.trial_id] = rec
             else:
                 self._remember(rec)
+
+    @staticmethod
+    def outcome_of(rec: TrialRecord) -> _Outcome:
+        """A stored trial's outcome, as a repeat of its architecture would reuse it (the
+        agent's own reward is per proposal: left out)."""
+        metrics = {k: v for k, v in rec.metrics.items() if k != AGENT_REWARD}
+        return _Outcome(rec.state, rec.reward, metrics, dict(rec.recorded), rec.error,
+                        dict(rec.artifacts), rec.duration_s, rec.node)
 
     def _remember(self, rec: TrialRecord) -> None:
         if not rec.cached and rec.state is not TrialState.FAILED:
@@ -243,8 +269,8 @@ class SearchLoop:
         self.standing.add(rec)
 
     # ---- one proposal, before evaluation --------------------------------------------------
-    def _profile(self, arch: dict[str, Any], deferred: bool = False,
-                 ) -> tuple[dict[str, float], _Outcome | None]:
+    def profile(self, arch: dict[str, Any], deferred: bool = False,
+                ) -> tuple[dict[str, float], _Outcome | None]:
         """Metrics of the profilers that run before evaluation (or, ``deferred``, after it),
         or an outcome that ends the trial."""
         profilers = [p for p in self.profilers if p.deferred == deferred]
@@ -284,11 +310,11 @@ class SearchLoop:
         return outcome
 
     # ---- the loop -------------------------------------------------------------------------
-    def _stop_reason(self, start: float) -> tuple[str, str] | None:
+    def stop_reason(self, start: float) -> tuple[str, str] | None:
         budget = self.spec.budget
         if self.evaluations >= budget.evaluations:
             return "succeeded", f"evaluation budget of {budget.evaluations} reached"
-        if budget.seconds is not None and self._elapsed(start) >= budget.seconds:
+        if budget.seconds is not None and self.elapsed(start) >= budget.seconds:
             return "succeeded", f"time budget of {budget.seconds:g} s reached"
         if self.proposals >= self.spec.max_proposals:
             return "exhausted", (
@@ -302,7 +328,7 @@ class SearchLoop:
             return "cancelled", "cancelled by request"
         return None
 
-    def _elapsed(self, start: float) -> float:
+    def elapsed(self, start: float) -> float:
         return self.elapsed_before + time.monotonic() - start
 
     def run(self) -> SearchSummary:
@@ -311,30 +337,22 @@ class SearchLoop:
         if self.standing.reference is not None:  # resumed: the sink rebuilds its history
             self.sink.on_reference(self.standing.reference)
         else:
-            self._fix_reference([])
+            self.fix_reference([])
         bar = self._progress_bar()
-        last_error: str | None = None
         try:
-            while (stop := self._stop_reason(start)) is None:
-                remaining = self.spec.budget.evaluations - self.evaluations
-                batch = min(self.spec.executor.batch_size, remaining)
-                records, cancelled = self._run_batch(batch)
-                self._note_repeats(records)
-                for rec in records:
-                    if rec.state is TrialState.FAILED:
-                        last_error = rec.error
-                if cancelled:
-                    stop = ("cancelled", "cancelled by request")
-                    break
-                self.sink.on_checkpoint(self.checkpoint(self._elapsed(start)))
-                if bar is not None:
-                    bar(self.evaluations, self.spec.budget.evaluations)
+            if self.spec.executor.mode == "steady":
+                from search.steady import SteadyRun
+
+                stop = SteadyRun(self, start, bar).drive()
+            else:
+                stop = self._run_batches(start, bar)
         finally:
             if self._own_executor:
                 self.executor.close()
             self.agent.close()
             self.evaluator.close()
         status, reason = stop
+        last_error = self.last_error
         if status == "failed" and last_error:
             reason = f"{reason}; last error: {last_error.strip().splitlines()[-1]}"
         if status in ("succeeded", "exhausted") and self.completed == 0:
@@ -342,15 +360,30 @@ class SearchLoop:
                 f"; last error: {last_error.strip().splitlines()[-1]}" if last_error else "")
         self.sink.on_end(status, reason)
         return SearchSummary(status, reason, self.evaluations, self.proposals,
-                             self._elapsed(start), self.best, self.standing.front_ids(),
+                             self.elapsed(start), self.best, self.standing.front_ids(),
                              self.standing.hypervolume, self.standing.reference)
+
+    def _run_batches(self, start: float, bar: Callable[[int, int], None] | None,
+                     ) -> tuple[str, str]:
+        """Batch mode: synchronous batches until a stop reason; a checkpoint after each."""
+        while (stop := self.stop_reason(start)) is None:
+            remaining = self.spec.budget.evaluations - self.evaluations
+            batch = min(self.spec.executor.batch_size, remaining)
+            records, cancelled = self._run_batch(batch)
+            self.note_repeats(records)
+            if cancelled:
+                return "cancelled", "cancelled by request"
+            self.sink.on_checkpoint(self.checkpoint(self.elapsed(start)))
+            if bar is not None:
+                bar(self.evaluations, self.spec.budget.evaluations)
+        return stop
 
     @property
     def repeat_rate(self) -> float:
         """Share of repeats among the last ``REPEAT_WINDOW`` proposals (0 before any)."""
         return sum(self._recent) / len(self._recent) if self._recent else 0.0
 
-    def _note_repeats(self, records: list[TrialRecord]) -> None:
+    def note_repeats(self, records: list[TrialRecord]) -> None:
         """Warn when the agent mostly repeats itself (its job may end ``exhausted`` short of
         the budget): once, and again only after the rate fell below half the threshold."""
         self._recent.extend(rec.cached for rec in records)
@@ -382,9 +415,13 @@ class SearchLoop:
             key = self.space.key(arch)
             if key not in self.cache:
                 archs.setdefault(key, arch)
+        self.announce(list(archs.values()))
+
+    def announce(self, archs: list[dict[str, Any]]) -> None:
+        """Tell the profilers the new architectures about to be profiled and evaluated."""
         if archs:
             for profiler in self.profilers:
-                profiler.begin_batch(list(archs.values()), self.space)
+                profiler.begin_batch(archs, self.space)
 
     def _run_batch(self, size: int) -> tuple[list[TrialRecord], bool]:
         proposals: list[Proposal] = [self.agent.ask() for _ in range(size)]
@@ -414,8 +451,8 @@ class SearchLoop:
                     self.evaluations += 1
                 continue
             if key in self.cache:
-                records[prop.trial_id] = self._record(prop, arch, key, self.cache[key],
-                                                      cached=True)
+                records[prop.trial_id] = self.record(prop, arch, key, self.cache[key],
+                                                     cached=True)
                 continue
             if key in pending:
                 pending[key].append(prop)
@@ -423,7 +460,7 @@ class SearchLoop:
             pending[key] = [prop]
             self.evaluations += 1
             eval_index[key] = self.evaluations
-            metrics, early = self._profile(arch)
+            metrics, early = self.profile(arch)
             profiled[key] = metrics
             if early is not None:
                 if early.state is TrialState.FAILED:
@@ -438,35 +475,10 @@ class SearchLoop:
                                      should_stop=self.sink.should_stop)
         cancelled = any(o.cancelled for o in outcomes)
         for task, out in zip(tasks, outcomes, strict=True):
-            key = self.space.key(task.arch)
-            metrics = dict(profiled[key])
-            late: _Outcome | None = None
-            if out.evaluation is not None and not out.cancelled and self._deferred:
-                # measured elsewhere while the executor trained (queued by _begin_batch)
-                later, late = self._profile(task.arch, deferred=True)
-                metrics.update(later)
-            if out.evaluation is not None:
-                metrics.update(out.evaluation.metrics)
-                recorded = dict(out.evaluation.recorded)
-                # An evaluator that stopped the candidate early (ASHA) says so in
-                # ``recorded["pruned"]``: a partial score is no reward, the trial is PRUNED.
-                pruned = recorded.get("pruned") is True
-                state, error = (TrialState.PRUNED if pruned else TrialState.COMPLETE,
-                                _pruned_reason(recorded) if pruned else None)
-                if late is not None:  # the measurement failed, or broke a constraint
-                    state, error = late.state, late.error
-                outcome = _Outcome(state, None, metrics, recorded, error,
-                                   dict(out.evaluation.artifacts), out.duration_s, out.node)
-                outcome = self._finish(metrics, outcome)
-                if outcome.state is not TrialState.FAILED:  # a failure may be transient
-                    self.cache[key] = outcome
-            else:
-                outcome = _Outcome(TrialState.FAILED, None, metrics, error=out.error,
-                                   duration_s=out.duration_s, node=out.node)
-                # not cached: a failure may be transient; cancelled trials are not told
-            if out.cancelled:
+            if out.cancelled:  # cancelled trials are not told
                 continue
-            profiled[key] = metrics
+            key = self.space.key(task.arch)
+            outcome = self.evaluated(task.arch, key, dict(profiled[key]), out)
             self._fill(pending[key], key, outcome, records, eval_index[key])
         # Early-ended (invalid/pruned, or a failed profile) new architectures.
         for key, props in pending.items():
@@ -477,30 +489,64 @@ class SearchLoop:
             return [], True
 
         ordered = [records[p.trial_id] for p in proposals if p.trial_id in records]
-        self._fix_reference(ordered)
+        self.fix_reference(ordered)
         for rec in ordered:
-            # rec.metrics holds only the signal and profiler outputs; rec.recorded
-            # (test accuracy and the like) never reaches the agent.
-            self.agent.tell(rec.trial_id,
-                            TrialResult(rec.state, rec.reward, dict(rec.metrics), rec.error))
-            self.last_trial_id = max(self.last_trial_id, rec.trial_id)
-            if rec.state is TrialState.FAILED:
-                self.consecutive_failures += 1
-            elif not rec.cached:
-                self.consecutive_failures = 0
-            if rec.state is TrialState.COMPLETE and not rec.cached:
-                self.completed += 1
-            self.standing.add(rec)
-            if rec.trial_id not in replayed:
-                self.sink.on_trial(rec)
+            self.tell(rec, replayed=rec.trial_id in replayed)
         return ordered, False
+
+    def evaluated(self, arch: dict[str, Any], key: str, metrics: dict[str, float],
+                  out: EvalOutcome) -> _Outcome:
+        """An executor's outcome as the trial's: ``metrics`` (the profilers') completed by
+        deferred profilers and the evaluator, the reward computed; cached unless failed."""
+        late: _Outcome | None = None
+        if out.evaluation is not None and self._deferred:
+            # measured elsewhere while the executor trained (queued by ``announce``)
+            later, late = self.profile(arch, deferred=True)
+            metrics.update(later)
+        if out.evaluation is None:  # not cached: a failure may be transient
+            return _Outcome(TrialState.FAILED, None, metrics, error=out.error,
+                            duration_s=out.duration_s, node=out.node)
+        metrics.update(out.evaluation.metrics)
+        recorded = dict(out.evaluation.recorded)
+        # An evaluator that stopped the candidate early (ASHA) says so in
+        # ``recorded["pruned"]``: a partial score is no reward, the trial is PRUNED.
+        pruned = recorded.get("pruned") is True
+        state, error = (TrialState.PRUNED if pruned else TrialState.COMPLETE,
+                        _pruned_reason(recorded) if pruned else None)
+        if late is not None:  # the measurement failed, or broke a constraint
+            state, error = late.state, late.error
+        outcome = _Outcome(state, None, metrics, recorded, error,
+                           dict(out.evaluation.artifacts), out.duration_s, out.node)
+        outcome = self._finish(metrics, outcome)
+        if outcome.state is not TrialState.FAILED:  # a failure may be transient
+            self.cache[key] = outcome
+        return outcome
+
+    def tell(self, rec: TrialRecord, *, replayed: bool = False) -> None:
+        """Tell the agent a finished trial, count it, and store it (unless ``replayed``: it
+        was stored before a crash)."""
+        # rec.metrics holds only the signal and profiler outputs; rec.recorded
+        # (test accuracy and the like) never reaches the agent.
+        self.agent.tell(rec.trial_id,
+                        TrialResult(rec.state, rec.reward, dict(rec.metrics), rec.error))
+        self.last_trial_id = max(self.last_trial_id, rec.trial_id)
+        if rec.state is TrialState.FAILED:
+            self.consecutive_failures += 1
+            self.last_error = rec.error
+        elif not rec.cached:
+            self.consecutive_failures = 0
+        if rec.state is TrialState.COMPLETE and not rec.cached:
+            self.completed += 1
+        self.standing.add(rec)
+        if not replayed:
+            self.sink.on_trial(rec)
 
     def _fill(self, props: list[Proposal], key: str, outcome: _Outcome,
               records: dict[int, TrialRecord], evaluation_index: int) -> None:
         """The first proposal of an architecture owns the evaluation; the rest are repeats."""
         for i, prop in enumerate(props):
             arch = self.space.validate(prop.arch)
-            records[prop.trial_id] = self._record(prop, arch, key, outcome, cached=i > 0)
+            records[prop.trial_id] = self.record(prop, arch, key, outcome, cached=i > 0)
         records[props[0].trial_id].evaluation_index = evaluation_index
 
     def _agent_reward(self, prop: Proposal, outcome: _Outcome) -> dict[str, float]:
@@ -515,8 +561,13 @@ class SearchLoop:
         except (ValueError, MetricNotMeasured):
             return {}  # not computable for this trial: the agent gets no reward of its own
 
-    def _record(self, prop: Proposal, arch: dict[str, Any], key: str, outcome: _Outcome,
-                *, cached: bool) -> TrialRecord:
+    def take_replay(self, trial_id: int, key: str) -> TrialRecord | None:
+        """The trial stored after the checkpoint that this re-proposal repeats, if any."""
+        replay = self._replay.pop(trial_id, None)
+        return replay if replay is not None and replay.arch_key == key else None
+
+    def record(self, prop: Proposal, arch: dict[str, Any], key: str, outcome: _Outcome,
+               *, cached: bool) -> TrialRecord:
         return TrialRecord(
             trial_id=prop.trial_id, arch=arch, arch_key=key, state=outcome.state,
             reward=outcome.reward,

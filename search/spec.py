@@ -130,6 +130,12 @@ class BudgetSpec(_Strict):
 
 class ExecutorSpec(_Strict):
     name: Literal["local", "ray"] = "local"
+    mode: Literal["batch", "steady"] = Field(
+        "batch",
+        description="'batch': synchronous batches of batch_size proposals (a job is "
+        "deterministic for its seed). 'steady': batch_size proposals stay in flight and each "
+        "finished evaluation is replaced at once (no node waits for a batch's slowest trial; "
+        "on Ray the order of results, and so the job, varies from run to run).")
     batch_size: int = Field(1, ge=1, le=4096, description="Proposals in flight at once.")
     chunk_size: int = Field(
         0, ge=0, le=4096,
@@ -139,6 +145,14 @@ class ExecutorSpec(_Strict):
         None, min_length=1, max_length=500,
         description="Ray address for `lightsearch search` with name 'ray' (default "
         "RAY_ADDRESS or a local Ray). The service refuses it: jobs run on its own Ray.")
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk_size(cls, v: int, info: ValidationInfo) -> int:
+        if v > 1 and info.data.get("mode") == "steady":
+            raise ValueError("mode 'steady' runs each evaluation as its own task (a chunk "
+                             "would come back as a batch): set chunk_size to 0 or 1")
+        return v
 
     @field_validator("address")
     @classmethod

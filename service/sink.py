@@ -7,8 +7,9 @@ fenced by the job's ``(worker_id, attempts)``: a worker whose lease was taken ov
 ``LeaseLost`` and writes nothing more (no duplicate trials). Best trial, front flags and
 hypervolume come from ``search.trials.Standing`` (the loop's own definition); the job's end
 status is written by ``service.jobstate``, the one owner of status changes.
-Checkpoints are pickled into their own table after each batch; trials committed after the
-last checkpoint are handed back to the loop on resume, which replays them.
+Checkpoints are pickled into their own table after each batch (steady mode: each round, with
+the trials in flight); trials committed after the last checkpoint are handed back to the loop
+on resume, which replays them.
 """
 
 from __future__ import annotations
@@ -310,9 +311,9 @@ class SqlSink(ResultSink):
 
 
 class TrackedExecutor(Executor):
-    """Wraps the job's executor: counts tasks handed out (re-runs show up as extra tasks)
-    and turns a lost lease or a worker shutdown into an exception after in-flight tasks were
-    cancelled, instead of a user's 'cancelled'."""
+    """Wraps the job's executor (batch or steady mode): counts tasks handed out (re-runs show
+    up as extra tasks) and turns a lost lease or a worker shutdown into an exception after
+    in-flight tasks were cancelled, instead of a user's 'cancelled'."""
 
     def __init__(self, inner: Executor, sink: SqlSink) -> None:
         self.inner = inner
@@ -325,6 +326,22 @@ class TrackedExecutor(Executor):
         if tasks:
             self.sink.on_tasks(len(tasks))
         outcomes = self.inner.run(evaluator, space, tasks, should_stop=should_stop)
+        self.sink.check_owner()
+        return outcomes
+
+    def submit(self, evaluator: Any, space: Any, tasks: Sequence[EvalTask]) -> None:
+        self.sink.check_owner()
+        if tasks:
+            self.sink.on_tasks(len(tasks))
+        self.inner.submit(evaluator, space, tasks)
+
+    def wait(self, timeout: float | None = None) -> list[EvalOutcome]:
+        outcomes = self.inner.wait(timeout)
+        self.sink.check_owner()
+        return outcomes
+
+    def cancel(self) -> list[EvalOutcome]:
+        outcomes = self.inner.cancel()
         self.sink.check_owner()
         return outcomes
 

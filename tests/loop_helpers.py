@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from agents.base import TrialResult
@@ -16,22 +17,26 @@ from spaces.registry import Entry, NoOptions
 class FlakyOptions(NoOptions):
     fail_ops: list[str] = ["avg_pool_3x3"]
     die: bool = False
+    delay_s: float = 0.0
 
 
 class FlakyEvaluator(Evaluator):
-    """NB201 look-ups that raise for cells on a chosen op's edge 0->1 (or kill the worker)."""
+    """NB201 look-ups that raise for cells on a chosen op's edge 0->1 (or kill the worker),
+    after ``delay_s`` (a trial that takes a while)."""
 
     name = "flaky"
 
-    def __init__(self, fail_ops: list[str], die: bool = False) -> None:
+    def __init__(self, fail_ops: list[str], die: bool = False, delay_s: float = 0.0) -> None:
         self.fail_ops = fail_ops
         self.die = die
+        self.delay_s = delay_s
         self.inner = TabularEvaluator()
 
     def signal_metrics(self) -> list[str]:
         return ["val_acc"]
 
     def evaluate(self, arch: Architecture, space: Space, *, seed: int) -> Evaluation:
+        time.sleep(self.delay_s)
         if arch["edge_0_1"] in self.fail_ops:
             if self.die:
                 os._exit(1)  # a worker that dies mid-trial
@@ -79,6 +84,13 @@ class EchoAgent(RandomSearch):
         else:
             seen.append(proposal.arch)
         return proposal
+
+    def state_dict(self) -> dict[str, Any]:  # its memory too: a resumed job repeats the same
+        return {**super().state_dict(), "seen": [dict(a) for a in self.__dict__.get("_seen", [])]}
+
+    def load_state_dict(self, state: Any) -> None:
+        super().load_state_dict(state)
+        self._seen = [dict(a) for a in state.get("seen", [])]
 
 
 def register_test_components() -> None:

@@ -80,3 +80,23 @@ def test_ray_executor_ships_artifacts_from_another_node(ray_session, tmp_path: P
     same_node = RayExecutor(chunk_size=1)  # on this one node nothing needs to travel
     same_node.run(ArtifactEvaluator(str(tmp_path)), space, tasks)
     assert same_node.files_shipped == 0
+
+
+@pytest.mark.ray
+def test_steady_submit_and_wait_ship_artifacts_too(ray_session, tmp_path: Path) -> None:
+    """Steady mode's ``submit``/``wait`` hand back each task as it finishes, files unpacked."""
+    space = NB201Space()
+    executor = RayExecutor(chunk_size=0)  # steady: one task per evaluation whatever the chunk
+    executor._driver_node = "another-node"
+    archs = {i: space.from_index(i) for i in (3, 4, 5)}
+    executor.submit(ArtifactEvaluator(str(tmp_path)), space,
+                    [EvalTask(i, a, seed=0) for i, a in archs.items()])
+    assert len(executor._flying) == 3
+    got = {}
+    while len(got) < 3:
+        for outcome in executor.wait(timeout=30):
+            got[outcome.trial_id] = outcome
+    assert executor.wait(timeout=0.1) == [] and executor.files_shipped == 3
+    for i, arch in archs.items():
+        path = Path(got[i].evaluation.artifacts["model"])
+        assert path.read_bytes() == space.key(arch).encode() * 3

@@ -60,6 +60,10 @@ def _budget(**over):
         ({"executor": {"name": "ray", "address": "ray://10.0.0.1:10001"}}, "executor.address",
          "own Ray"),
         ({"executor": {"name": "local", "address": "auto"}}, "executor.address", "'ray'"),
+        # Steady mode: a known mode, one evaluation per Ray task.
+        ({"executor": {"mode": "async"}}, "executor.mode", "'steady'"),
+        ({"executor": {"name": "ray", "mode": "steady", "chunk_size": 4}},
+         "executor.chunk_size", "steady"),
     ],
 )
 def test_bad_spec_refused_at_submit_with_the_field(client, tokens, patch, field, says):

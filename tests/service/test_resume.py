@@ -1,4 +1,5 @@
-"""Crash-safe resume with real processes: SIGKILL the server and its Ray mid-job, restart."""
+"""Crash-safe resume with real processes: SIGKILL the server and its Ray mid-job, restart
+(batch mode, and steady mode, where trials are always in flight)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ FINISHED = ("succeeded", "failed", "cancelled", "exhausted")
 
 
 @pytest.mark.slow
-def test_sigkill_mid_job_then_restart_loses_and_repeats_nothing(tmp_path):
+@pytest.mark.parametrize("mode", ["batch", "steady"])
+def test_sigkill_mid_job_then_restart_loses_and_repeats_nothing(tmp_path, mode):
     data = tmp_path / "data"
     server = Server(data, free_port(), LIGHTSEARCH_LEASE_S="5", LIGHTSEARCH_EXECUTOR="ray")
     spec = job_spec(name="crash", agent={"name": "evolution",
                                         "options": {"population_size": 8}},
                     evaluator={"name": "svc-slow", "options": {"delay_s": 0.03}},
-                    budget={"evaluations": 150}, executor={"name": "ray", "batch_size": 6})
+                    budget={"evaluations": 150},
+                    executor={"name": "ray", "batch_size": 6, "mode": mode})
     kills = 0
     seen_before: dict[int, tuple] = {}
     try:

@@ -151,14 +151,18 @@ def test_cancel_stops_a_running_job_within_seconds(client, tokens, start_worker)
     assert client.post(f"{API}/jobs/{job_id}/cancel", headers=auth(tok)).status_code == 409
 
 
+@pytest.mark.parametrize("mode", ["batch", "steady"])
 def test_resume_after_a_lost_worker_matches_an_uninterrupted_run(
-        client, tokens, start_worker, db, settings):
+        client, tokens, start_worker, db, settings, mode):
     """Worker A loses its lease mid-job; worker B resumes from the checkpoint. The trials
-    equal those of the same job run without interruption: none lost, none twice."""
+    equal those of the same job run without interruption: none lost, none twice (steady
+    mode on the local executor is deterministic too, with trials in flight at every
+    checkpoint)."""
     tok = tokens["alice"]
     spec = dict(agent={"name": "evolution", "options": {"population_size": 8}},
                 evaluator={"name": "svc-slow", "options": {"delay_s": 0.02}},
-                budget={"evaluations": 120}, executor={"name": "local", "batch_size": 4})
+                budget={"evaluations": 120},
+                executor={"name": "local", "batch_size": 4, "mode": mode})
     reference = _submit(client, tok, name="reference", **spec)
     a = start_worker()
     wait_for(lambda: _finished(client, tok, reference), 120)
@@ -223,12 +227,13 @@ def test_concurrent_jobs_stay_within_the_limit(client, tokens, start_worker):
 
 
 @pytest.mark.ray
-def test_cancel_stops_in_flight_ray_tasks(client, tokens, start_worker, ray_session):
+@pytest.mark.parametrize("mode", ["batch", "steady"])
+def test_cancel_stops_in_flight_ray_tasks(client, tokens, start_worker, ray_session, mode):
     tok = tokens["alice"]
     job_id = _submit(client, tok, evaluator={"name": "svc-slow", "options": {"delay_s": 5.0}},
                      profilers=[], objectives=[{"metric": "val_acc"}],
                      budget={"evaluations": 100},
-                     executor={"name": "ray", "batch_size": 4, "chunk_size": 1})
+                     executor={"name": "ray", "batch_size": 4, "chunk_size": 1, "mode": mode})
     start_worker(executor="ray")
     wait_for(lambda: _job(client, tok, job_id)["progress"]["tasks_started"] >= 4, 120)
     start = time.monotonic()
