@@ -142,7 +142,8 @@ def test_plain_ppo_learns_a_toy_target_with_the_masked_sampler_only() -> None:
 
 
 def test_self_imitation_pulls_toward_the_best_architecture() -> None:
-    agents = [MnasController(ToySpace(), seed=5, sil_weight=w) for w in (0.0, 1.0)]
+    agents = [MnasController(ToySpace(), seed=5, sil_weight=w, learning_rate=0.01)
+              for w in (0.0, 1.0)]
     batches = [[a.ask() for _ in range(8)] for a in agents]
     assert [p.arch for p in batches[0]] == [p.arch for p in batches[1]]  # same start
     best = max(batches[0], key=lambda p: matches(p.arch)).arch
