@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 _MASKED = -1e9  # logit of a padded choice: probability 0, and 0 * logit stays finite
+_TOKEN_WIDTH = 256  # RLlib's default fcnet_hiddens [256, 256]
 
 
 class LSTMController(nn.Module):
@@ -39,6 +40,8 @@ class LSTMController(nn.Module):
         temperature: float = 1.0,
         tanh_constant: float | None = None,
         init_range: float = 0.1,
+        value_head: bool = False,
+        prefix_input: bool = False,
     ) -> None:
         super().__init__()
         if not sizes or any(int(s) < 1 for s in sizes):
@@ -60,12 +63,25 @@ class LSTMController(nn.Module):
             mask[t, s:] = True
         self.register_buffer("mask", mask, persistent=False)
         self.embed = nn.Embedding(1 + sum(self.sizes), self.hidden_size)
-        self.cond = nn.Linear(self.cond_dim, self.hidden_size) if self.cond_dim else None
-        self.lstm = nn.LSTM(self.hidden_size, self.hidden_size, batch_first=True)
+        # prefix_input: each step reads every choice made so far and the step (one-hot)
+        # through a 2-layer tanh MLP, as RLlib's LSTM model reads the architecture
+        # environment's observation, instead of the embedding of the previous choice only.
+        self.prefix_width = sum(self.sizes) + self.steps
+        self.tokenizer = nn.Sequential(
+            nn.Linear(self.prefix_width, _TOKEN_WIDTH), nn.Tanh(),
+            nn.Linear(_TOKEN_WIDTH, _TOKEN_WIDTH), nn.Tanh(),
+        ) if prefix_input else None
+        in_dim = _TOKEN_WIDTH if prefix_input else self.hidden_size
+        self.cond = nn.Linear(self.cond_dim, in_dim) if self.cond_dim else None
+        self.lstm = nn.LSTM(in_dim, self.hidden_size, batch_first=True)
         self.head_w = nn.Parameter(torch.empty(self.steps, self.hidden_size, self.width))
         self.head_b = nn.Parameter(torch.empty(self.steps, self.width))
+        # A critic on the same LSTM: the expected reward of each prefix (PPO's state value).
+        self.value = nn.Linear(self.hidden_size, 1) if value_head else None
+        tokenizer = set() if self.tokenizer is None else set(self.tokenizer.parameters())
         for p in self.parameters():  # ENAS's init: a near-uniform first policy
-            nn.init.uniform_(p, -init_range, init_range)
+            if p not in tokenizer:  # (the MLP keeps torch's default init, as RLlib's)
+                nn.init.uniform_(p, -init_range, init_range)
 
     def _logits(self, h: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """Masked logits: ``h`` is ``[n, H]`` at one step, or ``[n, steps, H]`` for all."""
@@ -79,6 +95,31 @@ class LSTMController(nn.Module):
         if self.tanh_constant is not None:
             logits = self.tanh_constant * torch.tanh(logits)
         return logits.masked_fill(mask, _MASKED)
+
+    def _prefix_code(self, choices: torch.Tensor, step: int) -> torch.Tensor:
+        """One-hot of ``choices`` (``[n, step]``, the decisions made) and of ``step``."""
+        code = torch.zeros(len(choices), self.prefix_width)
+        if step:
+            code.scatter_(1, choices[:, :step] + (self.offsets[:step] - 1), 1.0)
+        code[:, self.prefix_width - self.steps + step] = 1.0
+        return code
+
+    def _input(self, choices: torch.Tensor, step: int) -> torch.Tensor:
+        """The LSTM's input at ``step`` given the choices so far (``[n, >= step]``)."""
+        if self.tokenizer is not None:
+            return self.tokenizer(self._prefix_code(choices, step))
+        if step == 0:
+            return self.embed.weight[0].expand(len(choices), -1)
+        return self.embed.weight[choices[:, step - 1] + self.offsets[step - 1]]
+
+    def _prefix_codes(self, actions: torch.Tensor) -> torch.Tensor:
+        """``[n, steps, prefix_width]``: the code of every step's prefix (teacher forcing)."""
+        n = len(actions)
+        onehot = torch.zeros(n, self.steps, self.prefix_width)
+        onehot.scatter_(2, (actions + (self.offsets - 1)).unsqueeze(2), 1.0)
+        made = torch.cat([torch.zeros(n, 1, self.prefix_width), onehot[:, :-1].cumsum(1)], 1)
+        made[:, :, self.prefix_width - self.steps:] = torch.eye(self.steps)
+        return made
 
     def _extra(self, n: int, cond: torch.Tensor | None) -> torch.Tensor | None:
         if self.cond is None:
@@ -97,11 +138,12 @@ class LSTMController(nn.Module):
         uniform = torch.rand(n, self.steps, generator=generator)
         w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
         b_ih, b_hh = self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
-        x = self.embed.weight[0].expand(n, -1)
         h = torch.zeros(n, self.hidden_size)
         c = torch.zeros(n, self.hidden_size)
         chosen, logp = [], torch.zeros(n)
+        picked = torch.zeros(n, self.steps, dtype=torch.long)
         for t in range(self.steps):
+            x = self._input(picked, t)
             if extra is not None:
                 x = x + extra
             h, c = torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
@@ -109,30 +151,43 @@ class LSTMController(nn.Module):
             cdf = logp_all.exp().cumsum(-1)
             a = (cdf < uniform[:, t : t + 1]).sum(-1).clamp_(max=self.sizes[t] - 1)
             chosen.append(a)
+            picked[:, t] = a
             logp += logp_all.gather(1, a.unsqueeze(1)).squeeze(1)
-            x = self.embed.weight[a + self.offsets[t]]
         return torch.stack(chosen, 1), logp
 
     def log_prob(
         self, actions: torch.Tensor, cond: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability and entropy (summed over steps) of stored actions, with gradients."""
+        logp, entropy, _ = self.step_terms(actions, cond)
+        return logp.sum(1), entropy.sum(1)
+
+    def step_terms(
+        self, actions: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Per decision (``[n, steps]``, with gradients, teacher-forced): the log-prob of each
+        stored choice, the step's entropy, and the critic's value of the prefix before it
+        (None without a value head)."""
         if actions.dim() != 2 or actions.shape[1] != self.steps:
             raise ValueError(f"actions must have shape (n, {self.steps}), "
                              f"got {tuple(actions.shape)}")
         n = actions.shape[0]
         actions = actions.long()
-        tokens = torch.cat([torch.zeros(n, 1, dtype=torch.long),
-                            actions[:, :-1] + self.offsets[:-1]], dim=1)
-        x = self.embed(tokens)
+        if self.tokenizer is not None:
+            x = self.tokenizer(self._prefix_codes(actions))
+        else:
+            tokens = torch.cat([torch.zeros(n, 1, dtype=torch.long),
+                                actions[:, :-1] + self.offsets[:-1]], dim=1)
+            x = self.embed(tokens)
         extra = self._extra(n, cond)
         if extra is not None:
             x = x + extra.unsqueeze(1)
         h, _ = self.lstm(x)
         logp_all = torch.log_softmax(self._logits(h), dim=-1)
-        logp = logp_all.gather(2, actions.unsqueeze(2)).squeeze(2).sum(1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1).sum(1)
-        return logp, entropy
+        logp = logp_all.gather(2, actions.unsqueeze(2)).squeeze(2)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        value = None if self.value is None else self.value(h).squeeze(2)
+        return logp, entropy, value
 
     @torch.no_grad()
     def sample_excluding(
@@ -163,12 +218,12 @@ class LSTMController(nn.Module):
         extra = self._extra(1, cond)
         w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
         b_ih, b_hh = self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
-        x = self.embed.weight[0].unsqueeze(0)
         h = torch.zeros(1, self.hidden_size)
         c = torch.zeros(1, self.hidden_size)
         prefix: list[int] = []
         logp = 0.0
         for t in range(self.steps):
+            x = self._input(torch.tensor([prefix + [0] * (self.steps - t)]), t)
             if extra is not None:
                 x = x + extra
             h, c = torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
@@ -194,7 +249,6 @@ class LSTMController(nn.Module):
                 choice -= 1
             prefix.append(choice)
             logp += lp[choice].item()
-            x = self.embed.weight[choice + int(self.offsets[t])].unsqueeze(0)
         return prefix, logp
 
 

@@ -143,6 +143,9 @@ class _ControllerAgent(Agent):
         pareto_mode: Literal["hard", "soft"] = "hard",
         pareto_w: float = -0.07,
         pareto_reach: float = 0.1,
+        critic: bool = False,
+        value_coeff: float = 1.0,
+        prefix_input: bool = False,
     ) -> None:
         super().__init__(space, objectives=objectives, seed=seed)
         for d in space.decisions:
@@ -160,6 +163,8 @@ class _ControllerAgent(Agent):
         _check("advantage", advantage in ("baseline", "normalized", "rank"),
                f"must be 'baseline', 'normalized' or 'rank', got {advantage!r}")
         _check("pareto", isinstance(pareto, bool), f"must be true or false, got {pareto!r}")
+        _check("critic", isinstance(critic, bool), f"must be true or false, got {critic!r}")
+        _check("value_coeff", value_coeff >= 0, f"must be >= 0, got {value_coeff}")
         _check("pareto_mode", pareto_mode in ("hard", "soft"),
                f"must be 'hard' or 'soft', got {pareto_mode!r}")
         self.batch_size = int(batch_size)
@@ -176,6 +181,8 @@ class _ControllerAgent(Agent):
         self.pareto_mode = pareto_mode
         self.pareto_w = float(pareto_w)
         self.pareto_reach = float(pareto_reach)
+        self.critic = critic
+        self.value_coeff = float(value_coeff)
         self.accuracy_metric = self.latency_metric = ""
         if self.pareto:
             maxs = [o.metric for o in self.objectives if o.direction == "max"]
@@ -188,7 +195,8 @@ class _ControllerAgent(Agent):
             self.net = LSTMController(
                 [d.size for d in space.decisions], hidden_size,
                 cond_dim=1 if self.pareto else 0,
-                temperature=temperature, tanh_constant=tanh_constant,
+                temperature=temperature, tanh_constant=tanh_constant, value_head=critic,
+                prefix_input=prefix_input,
             )
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate)
         self._gen = torch.Generator().manual_seed(self.seed)
@@ -203,6 +211,7 @@ class _ControllerAgent(Agent):
         self._baseline: float | None = None
         self._min_reward: float | None = None
         self._scale: float | None = None  # moving average of |reward - baseline|
+        self._stats = [0, 0.0, 0.0]  # count, mean, M2 of the rewards learned from (Welford)
         self._observed: list[tuple[float, float]] = []  # (accuracy, latency), pareto mode
         self._cond_scale: tuple[float, float] | None = None
         self._p_excluded: list[float] | None = None  # pi(s) of excluded s under current net
@@ -430,17 +439,74 @@ class _ControllerAgent(Agent):
         decay = self.baseline_decay
         self._scale = spread if self._scale is None else decay * self._scale + (1 - decay) * spread
         self._baseline = decay * self._baseline + (1 - decay) * float(r.mean())
+        for value in r.tolist():
+            self._observe_reward(value)
         actions = torch.tensor([e["actions"] for e in batch], dtype=torch.long)
         old_logp = torch.tensor([e["logp"] for e in batch], dtype=torch.float32)
         ks = [e["k"] for e in batch]
         cond = torch.cat([self._cond(e["target"]) for e in batch]) if self.pareto else None
         self._update(actions, ks, old_logp, torch.tensor(adv, dtype=torch.float32), cond,
-                     self._elites())
+                     self._elites(), self._standardized(r))
         self.updates += 1
         self._forget_probs()
         if self.dyna_updates and not self.pareto:
             self._plan()
             self._forget_probs()
+
+    def _observe_reward(self, value: float) -> None:
+        n, mean, m2 = self._stats
+        n += 1
+        delta = value - mean
+        mean += delta / n
+        self._stats = [n, mean, m2 + delta * (value - mean)]
+
+    def _standardized(self, rewards: np.ndarray) -> torch.Tensor:
+        """Rewards in units of the spread of all rewards learned from so far (the critic's
+        targets: a scale-free value function, as RLlib's running reward normalization)."""
+        n, mean, m2 = self._stats
+        sd = math.sqrt(m2 / (n - 1)) if n > 1 else 1.0
+        return torch.tensor((rewards - mean) / max(sd, 1e-8), dtype=torch.float32)
+
+    def restricted_step_log_prob(
+        self, actions: torch.Tensor, ks: Sequence[int], cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Per decision (``[n, steps]``, with gradients): the log-prob of each choice under
+        the restricted policy that drew the sample, the unrestricted step entropy, and the
+        critic's values.
+
+        The restricted policy factorizes over decisions: ``pi_R(a_t | a_<t) =
+        pi(a_t | a_<t) * F(a_<=t) / F(a_<t)``, ``F(p)`` the mass of the completions of prefix
+        ``p`` outside the excluded set ``S`` (``pi(p)`` minus the mass of the excluded
+        architectures below ``p``; ``F(empty) = 1 - pi(S)``). The per-step terms sum to
+        ``log pi(a) - log(1 - pi(S))``, the sequence log-prob the sampler drew with, so
+        per-decision PPO ratios are exact for restricted samples too."""
+        logp, ent, value = self.net.step_terms(actions, cond)
+        kmax = max(ks, default=0)
+        if kmax == 0:
+            return logp, ent, value
+        n = len(actions)
+        ex = torch.tensor(self._excluded[:kmax], dtype=torch.long)
+        if cond is None:
+            p_old = torch.tensor(self._excluded_probs()[:kmax], dtype=torch.float64)
+            live = self._live_rows(p_old)
+            p = p_old
+            if live:
+                idx = torch.tensor(live, dtype=torch.long)
+                p = p_old.index_put((idx,), self.net.log_prob(ex[idx])[0].double().exp())
+            p_ex = p.unsqueeze(0).expand(n, -1)
+        else:
+            p_ex = torch.stack([self.net.log_prob(ex, cond[i : i + 1].expand(kmax, -1))[0]
+                                .double().exp() for i in range(n)])
+        within = (torch.arange(kmax).unsqueeze(0)
+                  < torch.tensor(list(ks)).unsqueeze(1)).double()  # S_k of each sample
+        w = p_ex * within  # [n, kmax]
+        below = (ex.unsqueeze(0) == actions.long().unsqueeze(1)).long().cumprod(2).double()
+        excluded_below = torch.einsum("nkt,nk->nt", below, w)  # under each prefix a_<=t
+        joint = logp.double().cumsum(1).exp()  # pi(a_<=t)
+        free = torch.maximum(joint - excluded_below, joint[:, -1:])  # >= pi(a) exactly
+        free_before = torch.cat([(1.0 - w.sum(1, keepdim=True)).clamp(min=_MIN_MASS),
+                                 free[:, :-1]], dim=1)
+        return (free.log() - free_before.log()).float(), ent, value
 
     # ---- Dyna-style planning on a learned predictor ---------------------------------------
     def _plan(self) -> None:
@@ -563,7 +629,7 @@ class _ControllerAgent(Agent):
     @abstractmethod
     def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
                 adv: torch.Tensor, cond: torch.Tensor | None,
-                elites: _Elites | None) -> None:
+                elites: _Elites | None, rewards: torch.Tensor) -> None:
         """One policy update on a batch of told trials (the algorithm's own rule)."""
 
     def _step(self, loss: torch.Tensor) -> None:
@@ -588,6 +654,7 @@ class _ControllerAgent(Agent):
             "baseline": self._baseline,
             "min_reward": self._min_reward,
             "scale": self._scale,
+            "stats": list(self._stats),
             "observed": list(self._observed),
             "cond_scale": self._cond_scale,
             "updates": self.updates,
@@ -609,6 +676,7 @@ class _ControllerAgent(Agent):
         self._baseline = state["baseline"]
         self._min_reward = state["min_reward"]
         self._scale = state["scale"]
+        self._stats = list(state.get("stats", [0, 0.0, 0.0]))
         self._observed = [tuple(x) for x in state["observed"]]
         self._cond_scale = None if state["cond_scale"] is None else tuple(state["cond_scale"])
         self._forget_probs()
@@ -636,21 +704,51 @@ class MnasController(_ControllerAgent):
 
     name: ClassVar[str] = "mnas"
 
-    def __init__(self, space: Space, *, clip: float = 0.2, ppo_epochs: int = 4,
-                 **options: Any) -> None:
+    def __init__(self, space: Space, *, clip: float = 0.3, ppo_epochs: int = 4,
+                 learning_rate: float = 0.003, entropy_weight: float = 0.02,
+                 critic: bool = True, **options: Any) -> None:
         _check("clip", 0 < clip <= 1, f"must be in (0, 1], got {clip}")
         _check("ppo_epochs", ppo_epochs >= 1, f"must be >= 1, got {ppo_epochs}")
         self.clip = float(clip)
         self.ppo_epochs = int(ppo_epochs)
-        super().__init__(space, **options)
+        super().__init__(space, learning_rate=learning_rate, entropy_weight=entropy_weight,
+                         critic=critic, **options)
 
     def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
                 adv: torch.Tensor, cond: torch.Tensor | None,
-                elites: _Elites | None) -> None:
+                elites: _Elites | None, rewards: torch.Tensor) -> None:
+        if self.critic:
+            self._update_per_step(actions, ks, cond, elites, rewards)
+            return
         for _ in range(self.ppo_epochs):
             logp, ent, sil = self._policy_terms(actions, ks, cond, elites)
             loss = ppo_clip_loss(logp, old_logp, adv, self.clip)
             self._step(loss - self.entropy_weight * ent.mean() + sil)
+
+    def _update_per_step(self, actions: torch.Tensor, ks: Sequence[int],
+                         cond: torch.Tensor | None, elites: _Elites | None,
+                         rewards: torch.Tensor) -> None:
+        """PPO as RLlib runs it on this MDP (one decision per step, the reward at the end):
+        a clipped ratio per decision, advantages ``R - V(prefix)`` from the critic (GAE with
+        lambda = gamma = 1) standardized over the batch's decisions, a value loss, and the
+        mean entropy per decision. The old log-probs are the restricted policy's at the
+        start of the update (the policy that drew the batch unless proposals stayed in flight
+        across an update)."""
+        target = rewards.unsqueeze(1).expand(-1, self.net.steps)
+        with torch.no_grad():
+            old, _, v0 = self.restricted_step_log_prob(actions, ks, cond)
+            assert v0 is not None
+            adv = target - v0
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
+        for _ in range(self.ppo_epochs):
+            logp, ent, value = self.restricted_step_log_prob(actions, ks, cond)
+            assert value is not None
+            ratio = torch.exp(logp - old)
+            clipped = torch.clamp(ratio, 1.0 - self.clip, 1.0 + self.clip)
+            policy = -torch.min(ratio * adv, clipped * adv).mean()
+            loss = (policy + self.value_coeff * ((value - target) ** 2).mean()
+                    - self.entropy_weight * ent.mean() + self._sil_loss(elites))
+            self._step(loss)
 
 
 class ReinforceController(_ControllerAgent):
@@ -667,6 +765,6 @@ class ReinforceController(_ControllerAgent):
 
     def _update(self, actions: torch.Tensor, ks: Sequence[int], old_logp: torch.Tensor,
                 adv: torch.Tensor, cond: torch.Tensor | None,
-                elites: _Elites | None) -> None:
+                elites: _Elites | None, rewards: torch.Tensor) -> None:
         logp, ent, sil = self._policy_terms(actions, ks, cond, elites)
         self._step(-(logp * adv).mean() - self.entropy_weight * ent.mean() + sil)

@@ -113,8 +113,23 @@ class ControllerOptions(NoOptions):
 class MnasOptions(ControllerOptions):
     """MnasNet's controller trained with PPO (clipped objective)."""
 
-    clip: float = Field(0.2, gt=0, le=1.0, description="PPO clipping epsilon.")
+    learning_rate: float = Field(0.003, gt=0, le=1.0, description="Adam step size.")
+    entropy_weight: float = Field(
+        0.02, ge=0, le=10.0,
+        description="Entropy bonus weight (per decision with the critic, else per architecture).")
+    clip: float = Field(0.3, gt=0, le=1.0, description="PPO clipping epsilon.")
     ppo_epochs: int = Field(4, ge=1, le=100, description="Optimization epochs per batch.")
+    critic: bool = Field(
+        True,
+        description="PPO as RLlib runs it: a value head on the LSTM, advantages R - V(prefix) "
+        "per decision, a clipped ratio per decision (exact for the restricted sampler).",
+    )
+    value_coeff: float = Field(1.0, ge=0, le=100.0, description="Weight of the critic's loss.")
+    prefix_input: bool = Field(
+        False,
+        description="Each LSTM step reads every choice made so far (one-hot, through a "
+        "2-layer MLP) instead of the previous choice's embedding, as RLlib's LSTM model.",
+    )
 
 
 class ReinforceOptions(ControllerOptions):

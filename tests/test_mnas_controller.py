@@ -142,7 +142,8 @@ def test_plain_ppo_learns_a_toy_target_with_the_masked_sampler_only() -> None:
 
 
 def test_self_imitation_pulls_toward_the_best_architecture() -> None:
-    agents = [MnasController(ToySpace(), seed=5, sil_weight=w) for w in (0.0, 1.0)]
+    agents = [MnasController(ToySpace(), seed=5, sil_weight=w, learning_rate=0.01)
+              for w in (0.0, 1.0)]
     batches = [[a.ask() for _ in range(8)] for a in agents]
     assert [p.arch for p in batches[0]] == [p.arch for p in batches[1]]  # same start
     best = max(batches[0], key=lambda p: matches(p.arch)).arch
@@ -225,6 +226,60 @@ def test_restricted_sampling_matches_enumeration(sharp: bool) -> None:
     assert float(logp_r[0].detach()) == pytest.approx(math.log(expected[row]), abs=1e-4)
     everything = [list(r) for r in probs]
     assert agent.net.sample_excluding(everything, gen) is None
+
+
+
+@pytest.mark.parametrize("prefix_input", [False, True])
+def test_per_decision_restricted_probabilities_are_a_factorization(prefix_input: bool) -> None:
+    """The critic's PPO update uses one restricted log-prob per decision: at every prefix
+    they are a distribution over the next choice (zero where every completion is excluded),
+    and their product over decisions is the restricted probability pi(a) / (1 - pi(S))."""
+    space = ToySpace((2, 3, 2))
+    agent = MnasController(space, seed=3, fresh_tries=0, critic=True, prefix_input=prefix_input)
+    with torch.no_grad():
+        agent.net.head_b.normal_(0, 1, generator=torch.Generator().manual_seed(1))
+    probs = enumerate_probs(agent.net)
+    excluded = sorted(probs, key=lambda r: -probs[r])[:5]
+    excluded += [(1, 2, 0), (1, 2, 1)]  # every completion of the prefix (1, 2)
+    for row in dict.fromkeys(excluded):
+        agent._exclude(list(row))
+    k = len(agent._excluded)
+    rest = 1.0 - sum(probs[tuple(r)] for r in agent._excluded)
+    free = [r for r in probs if list(r) not in agent._excluded]
+    with torch.no_grad():
+        steps, _, value = agent.restricted_step_log_prob(torch.tensor(free), [k] * len(free))
+    assert value is not None and value.shape == (len(free), 3)
+    for row, lp in zip(free, steps.double(), strict=True):
+        assert float(lp.sum()) == pytest.approx(math.log(probs[row] / rest), abs=1e-4)
+    # Per prefix, the next choice's restricted probabilities sum to one.
+    by_prefix: dict[tuple[int, ...], dict[int, float]] = {}
+    for row, lp in zip(free, steps.double().exp(), strict=True):
+        for t in range(3):
+            by_prefix.setdefault(row[:t], {})[row[t]] = float(lp[t])
+    for choices in by_prefix.values():
+        assert sum(choices.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_prefix_input_network_samples_what_it_scores() -> None:
+    net = LSTMController([3, 5, 2, 4], 16, cond_dim=1, prefix_input=True, value_head=True)
+    gen = torch.Generator().manual_seed(0)
+    cond = torch.rand(300, 1)
+    actions, logp = net.sample(300, gen, cond)
+    again, _ = net.log_prob(actions, cond)
+    assert torch.allclose(logp, again, atol=1e-5)
+    row, lp = net.sample_excluding(actions[:5].tolist(), gen, cond[:1])
+    assert row not in actions[:5].tolist()
+    with torch.no_grad():
+        again_one = float(net.log_prob(torch.tensor([row]), cond[:1])[0])
+    assert lp == pytest.approx(again_one, abs=1e-5)
+
+
+@pytest.mark.parametrize("prefix_input", [False, True])
+def test_critic_ppo_learns_a_toy_target(prefix_input: bool) -> None:
+    agent = MnasController(ToySpace(), seed=3, critic=True, prefix_input=prefix_input,
+                           learning_rate=0.003, entropy_weight=0.02, clip=0.3)
+    drive(agent, matches, 240)
+    assert target_prob(agent) > 0.5
 
 
 def test_restriction_keeps_the_ppo_ratio_at_one_before_the_update() -> None:
@@ -331,9 +386,13 @@ def test_seeded_and_deterministic() -> None:
     assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
 
 
+@pytest.mark.parametrize("critic", [False, True])
 @pytest.mark.parametrize("pareto", [False, True])
 @pytest.mark.parametrize("cls", [MnasController, ReinforceController])
-def test_state_round_trip_gives_the_same_next_proposals(cls, pareto: bool) -> None:
+def test_state_round_trip_gives_the_same_next_proposals(cls, pareto: bool,
+                                                         critic: bool) -> None:
+    if critic and cls is ReinforceController:
+        pytest.skip("the critic is PPO's (MnasController's) option")
     space = ToySpace()
     objectives = PARETO_OBJECTIVES if pareto else ()
 
@@ -348,13 +407,14 @@ def test_state_round_trip_gives_the_same_next_proposals(cls, pareto: bool) -> No
             agent.tell(p.trial_id, result(p))
         return out
 
+    extra = {"critic": True, "prefix_input": True} if critic else {}
     agent = cls(space, objectives=objectives, seed=4, batch_size=4, pareto=pareto,
-                dyna_updates=0 if pareto else 2)
+                dyna_updates=0 if pareto else 2, **extra)
     run(agent, 18)  # mid-batch: two trials told since the last update
     in_flight = [agent.ask() for _ in range(2)]
     state = copy.deepcopy(agent.state_dict())
     clone = cls(space, objectives=objectives, seed=99, batch_size=4, pareto=pareto,
-                dyna_updates=0 if pareto else 2)
+                dyna_updates=0 if pareto else 2, **extra)
     clone.load_state_dict(state)
     for p in in_flight:  # pending proposals survive the round trip
         agent.tell(p.trial_id, result(p))
