@@ -108,6 +108,9 @@ def main() -> None:
     ap.add_argument("--budgets", default="100,200,500")
     ap.add_argument("--agents", default=",".join(AGENTS))
     ap.add_argument("--out", default="benchmarks/results/rllib_agents.json")
+    ap.add_argument("--append", action="store_true",
+                    help="add the runs to OUT.runs.jsonl even from seed 0 (e.g. another agent "
+                    "on the seeds already there)")
     ap.add_argument("--report-only", action="store_true",
                     help="build the table from the runs already in OUT.runs.jsonl (the "
                     "seeds every agent finished)")
@@ -123,10 +126,11 @@ def main() -> None:
     log = Path(args.out + ".runs.jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        if args.first_seed == 0:
+        fresh = args.first_seed == 0 and not args.append
+        if fresh:
             log.write_text("")
         with log.open("a") as fh:
-            if args.first_seed == 0:
+            if fresh:
                 fh.write(json.dumps({"memory": {a: memory(a, budgets[0]) for a in labels}})
                          + "\n")
             for seed in range(args.first_seed, args.first_seed + args.seeds):
