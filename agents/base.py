@@ -126,3 +126,13 @@ class Agent(ABC):
     # ---- optional hooks (no-ops by default) ---------------------------------------------
     def close(self) -> None:
         """Release resources (library studies, threads) when the job ends."""
+
+
+def welford_add(stats: Sequence[float], value: float) -> list[float]:
+    """Running ``[count, mean, M2]`` of rewards with ``value`` added (Welford's update): the
+    agents that standardize rewards by everything told so far keep it in their checkpoints."""
+    n, mean, m2 = stats
+    n += 1
+    delta = value - mean
+    mean += delta / n
+    return [n, mean, m2 + delta * (value - mean)]

@@ -70,7 +70,15 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from agents.base import AGENT_REWARD, Agent, Objective, Proposal, TrialResult, TrialState
+from agents.base import (
+    AGENT_REWARD,
+    Agent,
+    Objective,
+    Proposal,
+    TrialResult,
+    TrialState,
+    welford_add,
+)
 from agents.controller import ExclusionTree, LSTMController
 from agents.predictor import HammingGP
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
@@ -452,7 +460,7 @@ class _ControllerAgent(Agent):
         self._scale = spread if self._scale is None else decay * self._scale + (1 - decay) * spread
         self._baseline = decay * self._baseline + (1 - decay) * float(r.mean())
         for value in r.tolist():
-            self._observe_reward(value)
+            self._stats = welford_add(self._stats, value)
         actions = torch.tensor([e["actions"] for e in batch], dtype=torch.long)
         old_logp = torch.tensor([e["logp"] for e in batch], dtype=torch.float32)
         ks = [e["k"] for e in batch]
@@ -464,13 +472,6 @@ class _ControllerAgent(Agent):
         if self.dyna_updates and not self.pareto:
             self._plan()
             self._forget_probs()
-
-    def _observe_reward(self, value: float) -> None:
-        n, mean, m2 = self._stats
-        n += 1
-        delta = value - mean
-        mean += delta / n
-        self._stats = [n, mean, m2 + delta * (value - mean)]
 
     def _standardized(self, rewards: np.ndarray) -> torch.Tensor:
         """Rewards in units of the spread of all rewards learned from so far (the critic's

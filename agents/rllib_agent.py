@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
+from agents.base import Agent, Objective, Proposal, TrialResult, TrialState, welford_add
 from agents.envs import ArchitectureCoding, CompressionEnv
 from agents.rllib_options import RLlibOptions
 from spaces.base import Architecture, Continuous, InvalidArchitecture, Space
@@ -269,11 +269,7 @@ class RLlibAgent(Agent):
         if not result.ok or record.get("repeat"):
             return
         reward = float(result.reward)  # type: ignore[arg-type]
-        n, mean, m2 = self.stats
-        n += 1
-        delta = reward - mean
-        mean += delta / n
-        self.stats = [n, mean, m2 + delta * (reward - mean)]
+        self.stats = welford_add(self.stats, reward)
         record["reward"] = reward
         self.told += 1
         if self.on_policy:
