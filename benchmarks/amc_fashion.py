@@ -8,7 +8,9 @@ pruned start, same seed for every method) and scored on the test split, which no
 Each (target, seed, method) runs in a fresh process (its own peak memory and CPU time).
 
 Methods: ``amc`` (default variant: budget-aware state, penalty), ``amc_paper`` (the paper's
-state, first to last, clipped), ``amc_clip`` / ``amc_largest_first`` (ablations of the default),
+state, first to last, clipped), ``amc_clip`` / ``amc_largest_first`` (ablations of the
+default), ``amc_ft`` / ``tpe_ft`` (``amc`` / ``tpe`` rewarded with validation accuracy after
+``--reward-ft-steps`` batches of fine-tuning instead of right after pruning),
 ``uniform``, ``shallow_first``, ``deep_first``, ``netadapt`` (with short-term fine-tuning of each
 candidate, as in the paper) and ``tpe`` (Optuna's TPE over the same space; a proposal that
 misses the target is moved onto it by ``CompressionSpace.meet_target``, as AMC's penalty mode
@@ -105,7 +107,10 @@ AMC_METHODS = {"amc": {}, "amc_paper": {"variant": "paper"},
 # RLlib algorithms through the ``rllib`` agent (issue 17): options given; the rest are the
 # registry's defaults (``agents.rllib_options.RLlibOptions``), not tuned on these seeds.
 RLLIB_METHODS = {"rllib_sac": {"algorithm": "SAC", "environment": "compression"}}
-METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *RLLIB_METHODS)
+# The same agents rewarded with validation accuracy after ``--reward-ft-steps`` batches of
+# fine-tuning instead of right after pruning (issue 15's "reward after a short fine-tune").
+FT_REWARD_METHODS = {"amc_ft": "amc", "tpe_ft": "tpe"}
+METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *FT_REWARD_METHODS, *RLLIB_METHODS)
 # What the issue asks for, against which the run's settings are compared and printed.
 PROTOCOL = {"seeds": 10, "episodes": 300, "train_size": None, "val_size": None,
             "test_size": None, "finetune": "1,3"}
@@ -116,14 +121,22 @@ class Scorer:
     many policies that round to the same channels cost nothing)."""
 
     def __init__(self, model: torch.nn.Module, space: CompressionSpace, data: ImageData,
-                 args: argparse.Namespace, seed: int) -> None:
+                 args: argparse.Namespace, seed: int, reward_ft_steps: int = 0) -> None:
         self.model, self.space, self.data, self.args, self.seed = model, space, data, args, seed
         self.val = data.val.head(args.signal_val)
         self.cache: dict[tuple, tuple[float, float | None]] = {}
         self.evaluations = 0
+        self.reward_ft_steps = reward_ft_steps
 
     def __call__(self, arch: dict, finetune_steps: int = 0) -> tuple[float, float | None]:
-        """(validation accuracy right after pruning, after ``finetune_steps`` batches)."""
+        """(validation accuracy right after pruning, after ``finetune_steps`` batches). With
+        ``reward_ft_steps``, the first value is the accuracy after that many batches instead:
+        the signal every method of the run sees is then the fine-tuned one."""
+        if self.reward_ft_steps and not finetune_steps:
+            return self._score(arch, self.reward_ft_steps)[1] or 0.0, None
+        return self._score(arch, finetune_steps)
+
+    def _score(self, arch: dict, finetune_steps: int) -> tuple[float, float | None]:
         key = (tuple(sorted(self.space.kept_channels(arch).items())), finetune_steps)
         if key not in self.cache:
             self.evaluations += 1
@@ -167,8 +180,10 @@ def _ok(reward: float, metrics: dict | None = None) -> TrialResult:
 def search(method: str, model, space: CompressionSpace, data: ImageData, seed: int,
            args: argparse.Namespace) -> tuple[dict, dict]:
     """The policy ``method`` finds, and what its search cost and saw."""
-    score = Scorer(model, space, data, args, seed)
-    info: dict[str, Any] = {}
+    steps = args.reward_ft_steps if method in FT_REWARD_METHODS else 0
+    score = Scorer(model, space, data, args, seed, reward_ft_steps=steps)
+    info: dict[str, Any] = {"reward_ft_steps": steps} if steps else {}
+    method = FT_REWARD_METHODS.get(method, method)
     if method in HEURISTICS:
         arch = HEURISTICS[method](space)
         info["signal"] = score(arch)[0]
@@ -355,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--netadapt-step", type=float, default=0.1)
     ap.add_argument("--netadapt-ft-steps", type=int, default=20,
                     help="NetAdapt's short-term fine-tuning: batches of 64 per candidate (0: off)")
+    ap.add_argument("--reward-ft-steps", type=int, default=20,
+                    help="amc_ft / tpe_ft: batches of 64 fine-tuned before the reward is read")
     ap.add_argument("--least-squares", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--calib-samples", type=int, default=256, help="BN recalibration images")
     ap.add_argument("--signal-val", type=int, default=2000,
@@ -466,6 +483,8 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                 entry[key], entry[key + "_ci95"] = mean_ci(vals)
             out["methods"].append(entry)
         for a, b in (("amc", "uniform"), ("amc", "netadapt"), ("amc_paper", "uniform"),
+                     ("amc_ft", "uniform"), ("amc_ft", "amc"), ("amc_ft", "tpe_ft"),
+                     ("amc_ft", "netadapt"), ("tpe_ft", "uniform"),
                      ("amc", "amc_paper"), ("amc", "amc_clip"), ("amc", "tpe"),
                      ("rllib_sac", "uniform"), ("rllib_sac", "amc"),
                      ("rllib_sac", "amc_paper")):

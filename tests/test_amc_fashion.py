@@ -69,3 +69,30 @@ def test_written_json_records_rllib_options_with_lbound(tmp_path) -> None:
     amc_fashion._write(out, args, {}, [], ["d"])
     record = json.loads(out.read_text())["rllib_options"]["rllib_sac"]
     assert record["given"]["lbound"] == record["options"]["lbound"] == 0.2
+
+
+def test_amc_ft_rewards_the_accuracy_after_the_short_fine_tune() -> None:
+    """The ``amc_ft`` method's reward is the validation accuracy after ``--reward-ft-steps``
+    batches of fine-tuning, not the one right after pruning (a small real model on digits)."""
+    from agents.compression_baselines import uniform_policy
+    from search.compression.data import load_dataset
+    from search.compression.graph import analyze
+    from search.compression.reference import trained_reference
+    from spaces.compression import CompressionSpace
+
+    data = load_dataset("digits", seed=0, limit=600)
+    model, _ = trained_reference("resnet_small", data, epochs=2, width=0.5, seed=0)
+    model.eval()
+    space = CompressionSpace(analyze(model, data.input_shape).table, controls=["prune"],
+                             target={"metric": "flops", "ratio": 0.3})
+    args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
+                              reward_ft_steps=3, episodes=4, warmup=2, lbound=0.2)
+    arch = uniform_policy(space)
+    plain = amc_fashion.Scorer(model, space, data, args, seed=0)
+    tuned = amc_fashion.Scorer(model, space, data, args, seed=0, reward_ft_steps=3)
+    before, after = plain(arch, 3)
+    assert tuned(arch) == (after, None)  # the reward is the fine-tuned accuracy
+    assert after != before  # ... which the 3 batches really changed
+    policy, info = amc_fashion.search("amc_ft", model, space, data, 0, args)
+    assert info["reward_ft_steps"] == 3 and space.fits(policy)
+    assert info["signal"] == tuned(policy)[0]  # its best is judged on the same signal
