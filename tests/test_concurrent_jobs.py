@@ -24,7 +24,10 @@ def test_two_concurrent_measured_latency_jobs_match_each_alone(tmp_path: Path) -
     # ratios must stay inside it. (The benchmark's goal, every architecture within the spread,
     # is measured over more repeats on a quiet machine: here 5-8 of 8 were seen under load,
     # and one cold first run once put every ratio near 0.6.)
-    allowed = max(alone["median_alone_spread"], alone["median_profiler_spread"])
+    # Two repeats resolve no better than the ~1.1x one model moves between processes here
+    # (../shared/notes): a spread measured below that is not a bound (CI saw 0.112 against a
+    # measured 0.073), so the bound is never tighter than 15%.
+    allowed = max(alone["median_alone_spread"], alone["median_profiler_spread"], 0.15)
     assert together["median_dev"] <= allowed, summary
     assert abs(together["log_ratio_mean"]) < math.log(1.3), summary
     assert together["within_spread"] >= 4, summary
