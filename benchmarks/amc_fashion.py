@@ -131,7 +131,7 @@ class Scorer:
     def __call__(self, arch: dict, finetune_steps: int = 0) -> tuple[float, float | None]:
         """(validation accuracy right after pruning, after ``finetune_steps`` batches). With
         ``reward_ft_steps``, the first value is the accuracy after that many batches instead:
-        the signal every method of the run sees is then the fine-tuned one."""
+        the fine-tuned signal the ``*_ft`` methods (and only they) search on."""
         if self.reward_ft_steps and not finetune_steps:
             return self._score(arch, self.reward_ft_steps)[1] or 0.0, None
         return self._score(arch, finetune_steps)

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from spaces.hooks import forward_with_hooks
 from spaces.mnasnet import MnasNetSpace
 
 if TYPE_CHECKING:
@@ -330,15 +331,7 @@ def match_batch_stats(model: nn.Module, norms: Sequence[nn.BatchNorm2d],
     seen: dict[int, torch.Tensor] = {}
     hooks = [bn.register_forward_pre_hook(
         lambda m, args: seen.__setitem__(id(m), args[0].detach())) for bn in norms]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, sample, hooks)
     with torch.no_grad():
         for bn in norms:
             x = seen[id(bn)]

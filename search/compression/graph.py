@@ -23,6 +23,7 @@ import torch_pruning as tp
 from torch import nn
 
 from spaces.compression import BlockInfo, GroupInfo, LayerTable, OpInfo
+from spaces.hooks import forward_with_hooks
 
 WEIGHTED = (nn.Conv2d, nn.Linear)
 
@@ -47,21 +48,6 @@ def _kind(m: nn.Module) -> str:
     raise ValueError(f"grouped convolution {m} is not supported (only dense and depthwise)")
 
 
-def _forward_with_hooks(model: nn.Module, example: torch.Tensor,
-                        hooks: list[torch.utils.hooks.RemovableHandle]) -> None:
-    """One eval-mode, no-grad forward pass of ``example`` through ``model`` with ``hooks``
-    attached; the hooks are removed and the model's training mode restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-
-
 def forward_order(model: nn.Module, example: torch.Tensor) -> tuple[list[str], dict[str, int]]:
     """Names of conv/linear/BN modules in execution order, and each one's output H*W."""
     names = {m: n for n, m in model.named_modules()}
@@ -78,7 +64,7 @@ def forward_order(model: nn.Module, example: torch.Tensor) -> tuple[list[str], d
     for m in model.modules():
         if isinstance(m, WEIGHTED + (nn.BatchNorm2d, nn.BatchNorm1d)):
             hooks.append(m.register_forward_hook(hook))
-    _forward_with_hooks(model, example, hooks)
+    forward_with_hooks(model, example, hooks)
     return order, out_hw
 
 
@@ -156,7 +142,7 @@ def removable_blocks(model: nn.Module, example: torch.Tensor) -> list[tuple[str,
         if n and not isinstance(m, WEIGHTED + (nn.BatchNorm2d, nn.BatchNorm1d)) \
                 and any(isinstance(c, WEIGHTED) for c in m.modules()):
             hooks.append(m.register_forward_hook(hook))
-    _forward_with_hooks(model, example, hooks)
+    forward_with_hooks(model, example, hooks)
     found: list[tuple[str, list[str]]] = []
     for n, _ in model.named_modules():  # outer modules before the modules inside them
         if n not in shapes or shapes[n][0] != shapes[n][1] \
