@@ -14,7 +14,10 @@ default), ``amc_ft`` / ``tpe_ft`` (``amc`` / ``tpe`` rewarded with validation ac
 ``uniform``, ``shallow_first``, ``deep_first``, ``netadapt`` (with short-term fine-tuning of each
 candidate, as in the paper) and ``tpe`` (Optuna's TPE over the same space; a proposal that
 misses the target is moved onto it by ``CompressionSpace.meet_target``, as AMC's penalty mode
-does, and TPE is told that policy's score). ``rllib_sac`` (issue 17): the ``rllib`` agent with
+does, and TPE is told that policy's score). ``amc_iter``: AMC in two stages (the AMC paper's
+iterative pruning), each to sqrt(target) of the FLOPs with half the episodes,
+``--iter-ft-epochs`` of fine-tuning in between (counted in the search's cost); its ``kept``
+counts are of the stage-1 model's channels. ``rllib_sac`` (issue 17): the ``rllib`` agent with
 RLlib's SAC on AMC's layer walk (``agents.envs.CompressionEnv``, constrained to the target),
 with the registry's default options and the benchmark's ``--lbound`` given exactly as ``amc``
 gets it (both walk ``space.bounded(1 - lbound)``: the same search space), through the same
@@ -110,7 +113,11 @@ RLLIB_METHODS = {"rllib_sac": {"algorithm": "SAC", "environment": "compression"}
 # The same agents rewarded with validation accuracy after ``--reward-ft-steps`` batches of
 # fine-tuning instead of right after pruning (issue 15's "reward after a short fine-tune").
 FT_REWARD_METHODS = {"amc_ft": "amc", "tpe_ft": "tpe"}
-METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *FT_REWARD_METHODS, *RLLIB_METHODS)
+# AMC in stages (the AMC paper's iterative pruning): prune to sqrt(target) with half the
+# episodes, fine-tune ``--iter-ft-epochs``, then AMC again on that model to the target.
+ITERATIVE_METHODS = ("amc_iter",)
+METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *FT_REWARD_METHODS, *RLLIB_METHODS,
+           *ITERATIVE_METHODS)
 # What the issue asks for, against which the run's settings are compared and printed.
 PROTOCOL = {"seeds": 10, "episodes": 300, "train_size": None, "val_size": None,
             "test_size": None, "finetune": "1,3"}
@@ -260,17 +267,65 @@ def search(method: str, model, space: CompressionSpace, data: ImageData, seed: i
     return space.validate(arch), info
 
 
+def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
+                     args: argparse.Namespace) -> tuple[torch.nn.Module, CompressionSpace,
+                                                         dict, dict]:
+    """AMC in two stages, each to the same factor (sqrt of the FLOPs target), half the
+    episodes and warm-up each, with ``--iter-ft-epochs`` of fine-tuning in between (counted
+    in the search's cost). Returns the stage-1 model, the stage-2 space and its policy."""
+    if space.target is None or space.target.metric != "flops":
+        raise ValueError("amc_iter supports FLOPs targets only")
+    ratio = space.target.ratio
+    half = argparse.Namespace(**{**vars(args), "episodes": args.episodes // 2,
+                                 "warmup": args.warmup // 2})
+    stage1 = CompressionSpace(space.table, controls=["prune"],
+                              target={"metric": "flops", "ratio": math.sqrt(ratio)})
+    arch1, info1 = search("amc", model, stage1, data, seed, half)
+    comp1 = apply_policy(model, stage1, arch1, calib=data.train, seed=seed,
+                         least_squares=args.least_squares, calib_samples=args.calib_samples)
+    train_epochs(comp1.model, data.train, epochs=args.iter_ft_epochs, lr=args.ft_lr, seed=seed)
+    comp1.model.eval()
+    table2 = analyze(comp1.model, data.input_shape).table
+    ratio2 = ratio * space.uncompressed("flops") / CompressionSpace(
+        table2, controls=["prune"]).uncompressed("flops")
+    stage2 = CompressionSpace(table2, controls=["prune"],
+                              target={"metric": "flops", "ratio": min(ratio2, 1.0)})
+    arch2, info2 = search("amc", comp1.model, stage2, data, seed + 1, half)
+    info = {"signal": info2["signal"], "stage1_signal": info1["signal"],
+            "stage1_flops_ratio": stage1.cost(arch1, "flops") / space.uncompressed("flops"),
+            "best_in_warmup": [info1["best_in_warmup"], info2["best_in_warmup"]],
+            "evaluations": info1["evaluations"] + info2["evaluations"],
+            "iter_ft_epochs": args.iter_ft_epochs}
+    return comp1.model, stage2, arch2, info
+
+
 def run_row(model, space: CompressionSpace, data: ImageData, test: Split, method: str,
             seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One (target, seed, method) cell, in its own process."""
     torch.set_num_threads(1)
     cpu0, wall0 = time.process_time(), time.time()
+    if method in ITERATIVE_METHODS:  # the final policy applies to the stage-1 model
+        full_flops = space.uncompressed("flops")
+        model, space, arch, info = iterative_search(model, space, data, seed, args)
+        row = {"method": method, "seed": seed, **info,
+               "search_cpu_min": (time.process_time() - cpu0) / 60,
+               "search_wall_min": (time.time() - wall0) / 60,
+               "meets_target": space.fits(arch),
+               "flops_ratio": space.cost(arch, "flops") / full_flops}
+        return _finetune_and_test(row, model, space, arch, data, test, seed, args)
     arch, info = search(method, model, space, data, seed, args)
     row: dict[str, Any] = {"method": method, "seed": seed, **info,
                            "search_cpu_min": (time.process_time() - cpu0) / 60,
                            "search_wall_min": (time.time() - wall0) / 60,
                            "meets_target": space.fits(arch),
                            "flops_ratio": space.cost(arch, "flops") / space.uncompressed("flops")}
+    return _finetune_and_test(row, model, space, arch, data, test, seed, args)
+
+
+def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch: dict,
+                       data: ImageData, test: Split, seed: int,
+                       args: argparse.Namespace) -> dict[str, Any]:
+    """Each fine-tuning budget from the same pruned start; test accuracy, cost, kept channels."""
     cpu1 = time.process_time()
     for ep in args.epochs:
         comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
@@ -372,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="NetAdapt's short-term fine-tuning: batches of 64 per candidate (0: off)")
     ap.add_argument("--reward-ft-steps", type=int, default=20,
                     help="amc_ft / tpe_ft: batches of 64 fine-tuned before the reward is read")
+    ap.add_argument("--iter-ft-epochs", type=float, default=1.0,
+                    help="amc_iter: fine-tuning epochs between its two stages")
     ap.add_argument("--least-squares", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--calib-samples", type=int, default=256, help="BN recalibration images")
     ap.add_argument("--signal-val", type=int, default=2000,

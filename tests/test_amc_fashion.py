@@ -96,3 +96,30 @@ def test_amc_ft_rewards_the_accuracy_after_the_short_fine_tune() -> None:
     policy, info = amc_fashion.search("amc_ft", model, space, data, 0, args)
     assert info["reward_ft_steps"] == 3 and space.fits(policy)
     assert info["signal"] == tuned(policy)[0]  # its best is judged on the same signal
+
+
+def test_amc_iter_prunes_in_two_stages_to_the_target() -> None:
+    """``amc_iter``: stage 1 to sqrt(target) of the FLOPs, a fine-tune, stage 2 on that model
+    to the target of the original (a small real model on digits)."""
+    from search.compression.data import load_dataset
+    from search.compression.graph import analyze
+    from search.compression.reference import trained_reference
+    from spaces.compression import CompressionSpace
+
+    data = load_dataset("digits", seed=0, limit=600)
+    model, _ = trained_reference("resnet_small", data, epochs=2, width=0.5, seed=0)
+    model.eval()
+    space = CompressionSpace(analyze(model, data.input_shape).table, controls=["prune"],
+                             target={"metric": "flops", "ratio": 0.25})
+    args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
+                              reward_ft_steps=0, episodes=6, warmup=2, lbound=0.2,
+                              iter_ft_epochs=0.2, epochs=[0.2])
+    stage1_model, stage2, arch, info = amc_fashion.iterative_search(model, space, data, 0, args)
+    assert info["stage1_flops_ratio"] <= 0.5 + 1e-6  # sqrt(0.25), the stage-1 budget
+    assert info["evaluations"] <= 6  # 3 episodes per stage, repeats cached
+    assert stage2.fits(arch)
+    assert stage2.cost(arch, "flops") <= 0.25 * space.uncompressed("flops") * (1 + 1e-6)
+    assert stage1_model is not model  # stage 2 pruned the fine-tuned stage-1 model
+    row = amc_fashion._finetune_and_test({}, stage1_model, stage2, arch, data, data.test, 0, args)
+    assert 0 <= row["test_acc_ft0.2"] <= 100
+    assert {f"prune:{k}" for k in row["kept"]} == set(arch)
