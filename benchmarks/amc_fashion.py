@@ -17,7 +17,8 @@ misses the target is moved onto it by ``CompressionSpace.meet_target``, as AMC's
 does, and TPE is told that policy's score). ``amc_iter``: AMC in two stages (the AMC paper's
 iterative pruning), each to sqrt(target) of the FLOPs with half the episodes,
 ``--iter-ft-epochs`` of fine-tuning in between (counted in the search's cost); its ``kept``
-counts are of the stage-1 model's channels. ``rllib_sac`` (issue 17): the ``rllib`` agent with
+counts are of the stage-1 model's channels; ``uniform_iter`` is its control (the same stages
+and fine-tune, uniform pruning). ``rllib_sac`` (issue 17): the ``rllib`` agent with
 RLlib's SAC on AMC's layer walk (``agents.envs.CompressionEnv``, constrained to the target),
 with the registry's default options and the benchmark's ``--lbound`` given exactly as ``amc``
 gets it (both walk ``space.bounded(1 - lbound)``: the same search space), through the same
@@ -115,7 +116,8 @@ RLLIB_METHODS = {"rllib_sac": {"algorithm": "SAC", "environment": "compression"}
 FT_REWARD_METHODS = {"amc_ft": "amc", "tpe_ft": "tpe"}
 # AMC in stages (the AMC paper's iterative pruning): prune to sqrt(target) with half the
 # episodes, fine-tune ``--iter-ft-epochs``, then AMC again on that model to the target.
-ITERATIVE_METHODS = ("amc_iter",)
+# ``uniform_iter``: the same two stages and fine-tune with uniform pruning (the control).
+ITERATIVE_METHODS = {"amc_iter": "amc", "uniform_iter": "uniform"}
 METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *FT_REWARD_METHODS, *RLLIB_METHODS,
            *ITERATIVE_METHODS)
 # What the issue asks for, against which the run's settings are compared and printed.
@@ -268,19 +270,21 @@ def search(method: str, model, space: CompressionSpace, data: ImageData, seed: i
 
 
 def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
-                     args: argparse.Namespace) -> tuple[torch.nn.Module, CompressionSpace,
-                                                         dict, dict]:
-    """AMC in two stages, each to the same factor (sqrt of the FLOPs target), half the
-    episodes and warm-up each, with ``--iter-ft-epochs`` of fine-tuning in between (counted
-    in the search's cost). Returns the stage-1 model, the stage-2 space and its policy."""
+                     args: argparse.Namespace, method: str = "amc_iter"
+                     ) -> tuple[torch.nn.Module, CompressionSpace, dict, dict]:
+    """``ITERATIVE_METHODS[method]`` (AMC or uniform) in two stages, each to the same factor
+    (sqrt of the FLOPs target), half the episodes and warm-up each, with ``--iter-ft-epochs``
+    of fine-tuning in between (counted in the search's cost). Returns the stage-1 model, the
+    stage-2 space and its policy."""
     if space.target is None or space.target.metric != "flops":
-        raise ValueError("amc_iter supports FLOPs targets only")
+        raise ValueError(f"{method} supports FLOPs targets only")
     ratio = space.target.ratio
     half = argparse.Namespace(**{**vars(args), "episodes": args.episodes // 2,
                                  "warmup": args.warmup // 2})
     stage1 = CompressionSpace(space.table, controls=["prune"],
                               target={"metric": "flops", "ratio": math.sqrt(ratio)})
-    arch1, info1 = search("amc", model, stage1, data, seed, half)
+    base = ITERATIVE_METHODS[method]
+    arch1, info1 = search(base, model, stage1, data, seed, half)
     comp1 = apply_policy(model, stage1, arch1, calib=data.train, seed=seed,
                          least_squares=args.least_squares, calib_samples=args.calib_samples)
     train_epochs(comp1.model, data.train, epochs=args.iter_ft_epochs, lr=args.ft_lr, seed=seed)
@@ -290,10 +294,10 @@ def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
         table2, controls=["prune"]).uncompressed("flops")
     stage2 = CompressionSpace(table2, controls=["prune"],
                               target={"metric": "flops", "ratio": min(ratio2, 1.0)})
-    arch2, info2 = search("amc", comp1.model, stage2, data, seed + 1, half)
+    arch2, info2 = search(base, comp1.model, stage2, data, seed + 1, half)
     info = {"signal": info2["signal"], "stage1_signal": info1["signal"],
             "stage1_flops_ratio": stage1.cost(arch1, "flops") / space.uncompressed("flops"),
-            "best_in_warmup": [info1["best_in_warmup"], info2["best_in_warmup"]],
+            "best_in_warmup": [info1.get("best_in_warmup"), info2.get("best_in_warmup")],
             "evaluations": info1["evaluations"] + info2["evaluations"],
             "iter_ft_epochs": args.iter_ft_epochs}
     return comp1.model, stage2, arch2, info
@@ -306,7 +310,7 @@ def run_row(model, space: CompressionSpace, data: ImageData, test: Split, method
     cpu0, wall0 = time.process_time(), time.time()
     if method in ITERATIVE_METHODS:  # the final policy applies to the stage-1 model
         full_flops = space.uncompressed("flops")
-        model, space, arch, info = iterative_search(model, space, data, seed, args)
+        model, space, arch, info = iterative_search(model, space, data, seed, args, method)
         row = {"method": method, "seed": seed, **info,
                "search_cpu_min": (time.process_time() - cpu0) / 60,
                "search_wall_min": (time.time() - wall0) / 60,
