@@ -548,7 +548,9 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                      ("amc_ft", "netadapt"), ("tpe_ft", "uniform"),
                      ("amc", "amc_paper"), ("amc", "amc_clip"), ("amc", "tpe"),
                      ("rllib_sac", "uniform"), ("rllib_sac", "amc"),
-                     ("rllib_sac", "amc_paper")):
+                     ("rllib_sac", "amc_paper"), ("amc_iter", "uniform_iter"),
+                     ("amc_iter", "netadapt"), ("amc_iter", "amc"), ("amc_iter", "uniform"),
+                     ("uniform_iter", "netadapt"), ("uniform_iter", "uniform")):
             for e in args.epochs:
                 p = paired(sel, a, b, f"test_acc_ft{e:g}")
                 if p["n"]:
