@@ -308,21 +308,16 @@ def run_row(model, space: CompressionSpace, data: ImageData, test: Split, method
     """One (target, seed, method) cell, in its own process."""
     torch.set_num_threads(1)
     cpu0, wall0 = time.process_time(), time.time()
+    full_flops = space.uncompressed("flops")
     if method in ITERATIVE_METHODS:  # the final policy applies to the stage-1 model
-        full_flops = space.uncompressed("flops")
         model, space, arch, info = iterative_search(model, space, data, seed, args, method)
-        row = {"method": method, "seed": seed, **info,
-               "search_cpu_min": (time.process_time() - cpu0) / 60,
-               "search_wall_min": (time.time() - wall0) / 60,
-               "meets_target": space.fits(arch),
-               "flops_ratio": space.cost(arch, "flops") / full_flops}
-        return _finetune_and_test(row, model, space, arch, data, test, seed, args)
-    arch, info = search(method, model, space, data, seed, args)
+    else:
+        arch, info = search(method, model, space, data, seed, args)
     row: dict[str, Any] = {"method": method, "seed": seed, **info,
                            "search_cpu_min": (time.process_time() - cpu0) / 60,
                            "search_wall_min": (time.time() - wall0) / 60,
                            "meets_target": space.fits(arch),
-                           "flops_ratio": space.cost(arch, "flops") / space.uncompressed("flops")}
+                           "flops_ratio": space.cost(arch, "flops") / full_flops}
     return _finetune_and_test(row, model, space, arch, data, test, seed, args)
 
 

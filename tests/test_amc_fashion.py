@@ -12,6 +12,22 @@ from agents.rllib_options import RLlibOptions
 from benchmarks import amc_fashion
 
 
+def small_resnet_on_digits(flops_ratio: float) -> tuple:
+    """A small real ResNet trained briefly on 600 digits, and its pruning space at a FLOPs
+    target (cached by ``trained_reference``)."""
+    from search.compression.data import load_dataset
+    from search.compression.graph import analyze
+    from search.compression.reference import trained_reference
+    from spaces.compression import CompressionSpace
+
+    data = load_dataset("digits", seed=0, limit=600)
+    model, _ = trained_reference("resnet_small", data, epochs=2, width=0.5, seed=0)
+    model.eval()
+    space = CompressionSpace(analyze(model, data.input_shape).table, controls=["prune"],
+                             target={"metric": "flops", "ratio": flops_ratio})
+    return data, model, space
+
+
 def test_rllib_sac_is_a_method_with_registry_defaults() -> None:
     assert "rllib_sac" in amc_fashion.METHODS
     assert "rllib_sac" not in amc_fashion.ISSUE_METHODS
@@ -75,16 +91,8 @@ def test_amc_ft_rewards_the_accuracy_after_the_short_fine_tune() -> None:
     """The ``amc_ft`` method's reward is the validation accuracy after ``--reward-ft-steps``
     batches of fine-tuning, not the one right after pruning (a small real model on digits)."""
     from agents.compression_baselines import uniform_policy
-    from search.compression.data import load_dataset
-    from search.compression.graph import analyze
-    from search.compression.reference import trained_reference
-    from spaces.compression import CompressionSpace
 
-    data = load_dataset("digits", seed=0, limit=600)
-    model, _ = trained_reference("resnet_small", data, epochs=2, width=0.5, seed=0)
-    model.eval()
-    space = CompressionSpace(analyze(model, data.input_shape).table, controls=["prune"],
-                             target={"metric": "flops", "ratio": 0.3})
+    data, model, space = small_resnet_on_digits(0.3)
     args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
                               reward_ft_steps=3, episodes=4, warmup=2, lbound=0.2)
     arch = uniform_policy(space)
@@ -101,16 +109,7 @@ def test_amc_ft_rewards_the_accuracy_after_the_short_fine_tune() -> None:
 def test_amc_iter_prunes_in_two_stages_to_the_target() -> None:
     """``amc_iter``: stage 1 to sqrt(target) of the FLOPs, a fine-tune, stage 2 on that model
     to the target of the original (a small real model on digits)."""
-    from search.compression.data import load_dataset
-    from search.compression.graph import analyze
-    from search.compression.reference import trained_reference
-    from spaces.compression import CompressionSpace
-
-    data = load_dataset("digits", seed=0, limit=600)
-    model, _ = trained_reference("resnet_small", data, epochs=2, width=0.5, seed=0)
-    model.eval()
-    space = CompressionSpace(analyze(model, data.input_shape).table, controls=["prune"],
-                             target={"metric": "flops", "ratio": 0.25})
+    data, model, space = small_resnet_on_digits(0.25)
     args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
                               reward_ft_steps=0, episodes=6, warmup=2, lbound=0.2,
                               iter_ft_epochs=0.2, epochs=[0.2])
