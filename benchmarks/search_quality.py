@@ -190,8 +190,8 @@ def reached_at(trials: Sequence[tuple], budget: int) -> int:
     return min(budget, max(evs, default=0))
 
 
-def best_test_at(trials: Sequence[tuple], budget: int) -> float | None:
-    """The reported column of the best-signal architecture among the first ``budget``
+def best_at(trials: Sequence[tuple], budget: int) -> tuple[float, float] | None:
+    """(signal, reported column) of the best-signal architecture among the first ``budget``
     evaluations (and the first ``CAP * budget`` proposals, where a job with that budget
     stops)."""
     best: tuple[float, float] | None = None
@@ -202,6 +202,12 @@ def best_test_at(trials: Sequence[tuple], budget: int) -> float | None:
             continue
         if best is None or value > best[0]:
             best = (value, test)
+    return best
+
+
+def best_test_at(trials: Sequence[tuple], budget: int) -> float | None:
+    """The reported column of ``best_at``'s architecture."""
+    best = best_at(trials, budget)
     return None if best is None else float(best[1])
 
 

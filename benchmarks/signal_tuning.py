@@ -4,9 +4,11 @@ Issue 13's rule: defaults are tuned on the search signal (``val_acc``), never on
 ``test_acc``, and only on seeds that the report does not use (the reports use 0-99). Per seed,
 the agent runs once at the largest budget through ``benchmarks.search_quality.run_one`` (the
 same loop, cap and suite); the score at each budget is the best signal among the first that
-many distinct evaluations. Each variant (JSON agent options) is paired by seed with the first
-one, the baseline: mean difference with its standard error and 95% t interval, how many seeds
-found the table's best signal, and the agent's milliseconds per ask+tell.
+many distinct evaluations (``search_quality.best_at``, the rule its report scores by). Each
+variant (JSON agent options) is paired by seed with the first one, the baseline: mean
+difference with its standard error and 95% t interval (``search_quality.paired``), how many
+seeds found the table's best signal, and the agent's milliseconds per ask+tell. A seed that
+did not reach a budget has no value there, and the cell says how many seeds it covers.
 
     python -m benchmarks.signal_tuning --agent mnas --seeds 1000-1039 --budget 200 \
         --variant default='{}' --variant kappa4='{"dyna_kappa": 4}'
@@ -31,13 +33,14 @@ BUDGETS = (50, 100, 200, 500)
 
 
 def best_by_budget(trials: list[tuple], budget: int) -> dict[int, float]:
-    """Best signal among the first b distinct evaluations, for each reported b <= budget."""
-    evaluated = sorted((t[1], t[3]) for t in trials if t[1] is not None and t[3] is not None)
-    out, best = {}, -math.inf
-    for index, value in evaluated:
-        best = max(best, value)
-        if index + 1 in BUDGETS and index + 1 <= budget:
-            out[index + 1] = best
+    """Best signal among the first b distinct evaluations, for each reported b <= budget that
+    the job reached (``search_quality``'s rule, cap included)."""
+    from benchmarks.search_quality import best_at, reached_at
+
+    out = {}
+    for b in BUDGETS:
+        if b <= budget and reached_at(trials, b) == b and (best := best_at(trials, b)):
+            out[b] = float(best[0])
     return out
 
 
@@ -53,17 +56,6 @@ def run_seed(job: tuple[str, str, dict[str, Any], int, int]) -> dict[str, Any]:
             "evaluations": r["evaluations"], "ms": r["agent_ms_per_proposal"]}
 
 
-def paired(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
-    """Mean of a - b, its standard error and 95% t interval."""
-    from scipy import stats
-
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    mean = statistics.fmean(d)
-    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
-    half = stats.t.ppf(0.975, len(d) - 1) * se if len(d) > 1 else math.nan
-    return mean, se, mean - half, mean + half
-
-
 def table_best_signal(table: str, signal: str) -> float:
     """The best signal anywhere in the suite's table (what a perfect search finds)."""
     import pandas as pd
@@ -74,25 +66,19 @@ def table_best_signal(table: str, signal: str) -> float:
     return float(pd.read_csv(path)[signal].max())
 
 
-def parse_seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = (int(x) for x in text.split("-"))
-        return list(range(lo, hi + 1))
-    return [int(x) for x in text.split(",")]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agent", default="mnas")
     ap.add_argument("--suite", default="val_acc")
-    ap.add_argument("--seeds", default="1000-1039", help="range a-b or list; keep 0-99 apart")
+    ap.add_argument("--seeds", default="1000-1039",
+                    help="range a-b or list (search_quality's forms); keep 0-99 apart")
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--variant", action="append", required=True,
                     help="NAME=JSON agent options; the first is the baseline")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/signal_tuning.json"))
     args = ap.parse_args(argv)
-    from benchmarks.search_quality import SUITES
+    from benchmarks.search_quality import SUITES, paired, parse_seeds
 
     seeds = parse_seeds(args.seeds)
     if any(s < 100 for s in seeds):
@@ -118,17 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         rows = results[name]
         cells, entry = [], {}
         for b in budgets:
-            vals = [r["best"].get(b, math.nan) for r in rows]
-            ref = [r["best"].get(b, math.nan) for r in base]
-            mean = statistics.fmean(vals)
-            cell = f"{mean:.3f}"
+            vals = [r["best"].get(b) for r in rows]
+            ref = [r["best"].get(b) for r in base]
+            got = [v for v in vals if v is not None]
+            mean = statistics.fmean(got) if got else math.nan
+            cell = f"{mean:.3f}" + ("" if len(got) == len(vals) else f" ({len(got)} seeds)*")
             if name != base_name:
-                d, se, lo, hi = paired(vals, ref)
+                p = paired(vals, ref)
+                d, se, (lo, hi) = p["mean"], p["se"], p["ci95"]
                 cell += f" ({d:+.3f} ± {se:.3f} [{lo:+.3f}, {hi:+.3f}])"
                 entry[b] = {"mean": mean, "diff": d, "se": se, "ci95": [lo, hi]}
             else:
                 entry[b] = {"mean": mean}
-            hits = sum(v >= table_best - 1e-9 for v in vals)
+            entry[b]["seeds"] = len(got)
+            hits = sum(v >= table_best - 1e-9 for v in got)
             cell += f" best {hits}/{len(vals)}"
             entry[b]["found_best"] = hits
             cells.append(cell)
