@@ -18,8 +18,10 @@ does, and TPE is told that policy's score). ``amc_iter``: AMC in two stages (the
 iterative pruning), each to sqrt(target) of the FLOPs with half the episodes,
 ``--iter-ft-epochs`` of fine-tuning in between (counted in the search's cost); its ``kept``
 counts are of the stage-1 model's channels; ``uniform_iter`` is its control (the same stages
-and fine-tune, uniform pruning). ``rllib_sac`` (issue 17): the ``rllib`` agent with
-RLlib's SAC on AMC's layer walk (``agents.envs.CompressionEnv``, constrained to the target),
+and fine-tune, uniform pruning); ``netadapt_eqtrain`` is NetAdapt's policy fine-tuned for each
+budget plus ``--iter-ft-epochs`` (equal training with the two-stage methods).
+``rllib_sac`` (issue 17): the ``rllib`` agent with RLlib's SAC on AMC's layer walk
+(``agents.envs.CompressionEnv``, constrained to the target),
 with the registry's default options and the benchmark's ``--lbound`` given exactly as ``amc``
 gets it (both walk ``space.bounded(1 - lbound)``: the same search space), through the same
 ask/tell loop, signal and number of episodes as ``amc``; the options it ran with are recorded
@@ -118,8 +120,12 @@ FT_REWARD_METHODS = {"amc_ft": "amc", "tpe_ft": "tpe"}
 # episodes, fine-tune ``--iter-ft-epochs``, then AMC again on that model to the target.
 # ``uniform_iter``: the same two stages and fine-tune with uniform pruning (the control).
 ITERATIVE_METHODS = {"amc_iter": "amc", "uniform_iter": "uniform"}
+# Equal training with the two-stage methods: the base method's policy, fine-tuned for each
+# budget plus ``--iter-ft-epochs`` (the epoch a two-stage model gets between its stages), so
+# "1 / 3 epochs" means the same total training as ``amc_iter``'s.
+EQUAL_TRAINING_METHODS = {"netadapt_eqtrain": "netadapt"}
 METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *FT_REWARD_METHODS, *RLLIB_METHODS,
-           *ITERATIVE_METHODS)
+           *ITERATIVE_METHODS, *EQUAL_TRAINING_METHODS)
 # What the issue asks for, against which the run's settings are compared and printed.
 PROTOCOL = {"seeds": 10, "episodes": 300, "train_size": None, "val_size": None,
             "test_size": None, "finetune": "1,3"}
@@ -309,8 +315,13 @@ def run_row(model, space: CompressionSpace, data: ImageData, test: Split, method
     torch.set_num_threads(1)
     cpu0, wall0 = time.process_time(), time.time()
     full_flops = space.uncompressed("flops")
+    extra = 0.0
     if method in ITERATIVE_METHODS:  # the final policy applies to the stage-1 model
         model, space, arch, info = iterative_search(model, space, data, seed, args, method)
+    elif method in EQUAL_TRAINING_METHODS:
+        arch, info = search(EQUAL_TRAINING_METHODS[method], model, space, data, seed, args)
+        extra = args.iter_ft_epochs
+        info = {**info, "extra_ft_epochs": extra}
     else:
         arch, info = search(method, model, space, data, seed, args)
     row: dict[str, Any] = {"method": method, "seed": seed, **info,
@@ -318,18 +329,19 @@ def run_row(model, space: CompressionSpace, data: ImageData, test: Split, method
                            "search_wall_min": (time.time() - wall0) / 60,
                            "meets_target": space.fits(arch),
                            "flops_ratio": space.cost(arch, "flops") / full_flops}
-    return _finetune_and_test(row, model, space, arch, data, test, seed, args)
+    return _finetune_and_test(row, model, space, arch, data, test, seed, args, extra)
 
 
 def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch: dict,
                        data: ImageData, test: Split, seed: int,
-                       args: argparse.Namespace) -> dict[str, Any]:
-    """Each fine-tuning budget from the same pruned start; test accuracy, cost, kept channels."""
+                       args: argparse.Namespace, extra_epochs: float = 0.0) -> dict[str, Any]:
+    """Each fine-tuning budget (plus ``extra_epochs``) from the same pruned start; test
+    accuracy, cost, kept channels."""
     cpu1 = time.process_time()
     for ep in args.epochs:
         comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
                             least_squares=args.least_squares, calib_samples=args.calib_samples)
-        train_epochs(comp.model, data.train, epochs=ep, lr=args.ft_lr, seed=seed)
+        train_epochs(comp.model, data.train, epochs=ep + extra_epochs, lr=args.ft_lr, seed=seed)
         row[f"test_acc_ft{ep:g}"] = 100 * evaluate_accuracy(comp.model, test)
     row["finetune_cpu_min"] = (time.process_time() - cpu1) / 60
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -545,7 +557,9 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                      ("rllib_sac", "uniform"), ("rllib_sac", "amc"),
                      ("rllib_sac", "amc_paper"), ("amc_iter", "uniform_iter"),
                      ("amc_iter", "netadapt"), ("amc_iter", "amc"), ("amc_iter", "uniform"),
-                     ("uniform_iter", "netadapt"), ("uniform_iter", "uniform")):
+                     ("uniform_iter", "netadapt"), ("uniform_iter", "uniform"),
+                     ("amc_iter", "netadapt_eqtrain"), ("uniform_iter", "netadapt_eqtrain"),
+                     ("netadapt_eqtrain", "netadapt")):
             for e in args.epochs:
                 p = paired(sel, a, b, f"test_acc_ft{e:g}")
                 if p["n"]:

@@ -122,3 +122,17 @@ def test_amc_iter_prunes_in_two_stages_to_the_target() -> None:
     row = amc_fashion._finetune_and_test({}, stage1_model, stage2, arch, data, data.test, 0, args)
     assert 0 <= row["test_acc_ft0.2"] <= 100
     assert {f"prune:{k}" for k in row["kept"]} == set(arch)
+
+
+def test_netadapt_eqtrain_is_netadapt_with_the_stage_epoch_added() -> None:
+    """``netadapt_eqtrain``: NetAdapt's own policy (the same channels), fine-tuned for each
+    budget plus ``--iter-ft-epochs``, the epoch a two-stage model gets between its stages."""
+    data, model, space = small_resnet_on_digits(0.5)
+    args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
+                              reward_ft_steps=0, netadapt_step=0.25, netadapt_ft_steps=2,
+                              iter_ft_epochs=0.5, epochs=[0.1])
+    plain = amc_fashion.run_row(model, space, data, data.test, "netadapt", 0, args)
+    equal = amc_fashion.run_row(model, space, data, data.test, "netadapt_eqtrain", 0, args)
+    assert equal["kept"] == plain["kept"] and equal["meets_target"]
+    assert equal["extra_ft_epochs"] == 0.5 and "extra_ft_epochs" not in plain
+    assert equal["test_acc_ft0.1"] != plain["test_acc_ft0.1"]  # 0.6 epochs, not 0.1
