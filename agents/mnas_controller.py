@@ -481,7 +481,8 @@ class _ControllerAgent(Agent):
         return torch.tensor((rewards - mean) / max(sd, 1e-8), dtype=torch.float32)
 
     def restricted_step_log_prob(
-        self, actions: torch.Tensor, ks: Sequence[int], cond: torch.Tensor | None = None
+        self, actions: torch.Tensor, ks: Sequence[int], cond: torch.Tensor | None = None,
+        p_cond: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per decision (``[n, steps]``, with gradients): the log-prob of each choice under
         the restricted policy that drew the sample, the unrestricted step entropy, and the
@@ -492,7 +493,12 @@ class _ControllerAgent(Agent):
         ``p`` outside the excluded set ``S`` (``pi(p)`` minus the mass of the excluded
         architectures below ``p``; ``F(empty) = 1 - pi(S)``). The per-step terms sum to
         ``log pi(a) - log(1 - pi(S))``, the sequence log-prob the sampler drew with, so
-        per-decision PPO ratios are exact for restricted samples too."""
+        per-decision PPO ratios are exact for restricted samples too.
+
+        ``p_cond`` (Pareto mode, ``[n, kmax]``): the excluded architectures' probabilities
+        under each sample's condition before the update (``conditioned_excluded_probs``).
+        With it only the rows ``_live_rows`` keeps go through the LSTM with gradients, as
+        without a condition; without it every row does (exact)."""
         logp, ent, value = self.net.step_terms(actions, cond)
         kmax = max(ks, default=0)
         if kmax == 0:
@@ -507,9 +513,15 @@ class _ControllerAgent(Agent):
                 idx = torch.tensor(live, dtype=torch.long)
                 p = p_old.index_put((idx,), self.net.log_prob(ex[idx])[0].double().exp())
             p_ex = p.unsqueeze(0).expand(n, -1)
+        elif p_cond is None:
+            p_ex = self._conditioned_probs(ex, cond, n).view(n, kmax)
         else:
-            p_ex = torch.stack([self.net.log_prob(ex, cond[i : i + 1].expand(kmax, -1))[0]
-                                .double().exp() for i in range(n)])
+            rows = [(i, j) for i, k in enumerate(ks) for j in self._live_rows(p_cond[i, :k])]
+            p_ex = p_cond[:, :kmax]
+            if rows:
+                ii, jj = (torch.tensor(c, dtype=torch.long) for c in zip(*rows, strict=True))
+                p_ex = p_ex.index_put((ii, jj), self.net.log_prob(ex[jj], cond[ii])[0]
+                                      .double().exp())
         within = (torch.arange(kmax).unsqueeze(0)
                   < torch.tensor(list(ks)).unsqueeze(1)).double()  # S_k of each sample
         w = p_ex * within  # [n, kmax]
@@ -520,6 +532,24 @@ class _ControllerAgent(Agent):
         free_before = torch.cat([(1.0 - w.sum(1, keepdim=True)).clamp(min=_MIN_MASS),
                                  free[:, :-1]], dim=1)
         return (free.log() - free_before.log()).float(), ent, value
+
+    def _conditioned_probs(self, ex: torch.Tensor, cond: torch.Tensor, n: int
+                           ) -> torch.Tensor:
+        """pi(excluded | each sample's condition), ``[n * k]`` flat: one LSTM pass."""
+        k = len(ex)
+        return self.net.log_prob(ex.repeat(n, 1), cond[:n].repeat_interleave(k, 0))[0] \
+            .double().exp()
+
+    def conditioned_excluded_probs(self, ks: Sequence[int], cond: torch.Tensor
+                                   ) -> torch.Tensor:
+        """``[n, kmax]`` probabilities of the excluded architectures under each sample's
+        condition, without gradients: ``p_cond`` of ``restricted_step_log_prob``."""
+        kmax = max(ks, default=0)
+        if kmax == 0:
+            return torch.zeros(len(ks), 0, dtype=torch.float64)
+        ex = torch.tensor(self._excluded[:kmax], dtype=torch.long)
+        with torch.no_grad():
+            return self._conditioned_probs(ex, cond, len(ks)).view(len(ks), kmax)
 
     # ---- Dyna-style planning on a learned predictor ---------------------------------------
     def _plan(self) -> None:
@@ -748,13 +778,14 @@ class MnasController(_ControllerAgent):
         start of the update (the policy that drew the batch unless proposals stayed in flight
         across an update)."""
         target = rewards.unsqueeze(1).expand(-1, self.net.steps)
+        p_cond = None if cond is None else self.conditioned_excluded_probs(ks, cond)
         with torch.no_grad():
-            old, _, v0 = self.restricted_step_log_prob(actions, ks, cond)
+            old, _, v0 = self.restricted_step_log_prob(actions, ks, cond, p_cond)
             assert v0 is not None
             adv = target - v0
             adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
         for _ in range(self.ppo_epochs):
-            logp, ent, value = self.restricted_step_log_prob(actions, ks, cond)
+            logp, ent, value = self.restricted_step_log_prob(actions, ks, cond, p_cond)
             assert value is not None
             ratio = torch.exp(logp - old)
             clipped = torch.clamp(ratio, 1.0 - self.clip, 1.0 + self.clip)

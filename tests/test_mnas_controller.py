@@ -477,6 +477,49 @@ def test_pareto_mode_draws_and_uses_a_target_per_proposal() -> None:
     assert agent.updates >= 8
 
 
+def test_pareto_normalizer_with_live_rows_matches_the_exact_one() -> None:
+    """Pareto mode's update: with ``p_cond`` (probabilities before the update) only the live
+    excluded rows go through the LSTM, yet the per-decision log-probs equal the exact ones
+    (every excluded row under each sample's own condition) and the gradient stays within the
+    normalizer's tolerance; the exact path agrees with one LSTM pass per sample."""
+    space = ToySpace((2, 3, 2))
+    agent = MnasController(space, objectives=PARETO_OBJECTIVES, seed=3, fresh_tries=0,
+                           critic=True, pareto=True)
+    with torch.no_grad():
+        agent.net.head_b.normal_(0, 2, generator=torch.Generator().manual_seed(1))
+    rows = list(itertools.product(*[range(s) for s in agent.net.sizes]))
+    for row in rows[:7]:
+        agent._exclude(list(row))
+    free = torch.tensor(rows[7:])
+    n, k = len(free), len(agent._excluded)
+    ks = [k - i % 3 for i in range(n)]  # samples drawn at different exclusion counts
+    cond = torch.linspace(-1, 1, n).unsqueeze(1)
+    ex = torch.tensor(agent._excluded)
+    with torch.no_grad():
+        per_sample = torch.stack([agent.net.log_prob(ex, cond[i : i + 1].expand(k, -1))[0]
+                                  for i in range(n)]).double().exp()
+    p_cond = agent.conditioned_excluded_probs(ks, cond)
+    assert torch.allclose(p_cond, per_sample, atol=1e-9)
+
+    def terms(p: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        agent.net.zero_grad()
+        steps, _, _ = agent.restricted_step_log_prob(free, ks, cond, p)
+        steps.sum().backward()
+        grad = torch.cat([q.grad.flatten() for q in agent.net.parameters()
+                          if q.grad is not None])
+        return steps.detach(), grad
+
+    exact, g_exact = terms(None)
+    live, g_live = terms(p_cond)
+    assert torch.allclose(live, exact, atol=1e-5)
+    assert float((g_live - g_exact).norm()) <= 1e-2 * float(g_exact.norm())
+    for i, kk in enumerate(ks):  # each sample's steps sum to log pi(a|c) - log(1 - pi(S_k|c))
+        with torch.no_grad():
+            lp = float(agent.net.log_prob(free[i : i + 1], cond[i : i + 1])[0])
+        mass = 1.0 - float(per_sample[i, :kk].sum())
+        assert float(exact[i].double().sum()) == pytest.approx(lp - math.log(mass), abs=1e-4)
+
+
 def test_without_pareto_a_two_objective_job_learns_from_the_jobs_reward() -> None:
     """Two objectives, pareto off (the default): no target, and the update follows the job's
     reward (here: prefer *small* choices, against the accuracy objective)."""
