@@ -336,13 +336,15 @@ def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch
                        data: ImageData, test: Split, seed: int,
                        args: argparse.Namespace, extra_epochs: float = 0.0) -> dict[str, Any]:
     """Each fine-tuning budget (plus ``extra_epochs``) from the same pruned start; test
-    accuracy, cost, kept channels."""
+    accuracy, the mean loss of each epoch (a collapse shows as ln 10), cost, kept channels."""
     cpu1 = time.process_time()
     for ep in args.epochs:
         comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
                             least_squares=args.least_squares, calib_samples=args.calib_samples)
-        train_epochs(comp.model, data.train, epochs=ep + extra_epochs, lr=args.ft_lr, seed=seed)
+        losses = train_epochs(comp.model, data.train, epochs=ep + extra_epochs, lr=args.ft_lr,
+                              seed=seed)
         row[f"test_acc_ft{ep:g}"] = 100 * evaluate_accuracy(comp.model, test)
+        row[f"ft_losses{ep:g}"] = losses
     row["finetune_cpu_min"] = (time.process_time() - cpu1) / 60
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["kept"] = {k.removeprefix("prune:"): f"{space.keep(space.group_of(k), v)}/"
@@ -422,6 +424,16 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
     return out
 
 
+def fashion_splits(args: argparse.Namespace) -> tuple[ImageData, Split]:
+    """Fashion-MNIST cut to ``--train-size`` / ``--val-size`` (the searches' data), and the
+    ``--test-size`` test split that only the final scores see."""
+    full = load_dataset("fashion_mnist", seed=0)
+    data = ImageData(full.name, full.train.head(args.train_size or len(full.train)),
+                     full.val.head(args.val_size or len(full.val)), full.test,
+                     full.num_classes)
+    return data, full.test.head(args.test_size or len(full.test))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(f"{m}:{k}:{r:g}" for m, k, r in ISSUE_TARGETS),
@@ -478,11 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in devs:
         print(f"#   - {d}", flush=True)
 
-    full = load_dataset("fashion_mnist", seed=0)
-    data = ImageData(full.name, full.train.head(args.train_size or len(full.train)),
-                     full.val.head(args.val_size or len(full.val)), full.test,
-                     full.num_classes)
-    test = full.test.head(args.test_size or len(full.test))
+    data, test = fashion_splits(args)
     print(f"# Fashion-MNIST: {len(data.train)} train, {len(data.val)} val "
           f"({args.signal_val} for the signal), {len(test)} test", flush=True)
     rows: list[dict] = []

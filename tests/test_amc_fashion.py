@@ -121,6 +121,7 @@ def test_amc_iter_prunes_in_two_stages_to_the_target() -> None:
     assert stage1_model is not model  # stage 2 pruned the fine-tuned stage-1 model
     row = amc_fashion._finetune_and_test({}, stage1_model, stage2, arch, data, data.test, 0, args)
     assert 0 <= row["test_acc_ft0.2"] <= 100
+    assert len(row["ft_losses0.2"]) == 1 and row["ft_losses0.2"][0] > 0  # one (partial) epoch
     assert {f"prune:{k}" for k in row["kept"]} == set(arch)
 
 
