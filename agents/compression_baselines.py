@@ -50,11 +50,11 @@ def _depth_names(space: CompressionSpace) -> list[tuple[str, str | None]]:
 
 
 def scaled_policy(space: CompressionSpace, weights: Sequence[float]) -> Architecture:
-    """Prune ratio ``min(max_prune, s * w_i)`` per group, with the least ``s`` meeting the
-    target (bisection; cost falls as ``s`` grows).
+    """Prune ratio ``min(high_i, s * w_i)`` per group (``high_i``: its decision's bound), with
+    the least ``s`` meeting the target (bisection; cost falls as ``s`` grows).
 
     With the ``depth`` control, in two passes: the width rule alone gives ``s0``; a block
-    whose first layer's prune action (ratio / ``max_prune``) at ``s0`` reaches 0.5, the bin
+    whose first layer's prune action (ratio / its bound) at ``s0`` reaches 0.5, the bin
     of "drop" when any agent maps an action to a keep/drop decision, is dropped (blocks
     without a prune decision follow the mean weight); then the least ``s`` meeting the
     target with those blocks dropped is taken, so their budget goes back to the width of
@@ -70,12 +70,13 @@ def scaled_policy(space: CompressionSpace, weights: Sequence[float]) -> Architec
     def policy(s: float, dropped: Sequence[str] = ()) -> Architecture:
         arch = space.identity()
         for n, w in zip(names, weights, strict=True):
-            arch[n] = min(space.max_prune, max(0.0, s * w))
+            arch[n] = min(space.prune_high(n), max(0.0, s * w))
         for n in dropped:
             arch[n] = "drop"
         return arch
 
-    hi = space.max_prune / max(min(w for w in weights if w > 0), 1e-9)
+    hi = max((space.prune_high(n) / w for n, w in zip(names, weights, strict=True) if w > 0),
+             default=space.max_prune / 1e-9)
     every = [n for n, _ in depth]
     if not space.fits(policy(hi, every)):
         raise ValueError("the target cannot be met by this rule within max_prune")
@@ -84,7 +85,8 @@ def scaled_policy(space: CompressionSpace, weights: Sequence[float]) -> Architec
     s0 = hi if not space.fits(policy(hi)) else \
         smallest_fitting(lambda x: space.fits(policy(x)), hi, 60)
     dropped = [n for n, p in depth
-               if min(1.0, s0 * (weight_of[p] if p else mean_w) / space.max_prune) >= 0.5]
+               if min(1.0, s0 * (weight_of[p] if p else mean_w)
+                      / max(space.prune_high(p) if p else space.max_prune, 1e-12)) >= 0.5]
     if not dropped:
         return policy(s0)
     if space.fits(policy(0.0, dropped)):
@@ -250,7 +252,7 @@ class NetAdaptAgent(Agent):
             start = self.cspace.keep(g, self.current[name])
             for keep in range(start - 1, 0, -1):
                 ratio = 1.0 - keep / channels
-                if ratio > self.cspace.max_prune:
+                if ratio > self.cspace.prune_high(name):
                     break
                 cand = dict(self.current)
                 cand[name] = ratio
@@ -263,7 +265,7 @@ class NetAdaptAgent(Agent):
             best = None
             for name in _prune_names(self.cspace):
                 cand = dict(self.current)
-                cand[name] = self.cspace.max_prune
+                cand[name] = self.cspace.prune_high(name)
                 cost = self.cspace.cost(cand, self.metric)
                 if cost < now and (best is None or cost < best[1]["cost"]):
                     best = (cand, {"step": self.step, "layer": name, "cost": cost})

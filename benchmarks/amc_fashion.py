@@ -293,20 +293,42 @@ def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
     arch1, info1 = search(base, model, stage1, data, seed, half)
     comp1 = apply_policy(model, stage1, arch1, calib=data.train, seed=seed,
                          least_squares=args.least_squares, calib_samples=args.calib_samples)
-    train_epochs(comp1.model, data.train, epochs=args.iter_ft_epochs, lr=args.ft_lr, seed=seed)
+    train_epochs(comp1.model, data.train, epochs=args.iter_ft_epochs, lr=args.ft_lr, seed=seed,
+                 warmup=getattr(args, "ft_warmup", 0.0))
     comp1.model.eval()
     table2 = analyze(comp1.model, data.input_shape).table
     ratio2 = ratio * space.uncompressed("flops") / CompressionSpace(
         table2, controls=["prune"]).uncompressed("flops")
-    stage2 = CompressionSpace(table2, controls=["prune"],
-                              target={"metric": "flops", "ratio": min(ratio2, 1.0)})
+    stage2, floors = stage2_space(space.table, table2, min(ratio2, 1.0), args)
     arch2, info2 = search(base, comp1.model, stage2, data, seed + 1, half)
     info = {"signal": info2["signal"], "stage1_signal": info1["signal"],
             "stage1_flops_ratio": stage1.cost(arch1, "flops") / space.uncompressed("flops"),
             "best_in_warmup": [info1.get("best_in_warmup"), info2.get("best_in_warmup")],
             "evaluations": info1["evaluations"] + info2["evaluations"],
-            "iter_ft_epochs": args.iter_ft_epochs}
+            "iter_ft_epochs": args.iter_ft_epochs, "iter_bound": floors}
     return comp1.model, stage2, arch2, info
+
+
+def stage2_space(table0, table2, ratio2: float, args: argparse.Namespace
+                 ) -> tuple[CompressionSpace, str]:
+    """Stage 2's space. With ``--iter-bound original`` (the default) AMC's ``lbound`` counts
+    the original model's channels: each group keeps at least ``lbound`` of what it had before
+    stage 1, not of what stage 1 left (two stages at 20% each could keep 4%, and a 1-channel
+    stem collapsed a fine-tune in the fifth run). Returns the space and the bound that held
+    ("original", "stage" when asked, or "stage (original out of reach)")."""
+    target = {"metric": "flops", "ratio": ratio2}
+    lbound = getattr(args, "lbound", None)
+    if getattr(args, "iter_bound", "original") == "stage" or lbound is None:
+        return CompressionSpace(table2, controls=["prune"], target=target), "stage"
+    before = {g.leader: g.channels for g in table0.groups}
+    floors = {g.leader: min(g.channels, max(1, math.floor(lbound * before[g.leader] + 0.5)))
+              for g in table2.groups if g.leader in before}
+    try:
+        return CompressionSpace(table2, controls=["prune"], target=target,
+                                min_keep=floors), "original"
+    except ValueError:  # the target needs more than the original's lbound allows
+        return (CompressionSpace(table2, controls=["prune"], target=target),
+                "stage (original out of reach)")
 
 
 def run_row(model, space: CompressionSpace, data: ImageData, test: Split, method: str,
@@ -342,9 +364,10 @@ def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch
         comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
                             least_squares=args.least_squares, calib_samples=args.calib_samples)
         losses = train_epochs(comp.model, data.train, epochs=ep + extra_epochs, lr=args.ft_lr,
-                              seed=seed)
+                              seed=seed, warmup=getattr(args, "ft_warmup", 0.0))
         row[f"test_acc_ft{ep:g}"] = 100 * evaluate_accuracy(comp.model, test)
         row[f"ft_losses{ep:g}"] = losses
+    row["ft_warmup"] = getattr(args, "ft_warmup", 0.0)
     row["finetune_cpu_min"] = (time.process_time() - cpu1) / 60
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["kept"] = {k.removeprefix("prune:"): f"{space.keep(space.group_of(k), v)}/"
@@ -452,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="amc_ft / tpe_ft: batches of 64 fine-tuned before the reward is read")
     ap.add_argument("--iter-ft-epochs", type=float, default=1.0,
                     help="amc_iter: fine-tuning epochs between its two stages")
+    ap.add_argument("--ft-warmup", type=float, default=0.0,
+                    help="fraction of every benchmark fine-tune (final and between stages) "
+                    "spent on a linear learning-rate warm-up; 0: none (runs one to six)")
+    ap.add_argument("--iter-bound", choices=["original", "stage"], default="original",
+                    help="amc_iter/uniform_iter: stage 2's lbound counts the original model's "
+                    "channels (original) or the stage-1 model's (stage, the fifth run's)")
     ap.add_argument("--least-squares", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--calib-samples", type=int, default=256, help="BN recalibration images")
     ap.add_argument("--signal-val", type=int, default=2000,

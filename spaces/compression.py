@@ -265,6 +265,7 @@ class CompressionSpace(Space):
         channel_multiple: int = 1,
         soft_share: SoftShareOptions | Mapping[str, Any] | None = None,
         flops_block: int = 1,
+        min_keep: Mapping[str, int] | None = None,
     ) -> None:
         unknown = sorted(set(controls) - set(CONTROLS))
         if unknown or not controls:
@@ -288,6 +289,7 @@ class CompressionSpace(Space):
         self.controls = tuple(c for c in CONTROLS if c in controls)
         self.max_prune = float(max_prune)
         self.max_sparsity = float(max_sparsity)
+        self.min_keep = self._check_min_keep(table, min_keep)
         # Most precise first: an action of 0 means no compression, 1 the most.
         self.bit_choices = tuple(sorted({int(b) for b in bit_choices}, reverse=True))
         self.share_choices = tuple(sorted({int(b) for b in share_choices}, reverse=True))
@@ -325,7 +327,7 @@ class CompressionSpace(Space):
             chosen: dict[str, str] = {}
             if "prune" in self.controls and op.name in leaders:
                 name = f"prune:{op.name}"
-                decisions.append(Continuous(name, 0.0, self.max_prune))
+                decisions.append(Continuous(name, 0.0, self._prune_high(leaders[op.name])))
                 chosen["prune"] = name
                 self._decision_group[name] = leaders[op.name].index
             for control in ("sparsity", "bits", "share"):
@@ -357,6 +359,33 @@ class CompressionSpace(Space):
         self._decisions = tuple(decisions)
         self._by_name = {d.name: d for d in decisions}
         self.steps: tuple[Step, ...] = tuple(steps)
+
+    @staticmethod
+    def _check_min_keep(table: LayerTable, min_keep: Mapping[str, int] | None
+                        ) -> dict[str, int]:
+        leaders = {g.leader: g.channels for g in table.groups}
+        out = {}
+        for name, kept in dict(min_keep or {}).items():
+            if name not in leaders:
+                raise ValueError(f"min_keep: {name!r} leads no channel group; leaders are "
+                                 f"{sorted(leaders)}")
+            if not 1 <= int(kept) <= leaders[name]:
+                raise ValueError(f"min_keep[{name!r}] must be in [1, {leaders[name]}], "
+                                 f"got {kept}")
+            out[name] = int(kept)
+        return out
+
+    def _prune_high(self, group: GroupInfo) -> float:
+        """A group's largest prune ratio: ``max_prune``, or less where ``min_keep`` asks to
+        keep more channels (e.g. a bound relative to a model this one was pruned from)."""
+        floor = self.min_keep.get(group.leader)
+        if floor is None:
+            return self.max_prune
+        return min(self.max_prune, 1.0 - floor / group.channels)
+
+    def prune_high(self, name: str) -> float:
+        """The largest ratio a ``prune:`` decision may take."""
+        return self._by_name[name].high  # type: ignore[union-attr]
 
     @property
     def decisions(self) -> Sequence[Decision]:
@@ -390,7 +419,7 @@ class CompressionSpace(Space):
             bit_choices=self.bit_choices, share_choices=self.share_choices,
             latency_model=self.latency_model, config=self._config,
             channel_multiple=self.channel_multiple, soft_share=self.soft_share,
-            flops_block=self.flops_block)
+            flops_block=self.flops_block, min_keep=self.min_keep)
 
     def snap(self, name: str, value: Any) -> Any:
         """A ``prune:`` value moved onto the channel grid: the ratio its rounded channel count

@@ -115,6 +115,10 @@ def test_amc_iter_prunes_in_two_stages_to_the_target() -> None:
                               iter_ft_epochs=0.2, epochs=[0.2])
     stage1_model, stage2, arch, info = amc_fashion.iterative_search(model, space, data, 0, args)
     assert info["stage1_flops_ratio"] <= 0.5 + 1e-6  # sqrt(0.25), the stage-1 budget
+    assert info["iter_bound"] == "original"  # stage 2 keeps 20% of the original's channels
+    before = {g.leader: g.channels for g in space.table.groups}
+    for g in stage2.table.groups:
+        assert stage2.keep(g.index, arch[f"prune:{g.leader}"]) >= round(0.2 * before[g.leader])
     assert info["evaluations"] <= 6  # 3 episodes per stage, repeats cached
     assert stage2.fits(arch)
     assert stage2.cost(arch, "flops") <= 0.25 * space.uncompressed("flops") * (1 + 1e-6)

@@ -39,15 +39,36 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torc
     return (1 - weight) * hard + weight * temperature ** 2 * soft
 
 
+def _schedule(opt: torch.optim.Optimizer, total: int, warmup: float
+              ) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine decay over ``total`` steps, after a linear warm-up of ``warmup * total``."""
+    warm = int(round(warmup * total))
+    if warm == 0:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    decay = max(1, total - warm)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, decay) / decay))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def train_epochs(model: nn.Module, split: Split, *, epochs: float, lr: float = 0.05,
                  batch_size: int = 64, seed: int = 0, weight_decay: float = 5e-4,
                  teacher: nn.Module | None = None, temperature: float = 4.0,
-                 distill_weight: float = 0.0) -> list[float]:
+                 distill_weight: float = 0.0, warmup: float = 0.0) -> list[float]:
     """SGD with momentum and a cosine schedule; ``epochs`` may be fractional (0.5 = half).
 
     Returns the mean loss of each epoch. A ``teacher`` with ``distill_weight > 0`` adds the
-    distillation term; the teacher stays in eval mode and is not trained.
+    distillation term; the teacher stays in eval mode and is not trained. ``warmup``: the
+    fraction of steps over which the rate rises linearly from ``lr / warm-up steps`` to
+    ``lr`` before the cosine decay (Goyal et al. 2017); a heavily pruned model can diverge
+    on its first steps at the full rate.
     """
+    if not 0 <= warmup < 1:
+        raise ValueError(f"warmup must be in [0, 1), got {warmup}")
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if not 0 <= distill_weight <= 1:
@@ -60,7 +81,7 @@ def train_epochs(model: nn.Module, split: Split, *, epochs: float, lr: float = 0
         return []
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    sched = _schedule(opt, total, warmup)
     gen = torch.Generator().manual_seed(seed)
     if teacher is not None:
         teacher.eval()

@@ -206,3 +206,29 @@ def test_distillation_fine_tunes_towards_the_teacher(resnet, digits) -> None:
     assert evaluate_accuracy(comp.model, digits.val) >= before
     with pytest.raises(ValueError, match="distill_weight"):
         train_epochs(comp.model, digits.train, epochs=1, distill_weight=2.0)
+
+
+def test_fine_tune_warmup_rises_linearly_then_decays_as_the_cosine() -> None:
+    """``warmup``: the rate climbs to ``lr`` over that fraction of the steps, then follows the
+    cosine over the rest; without it the schedule is the plain cosine (earlier runs' recipe)."""
+    from search.compression.finetune import _schedule
+
+    def rates(total: int, warmup: float) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched = _schedule(opt, total, warmup)
+        seen = []
+        for _ in range(total):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return seen
+
+    warm = rates(20, 0.2)
+    assert warm[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert warm[4] == pytest.approx(0.1) and warm[-1] < 0.01
+    assert all(a >= b for a, b in zip(warm[4:], warm[5:], strict=False))
+    plain = rates(20, 0.0)
+    assert plain[0] == pytest.approx(0.1) and plain == pytest.approx(
+        [0.05 * (1 + np.cos(np.pi * t / 20)) for t in range(20)])
+    with pytest.raises(ValueError, match="warmup"):
+        train_epochs(torch.nn.Linear(2, 2), None, epochs=1, warmup=1.0)  # type: ignore[arg-type]

@@ -85,3 +85,27 @@ def test_progress_features(table: LayerTable) -> None:
     arch = {n: 0.5 for n in space.identity()}
     reduced, rest_last = space.progress(arch, len(space.steps) - 1)
     assert 0.4 < reduced < 1 and rest_last == 0.0
+
+
+def test_min_keep_bounds_a_group_by_channels_and_survives_bounded(table: LayerTable) -> None:
+    """``min_keep`` (least channels per group, e.g. a bound counted on a model this one was
+    pruned from) lowers that group's prune bound only; ``bounded`` keeps it, and the
+    uniform rule and the most compressed policy respect it."""
+    from agents.compression_baselines import uniform_policy
+
+    stem = next(g for g in table.groups if g.leader == "stem.0")
+    space = CompressionSpace(table, controls=["prune"], min_keep={"stem.0": stem.channels - 1},
+                             target={"metric": "flops", "ratio": 0.5})
+    assert space.prune_high("prune:stem.0") == pytest.approx(1 / stem.channels)
+    assert space.prune_high("prune:layers.0.conv1") == space.max_prune
+    most = space.most_compressed()
+    assert space.keep(stem.index, most["prune:stem.0"]) == stem.channels - 1
+    tighter = space.bounded(0.5)
+    assert tighter.prune_high("prune:stem.0") == pytest.approx(1 / stem.channels)
+    assert tighter.prune_high("prune:layers.0.conv1") == 0.5
+    arch = uniform_policy(space)
+    assert space.fits(arch) and space.keep(stem.index, arch["prune:stem.0"]) >= stem.channels - 1
+    with pytest.raises(ValueError, match="leads no channel group"):
+        CompressionSpace(table, controls=["prune"], min_keep={"fc": 1})
+    with pytest.raises(ValueError, match=r"must be in \[1, "):
+        CompressionSpace(table, controls=["prune"], min_keep={"stem.0": stem.channels + 1})
