@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="amc_iter")
     ap.add_argument("--target", default="mobilenetv2_small:flops:0.1", help="FLOPs targets")
     cli = ap.parse_args(argv)
-    args = argparse.Namespace(**json.loads(Path(cli.results).read_text())["args"])
+    # Files from before an option existed ran with what is now its non-default value.
+    before = {"iter_bound": "stage", "ft_warmup": 0.0}
+    args = argparse.Namespace(**{**before, **json.loads(Path(cli.results).read_text())["args"]})
     model_name, metric, ratio = cli.target.split(":")
     data, test = amc_fashion.fashion_splits(args)
     model, _ = trained_reference(model_name, data, epochs=args.ref_epochs, width=args.width)
