@@ -17,7 +17,9 @@ misses the target is moved onto it by ``CompressionSpace.meet_target``, as AMC's
 does, and TPE is told that policy's score). ``amc_iter``: AMC in two stages (the AMC paper's
 iterative pruning), each to sqrt(target) of the FLOPs with half the episodes,
 ``--iter-ft-epochs`` of fine-tuning in between (counted in the search's cost); its ``kept``
-counts are of the stage-1 model's channels; ``uniform_iter`` is its control (the same stages
+counts are of the stage-1 model's channels, and stage 2 keeps at least ``--lbound`` of the
+original model's channels per group (``--iter-bound stage``: of the stage-1 model's, as in the
+fifth run); ``uniform_iter`` is its control (the same stages
 and fine-tune, uniform pruning); ``netadapt_eqtrain`` is NetAdapt's policy fine-tuned for each
 budget plus ``--iter-ft-epochs`` (equal training with the two-stage methods).
 ``rllib_sac`` (issue 17): the ``rllib`` agent with RLlib's SAC on AMC's layer walk
