@@ -301,13 +301,13 @@ def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
     table2 = analyze(comp1.model, data.input_shape).table
     ratio2 = ratio * space.uncompressed("flops") / CompressionSpace(
         table2, controls=["prune"]).uncompressed("flops")
-    stage2, floors = stage2_space(space.table, table2, min(ratio2, 1.0), args)
+    stage2, bound = stage2_space(space.table, table2, min(ratio2, 1.0), args)
     arch2, info2 = search(base, comp1.model, stage2, data, seed + 1, half)
     info = {"signal": info2["signal"], "stage1_signal": info1["signal"],
             "stage1_flops_ratio": stage1.cost(arch1, "flops") / space.uncompressed("flops"),
             "best_in_warmup": [info1.get("best_in_warmup"), info2.get("best_in_warmup")],
             "evaluations": info1["evaluations"] + info2["evaluations"],
-            "iter_ft_epochs": args.iter_ft_epochs, "iter_bound": floors}
+            "iter_ft_epochs": args.iter_ft_epochs, "iter_bound": bound}
     return comp1.model, stage2, arch2, info
 
 
