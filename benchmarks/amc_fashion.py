@@ -296,7 +296,7 @@ def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
     comp1 = apply_policy(model, stage1, arch1, calib=data.train, seed=seed,
                          least_squares=args.least_squares, calib_samples=args.calib_samples)
     train_epochs(comp1.model, data.train, epochs=args.iter_ft_epochs, lr=args.ft_lr, seed=seed,
-                 warmup=getattr(args, "ft_warmup", 0.0))
+                 warmup=args.ft_warmup)
     comp1.model.eval()
     table2 = analyze(comp1.model, data.input_shape).table
     ratio2 = ratio * space.uncompressed("flops") / CompressionSpace(
@@ -319,8 +319,8 @@ def stage2_space(table0, table2, ratio2: float, args: argparse.Namespace
     stem collapsed a fine-tune in the fifth run). Returns the space and the bound that held
     ("original", "stage" when asked, or "stage (original out of reach)")."""
     target = {"metric": "flops", "ratio": ratio2}
-    lbound = getattr(args, "lbound", None)
-    if getattr(args, "iter_bound", "original") == "stage" or lbound is None:
+    lbound = args.lbound
+    if args.iter_bound == "stage" or lbound is None:
         return CompressionSpace(table2, controls=["prune"], target=target), "stage"
     before = {g.leader: g.channels for g in table0.groups}
     floors = {g.leader: min(g.channels, max(1, math.floor(lbound * before[g.leader] + 0.5)))
@@ -366,10 +366,10 @@ def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch
         comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
                             least_squares=args.least_squares, calib_samples=args.calib_samples)
         losses = train_epochs(comp.model, data.train, epochs=ep + extra_epochs, lr=args.ft_lr,
-                              seed=seed, warmup=getattr(args, "ft_warmup", 0.0))
+                              seed=seed, warmup=args.ft_warmup)
         row[f"test_acc_ft{ep:g}"] = 100 * evaluate_accuracy(comp.model, test)
         row[f"ft_losses{ep:g}"] = losses
-    row["ft_warmup"] = getattr(args, "ft_warmup", 0.0)
+    row["ft_warmup"] = args.ft_warmup
     row["finetune_cpu_min"] = (time.process_time() - cpu1) / 60
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["kept"] = {k.removeprefix("prune:"): f"{space.keep(space.group_of(k), v)}/"

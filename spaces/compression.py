@@ -327,7 +327,7 @@ class CompressionSpace(Space):
             chosen: dict[str, str] = {}
             if "prune" in self.controls and op.name in leaders:
                 name = f"prune:{op.name}"
-                decisions.append(Continuous(name, 0.0, self._prune_high(leaders[op.name])))
+                decisions.append(Continuous(name, 0.0, self._group_prune_bound(leaders[op.name])))
                 chosen["prune"] = name
                 self._decision_group[name] = leaders[op.name].index
             for control in ("sparsity", "bits", "share"):
@@ -375,7 +375,7 @@ class CompressionSpace(Space):
             out[name] = int(kept)
         return out
 
-    def _prune_high(self, group: GroupInfo) -> float:
+    def _group_prune_bound(self, group: GroupInfo) -> float:
         """A group's largest prune ratio: ``max_prune``, or less where ``min_keep`` asks to
         keep more channels (e.g. a bound relative to a model this one was pruned from)."""
         floor = self.min_keep.get(group.leader)

@@ -112,7 +112,8 @@ def test_amc_iter_prunes_in_two_stages_to_the_target() -> None:
     data, model, space = small_resnet_on_digits(0.25)
     args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
                               reward_ft_steps=0, episodes=6, warmup=2, lbound=0.2,
-                              iter_ft_epochs=0.2, epochs=[0.2])
+                              iter_ft_epochs=0.2, epochs=[0.2], iter_bound="original",
+                              ft_warmup=0.0)
     stage1_model, stage2, arch, info = amc_fashion.iterative_search(model, space, data, 0, args)
     assert info["stage1_flops_ratio"] <= 0.5 + 1e-6  # sqrt(0.25), the stage-1 budget
     assert info["iter_bound"] == "original"  # stage 2 keeps 20% of the original's channels
@@ -135,7 +136,7 @@ def test_netadapt_eqtrain_is_netadapt_with_the_stage_epoch_added() -> None:
     data, model, space = small_resnet_on_digits(0.5)
     args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
                               reward_ft_steps=0, netadapt_step=0.25, netadapt_ft_steps=2,
-                              iter_ft_epochs=0.5, epochs=[0.1])
+                              iter_ft_epochs=0.5, epochs=[0.1], ft_warmup=0.0)
     plain = amc_fashion.run_row(model, space, data, data.test, "netadapt", 0, args)
     equal = amc_fashion.run_row(model, space, data, data.test, "netadapt_eqtrain", 0, args)
     assert equal["kept"] == plain["kept"] and equal["meets_target"]
