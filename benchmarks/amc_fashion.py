@@ -20,8 +20,11 @@ iterative pruning), each to sqrt(target) of the FLOPs with half the episodes,
 counts are of the stage-1 model's channels, and stage 2 keeps at least ``--lbound`` of the
 original model's channels per group (``--iter-bound stage``: of the stage-1 model's, as in the
 fifth run); ``uniform_iter`` is its control (the same stages
-and fine-tune, uniform pruning); ``netadapt_eqtrain`` is NetAdapt's policy fine-tuned for each
-budget plus ``--iter-ft-epochs`` (equal training with the two-stage methods).
+and fine-tune, uniform pruning); ``amc_iter_refine`` is ``amc_iter`` whose second stage ends by
+fine-tuning its ``--refine-top`` best policies ``--refine-steps`` batches each and keeping the
+best on the signal's validation images (counted in the search's cost); ``netadapt_eqtrain``
+is NetAdapt's policy fine-tuned for each budget plus ``--iter-ft-epochs`` (equal training with
+the two-stage methods).
 ``rllib_sac`` (issue 17): the ``rllib`` agent with RLlib's SAC on AMC's layer walk
 (``agents.envs.CompressionEnv``, constrained to the target),
 with the registry's default options and the benchmark's ``--lbound`` given exactly as ``amc``
@@ -121,7 +124,12 @@ FT_REWARD_METHODS = {"amc_ft": "amc", "tpe_ft": "tpe"}
 # AMC in stages (the AMC paper's iterative pruning): prune to sqrt(target) with half the
 # episodes, fine-tune ``--iter-ft-epochs``, then AMC again on that model to the target.
 # ``uniform_iter``: the same two stages and fine-tune with uniform pruning (the control).
-ITERATIVE_METHODS = {"amc_iter": "amc", "uniform_iter": "uniform"}
+ITERATIVE_METHODS = {"amc_iter": "amc", "uniform_iter": "uniform", "amc_iter_refine": "amc"}
+# ``amc_iter_refine``: ``amc_iter`` whose last stage ends by fine-tuning its ``--refine-top``
+# best distinct policies for ``--refine-steps`` batches each (with ``--ft-warmup``) and keeping
+# the best on the same validation images (issue 15's "several candidate policies refined by a
+# few fine-tuning steps at the end"); that fine-tuning counts in the search's cost.
+REFINED_METHODS = {"amc_iter_refine"}
 # Equal training with the two-stage methods: the base method's policy, fine-tuned for each
 # budget plus ``--iter-ft-epochs`` (the epoch a two-stage model gets between its stages), so
 # "1 / 3 epochs" means the same total training as ``amc_iter``'s.
@@ -169,6 +177,20 @@ class Scorer:
             self.cache[key] = (acc, tuned)
         return self.cache[key]
 
+    def refined(self, arch: dict, steps: int) -> float:
+        """Validation accuracy after ``steps`` batches of fine-tuning with the final
+        fine-tunes' warm-up (``--ft-warmup``), for the end-of-search pick."""
+        key = (tuple(sorted(self.space.kept_channels(arch).items())), "refined", steps)
+        if key not in self.cache:
+            self.evaluations += 1
+            comp = apply_policy(self.model, self.space, arch, calib=self.data.train,
+                                seed=self.seed, least_squares=self.args.least_squares,
+                                calib_samples=self.args.calib_samples)
+            train_epochs(comp.model, self.data.train, seed=self.seed, lr=self.args.ft_lr,
+                         epochs=steps * 64 / len(self.data.train), warmup=self.args.ft_warmup)
+            self.cache[key] = (evaluate_accuracy(comp.model, self.val), None)
+        return self.cache[key][0]
+
 
 def rllib_given(method: str, lbound: float | None) -> dict[str, Any]:
     """The options ``method`` gives the ``rllib`` agent: its own, and the benchmark's
@@ -195,8 +217,9 @@ def _ok(reward: float, metrics: dict | None = None) -> TrialResult:
 
 
 def search(method: str, model, space: CompressionSpace, data: ImageData, seed: int,
-           args: argparse.Namespace) -> tuple[dict, dict]:
-    """The policy ``method`` finds, and what its search cost and saw."""
+           args: argparse.Namespace, refine: bool = False) -> tuple[dict, dict]:
+    """The policy ``method`` finds, and what its search cost and saw. ``refine`` (AMC
+    only): pick among its ``--refine-top`` best by ``Scorer.refined``."""
     steps = args.reward_ft_steps if method in FT_REWARD_METHODS else 0
     score = Scorer(model, space, data, args, seed, reward_ft_steps=steps)
     info: dict[str, Any] = {"reward_ft_steps": steps} if steps else {}
@@ -208,14 +231,20 @@ def search(method: str, model, space: CompressionSpace, data: ImageData, seed: i
         agent = AMCAgent(space, seed=seed, warmup=args.warmup, lbound=args.lbound,
                          **AMC_METHODS[method])
         best_episode, best_acc = -1, -math.inf
+        seen: dict[tuple, tuple[float, dict]] = {}
         for e in range(args.episodes):
             p = agent.ask()
             acc = score(p.arch)[0]
             agent.tell(p.trial_id, _ok(acc))
+            seen.setdefault(tuple(sorted(space.kept_channels(p.arch).items())), (acc, p.arch))
             if acc > best_acc:
                 best_episode, best_acc = e, acc
         assert agent.best is not None
         info["signal"], arch = agent.best
+        if refine:
+            arch, info["refine"] = refine_pick(score, sorted(
+                seen.values(), key=lambda t: -t[0])[:args.refine_top], args.refine_steps)
+            info["signal"] = score(arch)[0]
         # a best found during the warm-up came from random actions, not from the policy
         info["best_episode"], info["best_in_warmup"] = best_episode, best_episode < args.warmup
         info["bound_relaxed"] = agent.bound_relaxed
@@ -277,6 +306,16 @@ def search(method: str, model, space: CompressionSpace, data: ImageData, seed: i
     return space.validate(arch), info
 
 
+def refine_pick(score: Scorer, candidates: list[tuple[float, dict]], steps: int
+                ) -> tuple[dict, dict[str, Any]]:
+    """The candidate (signal, policy) best after ``steps`` batches of fine-tuning (ties: the
+    higher signal, i.e. the earlier candidate), and what each scored."""
+    tuned = [score.refined(arch, steps) for _, arch in candidates]
+    pick = max(range(len(candidates)), key=lambda i: (tuned[i], -i))
+    return candidates[pick][1], {"steps": steps, "signals": [s for s, _ in candidates],
+                                 "refined": tuned, "picked_rank": pick}
+
+
 def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
                      args: argparse.Namespace, method: str = "amc_iter"
                      ) -> tuple[torch.nn.Module, CompressionSpace, dict, dict]:
@@ -302,12 +341,14 @@ def iterative_search(model, space: CompressionSpace, data: ImageData, seed: int,
     ratio2 = ratio * space.uncompressed("flops") / CompressionSpace(
         table2, controls=["prune"]).uncompressed("flops")
     stage2, bound = stage2_space(space.table, table2, min(ratio2, 1.0), args)
-    arch2, info2 = search(base, comp1.model, stage2, data, seed + 1, half)
+    arch2, info2 = search(base, comp1.model, stage2, data, seed + 1, half,
+                          refine=method in REFINED_METHODS)
     info = {"signal": info2["signal"], "stage1_signal": info1["signal"],
             "stage1_flops_ratio": stage1.cost(arch1, "flops") / space.uncompressed("flops"),
             "best_in_warmup": [info1.get("best_in_warmup"), info2.get("best_in_warmup")],
             "evaluations": info1["evaluations"] + info2["evaluations"],
-            "iter_ft_epochs": args.iter_ft_epochs, "iter_bound": bound}
+            "iter_ft_epochs": args.iter_ft_epochs, "iter_bound": bound,
+            **({"refine": info2["refine"]} if "refine" in info2 else {})}
     return comp1.model, stage2, arch2, info
 
 
@@ -480,6 +521,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ft-warmup", type=float, default=0.0,
                     help="fraction of every benchmark fine-tune (final and between stages) "
                     "spent on a linear learning-rate warm-up; 0: none (runs one to six)")
+    ap.add_argument("--refine-top", type=int, default=5,
+                    help="amc_iter_refine: how many of its best distinct policies it refines")
+    ap.add_argument("--refine-steps", type=int, default=100,
+                    help="amc_iter_refine: batches of fine-tuning per refined candidate")
     ap.add_argument("--iter-bound", choices=["original", "stage"], default="original",
                     help="amc_iter/uniform_iter: stage 2's lbound counts the original model's "
                     "channels (original) or the stage-1 model's (stage, the fifth run's)")
@@ -598,7 +643,8 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                      ("amc_iter", "netadapt"), ("amc_iter", "amc"), ("amc_iter", "uniform"),
                      ("uniform_iter", "netadapt"), ("uniform_iter", "uniform"),
                      ("amc_iter", "netadapt_eqtrain"), ("uniform_iter", "netadapt_eqtrain"),
-                     ("netadapt_eqtrain", "netadapt")):
+                     ("netadapt_eqtrain", "netadapt"), ("amc_iter_refine", "uniform_iter"),
+                     ("amc_iter_refine", "amc_iter"), ("amc_iter_refine", "netadapt_eqtrain")):
             for e in args.epochs:
                 p = paired(sel, a, b, f"test_acc_ft{e:g}")
                 if p["n"]:

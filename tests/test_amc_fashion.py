@@ -142,3 +142,42 @@ def test_netadapt_eqtrain_is_netadapt_with_the_stage_epoch_added() -> None:
     assert equal["kept"] == plain["kept"] and equal["meets_target"]
     assert equal["extra_ft_epochs"] == 0.5 and "extra_ft_epochs" not in plain
     assert equal["test_acc_ft0.1"] != plain["test_acc_ft0.1"]  # 0.6 epochs, not 0.1
+
+
+def test_amc_iter_refine_keeps_the_candidate_best_after_the_short_fine_tune() -> None:
+    """``amc_iter_refine``: stage 2 ends by fine-tuning its best distinct policies and keeps
+    the one best after that fine-tune, which need not be the best on the plain signal."""
+    data, model, space = small_resnet_on_digits(0.25)
+    args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
+                              reward_ft_steps=0, episodes=8, warmup=2, lbound=0.2,
+                              iter_ft_epochs=0.2, epochs=[0.2], iter_bound="original",
+                              ft_warmup=0.1, refine_top=3, refine_steps=4)
+    _, stage2, arch, info = amc_fashion.iterative_search(model, space, data, 0, args,
+                                                         "amc_iter_refine")
+    refine = info["refine"]
+    assert refine["steps"] == 4 and 1 <= len(refine["refined"]) <= 3
+    assert refine["signals"] == sorted(refine["signals"], reverse=True)  # the best first
+    assert refine["refined"][refine["picked_rank"]] == max(refine["refined"])
+    assert stage2.fits(arch)
+    _, _, plain_arch, plain = amc_fashion.iterative_search(model, space, data, 0, args,
+                                                           "amc_iter")
+    assert "refine" not in plain
+    if refine["picked_rank"] == 0:  # the refined pick is the plain search's best ...
+        assert stage2.kept_channels(arch) == stage2.kept_channels(plain_arch)
+
+
+def test_refine_pick_takes_the_best_refined_candidate_and_counts_its_evaluations() -> None:
+    data, model, space = small_resnet_on_digits(0.5)
+    from agents.compression_baselines import HEURISTICS
+
+    args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
+                              ft_warmup=0.0)
+    score = amc_fashion.Scorer(model, space, data, args, seed=0)
+    cands = [(score(a)[0], a) for a in (HEURISTICS[r](space) for r in
+                                        ("uniform", "shallow_first", "deep_first"))]
+    arch, info = amc_fashion.refine_pick(score, cands, 3)
+    assert info["refined"][info["picked_rank"]] == max(info["refined"])
+    assert arch is cands[info["picked_rank"]][1]
+    before = score.evaluations
+    assert score.refined(arch, 3) == max(info["refined"])  # cached: no new evaluation
+    assert score.evaluations == before
