@@ -165,15 +165,13 @@ class Scorer:
         key = (tuple(sorted(self.space.kept_channels(arch).items())), finetune_steps)
         if key not in self.cache:
             self.evaluations += 1
-            comp = apply_policy(self.model, self.space, arch, calib=self.data.train,
-                                seed=self.seed, least_squares=self.args.least_squares,
-                                calib_samples=self.args.calib_samples)
-            acc = evaluate_accuracy(comp.model, self.val)
+            model = self.pruned(arch)
+            acc = evaluate_accuracy(model, self.val)
             tuned = None
             if finetune_steps > 0:
-                train_epochs(comp.model, self.data.train, seed=self.seed, lr=self.args.ft_lr,
+                train_epochs(model, self.data.train, seed=self.seed, lr=self.args.ft_lr,
                              epochs=finetune_steps * 64 / len(self.data.train))
-                tuned = evaluate_accuracy(comp.model, self.val)
+                tuned = evaluate_accuracy(model, self.val)
             self.cache[key] = (acc, tuned)
         return self.cache[key]
 
@@ -183,13 +181,17 @@ class Scorer:
         key = (tuple(sorted(self.space.kept_channels(arch).items())), "refined", steps)
         if key not in self.cache:
             self.evaluations += 1
-            comp = apply_policy(self.model, self.space, arch, calib=self.data.train,
-                                seed=self.seed, least_squares=self.args.least_squares,
-                                calib_samples=self.args.calib_samples)
-            train_epochs(comp.model, self.data.train, seed=self.seed, lr=self.args.ft_lr,
+            model = self.pruned(arch)
+            train_epochs(model, self.data.train, seed=self.seed, lr=self.args.ft_lr,
                          epochs=steps * 64 / len(self.data.train), warmup=self.args.ft_warmup)
-            self.cache[key] = (evaluate_accuracy(comp.model, self.val), None)
+            self.cache[key] = (evaluate_accuracy(model, self.val), None)
         return self.cache[key][0]
+
+    def pruned(self, arch: dict) -> torch.nn.Module:
+        """``arch`` applied to the model: pruned, refit, batch norm recalibrated."""
+        return apply_policy(self.model, self.space, arch, calib=self.data.train, seed=self.seed,
+                            least_squares=self.args.least_squares,
+                            calib_samples=self.args.calib_samples).model
 
 
 def rllib_given(method: str, lbound: float | None) -> dict[str, Any]:

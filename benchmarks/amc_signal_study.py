@@ -89,21 +89,16 @@ def policy_pool(space: CompressionSpace, scorer: Scorer, args: argparse.Namespac
     return pool
 
 
-def signals(model, teacher_logits: torch.Tensor, space: CompressionSpace, arch: dict,
-            data, signal_val: Split, args: argparse.Namespace, seed: int) -> dict[str, float]:
-    def pruned():
-        return apply_policy(model, space, arch, calib=data.train, seed=seed,
-                            least_squares=args.least_squares,
-                            calib_samples=args.calib_samples).model
-
-    m = pruned()
+def signals(scorer: Scorer, teacher_logits: torch.Tensor, arch: dict, data,
+            signal_val: Split, args: argparse.Namespace, seed: int) -> dict[str, float]:
+    m = scorer.pruned(arch)
     logits = _logits(m, signal_val)
     out = {"acc": float((logits.argmax(1) == signal_val.y).float().mean()),
            "neg_ce": -float(F.cross_entropy(logits, signal_val.y)),
            "neg_kl": -float(F.kl_div(F.log_softmax(logits, 1), F.softmax(teacher_logits, 1),
                                      reduction="batchmean"))}
     for steps in (20, 100):
-        m = pruned()
+        m = scorer.pruned(arch)
         train_epochs(m, data.train, epochs=steps * 64 / len(data.train), lr=args.ft_lr,
                      seed=seed, warmup=args.ft_warmup)
         out[f"ft{steps}"] = evaluate_accuracy(m, signal_val)
@@ -217,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, arch in pool:
         row = {"policy": name,
-               **signals(model, teacher_logits, space, arch, data, signal_val, args, args.seed),
+               **signals(scorer, teacher_logits, arch, data, signal_val, args, args.seed),
                **outcome(model, space, arch, data, held_out, args, args.seed),
                "kept": {k: v for k, v in space.kept_channels(arch).items()}}
         rows.append(row)
