@@ -134,6 +134,8 @@ REFINED_METHODS = {"amc_iter_refine"}
 # budget plus ``--iter-ft-epochs`` (the epoch a two-stage model gets between its stages), so
 # "1 / 3 epochs" means the same total training as ``amc_iter``'s.
 EQUAL_TRAINING_METHODS = {"netadapt_eqtrain": "netadapt"}
+# ``--ft-repeats``: repeat r > 0 of a row's fine-tune uses seed + r * stride.
+FT_REPEAT_STRIDE = 100_000
 METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *FT_REWARD_METHODS, *RLLIB_METHODS,
            *ITERATIVE_METHODS, *EQUAL_TRAINING_METHODS)
 # What the issue asks for, against which the run's settings are compared and printed.
@@ -405,19 +407,37 @@ def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch
     """Each fine-tuning budget (plus ``extra_epochs``) from the same pruned start; test
     accuracy, the mean loss of each epoch (a collapse shows as ln 10), cost, kept channels."""
     cpu1 = time.process_time()
+    repeats = getattr(args, "ft_repeats", 1)
     for ep in args.epochs:
-        comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
-                            least_squares=args.least_squares, calib_samples=args.calib_samples)
-        losses = train_epochs(comp.model, data.train, epochs=ep + extra_epochs, lr=args.ft_lr,
-                              seed=seed, warmup=args.ft_warmup)
-        row[f"test_acc_ft{ep:g}"] = 100 * evaluate_accuracy(comp.model, test)
-        row[f"ft_losses{ep:g}"] = losses
+        runs = []
+        for r in range(repeats):
+            comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
+                                least_squares=args.least_squares,
+                                calib_samples=args.calib_samples)
+            losses = train_epochs(comp.model, data.train, epochs=ep + extra_epochs,
+                                  lr=args.ft_lr, seed=finetune_seed(seed, r),
+                                  warmup=args.ft_warmup)
+            runs.append(100 * evaluate_accuracy(comp.model, test))
+            if r == 0:
+                row[f"test_acc_ft{ep:g}"] = runs[0]
+                row[f"ft_losses{ep:g}"] = losses
+        if repeats > 1:
+            row[f"test_acc_ft{ep:g}_runs"] = runs
+            row[f"test_acc_ft{ep:g}_mean"] = sum(runs) / len(runs)
     row["ft_warmup"] = args.ft_warmup
+    row["ft_repeats"] = repeats
     row["finetune_cpu_min"] = (time.process_time() - cpu1) / 60
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["kept"] = {k.removeprefix("prune:"): f"{space.keep(space.group_of(k), v)}/"
                    f"{space.table.groups[space.group_of(k)].channels}" for k, v in arch.items()}
     return row
+
+
+def finetune_seed(seed: int, repeat: int) -> int:
+    """The fine-tune's seed for repeat ``repeat`` of a row: repeat 0 is the row's own seed
+    (so a one-repeat row is what earlier runs measured); later repeats are far from every
+    search seed."""
+    return seed + FT_REPEAT_STRIDE * repeat
 
 
 def paired(rows: list[dict], a: str, b: str, key: str) -> dict[str, Any]:
@@ -484,6 +504,10 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
                    f"{o['warmup_episodes']} episodes, not --warmup), {bound}")
     if args.finetune != PROTOCOL["finetune"]:
         out.append(f"fine-tuning budgets: {args.finetune} epochs (issue: 1 and 3)")
+    if getattr(args, "ft_repeats", 1) > 1:
+        out.append(f"fine-tunes per row: {args.ft_repeats} seeds from the same pruned start "
+                   "(test_acc_ft<E> is the first, as in one-repeat runs; test_acc_ft<E>_mean "
+                   "averages all; issue: one)")
     if args.width != 1.0:
         out.append(f"reference width multiplier: {args.width}")
     if any(m == "latency" for _, m, _ in targets) and args.latency_profiler != "onnxruntime":
@@ -539,6 +563,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-size", type=int, default=None)
     ap.add_argument("--finetune", default="1,3", help="fine-tuning budgets in epochs")
     ap.add_argument("--ft-lr", type=float, default=0.02)
+    ap.add_argument("--ft-repeats", type=int, default=1,
+                    help="fine-tunes per row, from the same pruned start with other seeds; "
+                         "> 1 adds test_acc_ft<E>_mean (and _runs), summarized and paired "
+                         "beside the first fine-tune's test_acc_ft<E>")
     ap.add_argument("--ref-epochs", type=int, default=8)
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--latency-profiler", default="cpu")
@@ -597,8 +625,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["target"] = target
                 rows.append(row)
                 _write(out, args, refs, rows, devs)
-                accs = " ".join(f"ft{e:g}={row[f'test_acc_ft{e:g}']:.2f}" for e in args.epochs
-                                if f"test_acc_ft{e:g}" in row)
+                accs = " ".join(f"{k[9:]}={row[k]:.2f}" for k in accuracy_keys(args)
+                                if k in row)
                 print(f"{target} seed={seed} {method:17s} {accs} "
                       f"signal={row.get('signal', math.nan):.3f} "
                       f"flops={row.get('flops_ratio', math.nan):.3f} "
@@ -630,7 +658,7 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
             if not mine:
                 continue
             entry: dict[str, Any] = {"target": target, "method": method, "seeds": len(mine)}
-            for key in [f"test_acc_ft{e:g}" for e in args.epochs] + [
+            for key in accuracy_keys(args) + [
                     "search_cpu_min", "finetune_cpu_min", "peak_rss_mb", "flops_ratio",
                     "evaluations", "signal"]:
                 vals = [float(r[key]) for r in mine if r.get(key) is not None]
@@ -647,11 +675,20 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                      ("amc_iter", "netadapt_eqtrain"), ("uniform_iter", "netadapt_eqtrain"),
                      ("netadapt_eqtrain", "netadapt"), ("amc_iter_refine", "uniform_iter"),
                      ("amc_iter_refine", "amc_iter"), ("amc_iter_refine", "netadapt_eqtrain")):
-            for e in args.epochs:
-                p = paired(sel, a, b, f"test_acc_ft{e:g}")
+            for key in accuracy_keys(args):
+                p = paired(sel, a, b, key)
                 if p["n"]:
                     out["paired"].append({"target": target, **p})
     return out
+
+
+def accuracy_keys(args: argparse.Namespace) -> list[str]:
+    """The row keys summarized: the first fine-tune per budget, then with ``--ft-repeats``
+    > 1 the mean over repeats (rows merged from one-repeat runs lack it and drop out)."""
+    keys = [f"test_acc_ft{e:g}" for e in args.epochs]
+    if getattr(args, "ft_repeats", 1) > 1:
+        keys += [f"{k}_mean" for k in keys]
+    return keys
 
 
 def _fmt(mean: float, half: float) -> str:
@@ -662,8 +699,10 @@ def _fmt(mean: float, half: float) -> str:
 
 def print_table(summary: dict, targets: list, methods: list[str],
                 args: argparse.Namespace) -> None:
-    eps = [f"test_acc_ft{e:g}" for e in args.epochs]
-    print("\n# test accuracy %, mean ± 95% t-interval half-width over seeds; search CPU-min")
+    eps = accuracy_keys(args)
+    print("\n# test accuracy %, mean ± 95% t-interval half-width over seeds; search CPU-min"
+          + (f"; *_mean: the mean of {args.ft_repeats} fine-tunes per row"
+             if getattr(args, "ft_repeats", 1) > 1 else ""))
     print(f"{'target':28s} {'method':17s} " + " ".join(f"{k[9:]:>14s}" for k in eps)
           + f" {'search CPU-min':>15s} {'evals':>7s} {'peak MB':>8s}")
     run = {(e["target"], e["method"]): e for e in summary["methods"]}

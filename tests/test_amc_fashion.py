@@ -181,3 +181,44 @@ def test_refine_pick_takes_the_best_refined_candidate_and_counts_its_evaluations
     before = score.evaluations
     assert score.refined(arch, 3) == max(info["refined"])  # cached: no new evaluation
     assert score.evaluations == before
+
+
+def test_ft_repeats_keep_the_first_fine_tune_and_average_all() -> None:
+    """``--ft-repeats 3``: the first fine-tune is the one-repeat row's (seed for seed), the
+    others use other seeds from the same pruned start, and the mean is theirs."""
+    data, model, space = small_resnet_on_digits(0.5)
+    from agents.compression_baselines import HEURISTICS
+
+    arch = HEURISTICS["uniform"](space)
+    base = dict(least_squares=True, calib_samples=64, ft_lr=0.02, epochs=[0.2], ft_warmup=0.1)
+    one = amc_fashion._finetune_and_test({}, model, space, arch, data, data.test, 0,
+                                         argparse.Namespace(**base, ft_repeats=1))
+    three = amc_fashion._finetune_and_test({}, model, space, arch, data, data.test, 0,
+                                           argparse.Namespace(**base, ft_repeats=3))
+    assert "test_acc_ft0.2_mean" not in one and one["ft_repeats"] == 1
+    runs = three["test_acc_ft0.2_runs"]
+    assert three["test_acc_ft0.2"] == one["test_acc_ft0.2"] == runs[0]
+    assert three["ft_losses0.2"] == one["ft_losses0.2"]
+    assert len(set(runs)) > 1  # other seeds, other fine-tunes
+    assert three["test_acc_ft0.2_mean"] == pytest.approx(sum(runs) / 3)
+    assert amc_fashion.finetune_seed(7, 0) == 7 != amc_fashion.finetune_seed(7, 1)
+
+
+def test_summary_pairs_the_repeat_means_only_where_rows_have_them() -> None:
+    """With ``--ft-repeats`` > 1 the mean over repeats is summarized and paired beside the
+    first fine-tune; rows merged from one-repeat runs drop out of the mean's pairs."""
+    args = argparse.Namespace(epochs=[1.0], ft_repeats=3)
+    rows = []
+    for seed in range(3):
+        for method, acc in (("amc_iter_refine", 80.0 + seed), ("uniform_iter", 79.0)):
+            rows.append({"target": "t", "method": method, "seed": seed,
+                         "test_acc_ft1": acc, "test_acc_ft1_mean": acc + 0.5})
+    rows.append({"target": "t", "method": "amc_iter_refine", "seed": 3, "test_acc_ft1": 90.0})
+    rows.append({"target": "t", "method": "uniform_iter", "seed": 3, "test_acc_ft1": 79.0})
+    pairs = {p["metric"]: p for p in amc_fashion.summarize(rows, args)["paired"]
+             if (p["a"], p["b"]) == ("amc_iter_refine", "uniform_iter")}
+    assert pairs["test_acc_ft1"]["n"] == 4
+    assert pairs["test_acc_ft1_mean"]["n"] == 3
+    assert pairs["test_acc_ft1_mean"]["mean"] == pytest.approx(2.0)  # (1 + 2 + 3) / 3
+    single = amc_fashion.summarize(rows, argparse.Namespace(epochs=[1.0]))["paired"]
+    assert {p["metric"] for p in single} == {"test_acc_ft1"}
