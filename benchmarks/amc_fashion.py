@@ -81,8 +81,10 @@ recorded ``out`` is the old name ``..._sac.json``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import platform
 import resource
 import sys
 import time
@@ -433,6 +435,31 @@ def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch
     return row
 
 
+def reference_fingerprint(model: torch.nn.Module) -> dict[str, str]:
+    """A digest of the reference's weights and the CPU that trained or loaded them: the same
+    seed and recipe train to different weights on different CPUs, and only runs whose
+    digests agree pair seed for seed."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"weights_sha1": digest.hexdigest()[:16], "cpu": cpu_model()}
+
+
+def cpu_model() -> str:
+    """This machine's CPU model name and a digest of its feature flags (Linux; virtual
+    machines often report one generic name for CPUs whose vector units differ), or the
+    platform's processor string."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return platform.processor() or "unknown"
+    info = {k.strip(): v.strip() for k, v in
+            (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    flags = hashlib.sha1(info.get("flags", "").encode()).hexdigest()[:8]
+    return f"{info.get('model name', '?')} (flags {flags})"
+
+
 def finetune_seed(seed: int, repeat: int) -> int:
     """The fine-tune's seed for repeat ``repeat`` of a row: repeat 0 is the row's own seed
     (so a one-repeat row is what earlier runs measured); later repeats are far from every
@@ -608,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         model.eval()
         if model_name not in refs:
             refs[model_name] = {**rinfo, "test_acc_full": 100 * evaluate_accuracy(model, test),
-                                "flops": count_flops(model, data.input_shape)}
+                                "flops": count_flops(model, data.input_shape),
+                                **reference_fingerprint(model)}
             print(f"# {model_name}: {refs[model_name]}", flush=True)
         table = analyze(model, data.input_shape).table
         lm = None

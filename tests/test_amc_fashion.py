@@ -222,3 +222,17 @@ def test_summary_pairs_the_repeat_means_only_where_rows_have_them() -> None:
     assert pairs["test_acc_ft1_mean"]["mean"] == pytest.approx(2.0)  # (1 + 2 + 3) / 3
     single = amc_fashion.summarize(rows, argparse.Namespace(epochs=[1.0]))["paired"]
     assert {p["metric"] for p in single} == {"test_acc_ft1"}
+
+
+def test_reference_fingerprint_tells_weights_apart() -> None:
+    """Two runs pair only if their references' weights agree: the digest is stable for the
+    same weights and changes when any weight does."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    first = amc_fashion.reference_fingerprint(model)
+    assert first == amc_fashion.reference_fingerprint(model)
+    assert first["cpu"] and len(first["weights_sha1"]) == 16
+    with torch.no_grad():
+        model[0].weight[0, 0] += 1e-6
+    assert amc_fashion.reference_fingerprint(model)["weights_sha1"] != first["weights_sha1"]
