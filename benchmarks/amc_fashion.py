@@ -81,6 +81,7 @@ recorded ``out`` is the old name ``..._sac.json``).
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -409,17 +410,19 @@ def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch
     """Each fine-tuning budget (plus ``extra_epochs``) from the same pruned start; test
     accuracy, the mean loss of each epoch (a collapse shows as ln 10), cost, kept channels."""
     cpu1 = time.process_time()
-    repeats = getattr(args, "ft_repeats", 1)
+    repeats = ft_repeats(args)
+    # Pruning is seeded, so one pruned start serves every fine-tune: each trains a copy.
+    pruned = apply_policy(model, space, arch, calib=data.train, seed=seed,
+                          least_squares=args.least_squares,
+                          calib_samples=args.calib_samples).model
     for ep in args.epochs:
         runs = []
         for r in range(repeats):
-            comp = apply_policy(model, space, arch, calib=data.train, seed=seed,
-                                least_squares=args.least_squares,
-                                calib_samples=args.calib_samples)
-            losses = train_epochs(comp.model, data.train, epochs=ep + extra_epochs,
+            tuned = copy.deepcopy(pruned)
+            losses = train_epochs(tuned, data.train, epochs=ep + extra_epochs,
                                   lr=args.ft_lr, seed=finetune_seed(seed, r),
                                   warmup=args.ft_warmup)
-            runs.append(100 * evaluate_accuracy(comp.model, test))
+            runs.append(100 * evaluate_accuracy(tuned, test))
             if r == 0:
                 row[f"test_acc_ft{ep:g}"] = runs[0]
                 row[f"ft_losses{ep:g}"] = losses
@@ -458,6 +461,11 @@ def cpu_model() -> str:
             (line.split(":", 1) for line in first.splitlines() if ":" in line)}
     flags = hashlib.sha1(info.get("flags", "").encode()).hexdigest()[:8]
     return f"{info.get('model name', '?')} (flags {flags})"
+
+
+def ft_repeats(args: argparse.Namespace) -> int:
+    """Fine-tunes per row; 1 where ``args`` predates ``--ft-repeats`` (older test settings)."""
+    return getattr(args, "ft_repeats", 1)
 
 
 def finetune_seed(seed: int, repeat: int) -> int:
@@ -531,7 +539,7 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
                    f"{o['warmup_episodes']} episodes, not --warmup), {bound}")
     if args.finetune != PROTOCOL["finetune"]:
         out.append(f"fine-tuning budgets: {args.finetune} epochs (issue: 1 and 3)")
-    if getattr(args, "ft_repeats", 1) > 1:
+    if ft_repeats(args) > 1:
         out.append(f"fine-tunes per row: {args.ft_repeats} seeds from the same pruned start "
                    "(test_acc_ft<E> is the first, as in one-repeat runs; test_acc_ft<E>_mean "
                    "averages all; issue: one)")
@@ -714,7 +722,7 @@ def accuracy_keys(args: argparse.Namespace) -> list[str]:
     """The row keys summarized: the first fine-tune per budget, then with ``--ft-repeats``
     > 1 the mean over repeats (rows merged from one-repeat runs lack it and drop out)."""
     keys = [f"test_acc_ft{e:g}" for e in args.epochs]
-    if getattr(args, "ft_repeats", 1) > 1:
+    if ft_repeats(args) > 1:
         keys += [f"{k}_mean" for k in keys]
     return keys
 
@@ -730,7 +738,7 @@ def print_table(summary: dict, targets: list, methods: list[str],
     eps = accuracy_keys(args)
     print("\n# test accuracy %, mean ± 95% t-interval half-width over seeds; search CPU-min"
           + (f"; *_mean: the mean of {args.ft_repeats} fine-tunes per row"
-             if getattr(args, "ft_repeats", 1) > 1 else ""))
+             if ft_repeats(args) > 1 else ""))
     print(f"{'target':28s} {'method':17s} " + " ".join(f"{k[9:]:>14s}" for k in eps)
           + f" {'search CPU-min':>15s} {'evals':>7s} {'peak MB':>8s}")
     run = {(e["target"], e["method"]): e for e in summary["methods"]}
