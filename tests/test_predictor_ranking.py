@@ -1,4 +1,5 @@
-"""The predictor-ranking benchmark's path encoding (BANANAS) on known NB201 cells."""
+"""The issue-13 diagnostics: the predictor-ranking path encoding (BANANAS) on known NB201
+cells, its scores, and the needle diagnosis's reading of a real job."""
 
 import numpy as np
 
@@ -31,3 +32,15 @@ def test_the_shipped_table_loads_in_decision_order() -> None:
     x, y = load_table(TABLE, "val_acc")
     assert x.shape == (15625, 6) and len(y) == 15625
     assert len({tuple(r) for r in x}) == 15625
+
+
+def test_needle_diagnosis_reads_the_incumbent_at_each_budget() -> None:
+    from benchmarks.needle_diagnosis import BUDGETS, diagnose
+
+    x, y = load_table(TABLE, "val_acc")
+    r = diagnose("random", 0, None, x, y)
+    ranks = [r[b]["incumbent_rank"] for b in BUDGETS]
+    assert ranks == sorted(ranks, reverse=True)  # more evaluations, never a worse incumbent
+    for b in BUDGETS:
+        assert (r[b]["incumbent_rank"] == 0) == (r[b]["edits_from_best"] == 0)
+        assert 0 <= r[b]["best_neighbours_seen"] <= 24
