@@ -85,7 +85,6 @@ import copy
 import hashlib
 import json
 import math
-import platform
 import resource
 import sys
 import time
@@ -108,6 +107,7 @@ from search.compression.graph import analyze  # noqa: E402
 from search.compression.latency import cached_latency_model  # noqa: E402
 from search.compression.measure import count_flops  # noqa: E402
 from search.compression.reference import trained_reference  # noqa: E402
+from search.profilers.measured import cpu_name  # noqa: E402
 from spaces.compression import CompressionSpace  # noqa: E402
 
 # The issue's targets (model, metric, ratio) and methods.
@@ -450,17 +450,16 @@ def reference_fingerprint(model: torch.nn.Module) -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    """This machine's CPU model name and a digest of its feature flags (Linux; virtual
-    machines often report one generic name for CPUs whose vector units differ), or the
-    platform's processor string."""
+    """The measured profiler's CPU name plus a digest of the first CPU's feature flags
+    (Linux; virtual machines often report one generic name for CPUs whose vector units
+    differ); the name alone where there is no ``/proc/cpuinfo``."""
     try:
-        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return platform.processor() or "unknown"
-    info = {k.strip(): v.strip() for k, v in
-            (line.split(":", 1) for line in first.splitlines() if ":" in line)}
-    flags = hashlib.sha1(info.get("flags", "").encode()).hexdigest()[:8]
-    return f"{info.get('model name', '?')} (flags {flags})"
+        return cpu_name()
+    flags = next((line.split(":", 1)[1].strip() for line in lines
+                  if line.split(":", 1)[0].strip() == "flags" and ":" in line), "")
+    return f"{cpu_name()} (flags {hashlib.sha1(flags.encode()).hexdigest()[:8]})"
 
 
 def ft_repeats(args: argparse.Namespace) -> int:

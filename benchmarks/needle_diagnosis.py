@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.predictor_ranking import TABLE, load_table  # noqa: E402
+from benchmarks.predictor_ranking import TABLE, load_table, true_ranks  # noqa: E402
+from benchmarks.search_quality import parse_seeds  # noqa: E402
 
 BUDGETS = (50, 100, 200)
 
@@ -43,15 +44,13 @@ def diagnose(agent: str, seed: int, options: dict[str, Any] | None,
 
     torch.set_num_threads(1)
     space = NB201Space()
-    rank = np.empty(len(y), dtype=np.int64)
-    rank[np.argsort(-y)] = np.arange(len(y))
+    rank = true_ranks(y)
     best = x[int(np.argmax(y))]
     row_of = {tuple(r): i for i, r in enumerate(x.tolist())}
     sink = MemorySink()
     SearchLoop(parse_spec(job_spec(SUITES["val_acc"], agent, seed, max(BUDGETS), options)),
                sink).run()
-    evaluated = [row_of[tuple(d.choices.index(t.arch[d.name]) for d in space.decisions)]
-                 for t in sink.trials if not t.cached]
+    evaluated = [row_of[tuple(space.encode(t.arch))] for t in sink.trials if not t.cached]
     out: dict[str, Any] = {"seed": seed}
     for b in BUDGETS:
         rows = evaluated[:b]
@@ -66,16 +65,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", default="mnas")
     ap.add_argument("--options", default="{}", help="agent options (JSON)")
-    ap.add_argument("--seeds", default="1100-1109", help="first-last (tuning seeds)")
+    ap.add_argument("--seeds", default="1100-1109", help="first-last or a,b,c (tuning seeds)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/needle_diagnosis.json"))
     args = ap.parse_args(argv)
     x, y = load_table(TABLE, "val_acc")
-    first, last = (int(s) for s in args.seeds.split("-"))
     rows = []
     print("| seed | " + " | ".join(f"{b}: rank / edits / neighbours seen" for b in BUDGETS)
           + " |")
     print("|---|" + "---|" * len(BUDGETS))
-    for seed in range(first, last + 1):
+    for seed in parse_seeds(args.seeds):
         r = diagnose(args.agent, seed, json.loads(args.options), x, y)
         rows.append(r)
         print(f"| {seed} | " + " | ".join(

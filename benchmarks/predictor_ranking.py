@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agents.predictor import HammingGP  # noqa: E402
+from benchmarks.search_quality import parse_seeds  # noqa: E402
 from spaces.nb201 import DATA_DIR, EDGES, OPS, NB201Space  # noqa: E402
 
 TABLE = DATA_DIR / "nb201_cifar10.csv.gz"  # the shipped CIFAR-10 table
@@ -39,19 +40,22 @@ PATHS = [[(0, 3)], [(0, 1), (1, 3)], [(0, 2), (2, 3)], [(0, 1), (1, 2), (2, 3)]]
 
 
 def load_table(path: Path, signal: str) -> tuple[np.ndarray, np.ndarray]:
-    """Choice indices ``[n, 6]`` (the space's decision order) and the signal of each row
-    (a CSV keyed by ``arch_str``, plain or gzipped)."""
-    import csv
-    import gzip
+    """Choice indices ``[n, 6]`` (``NB201Space.encode``) and the signal of each row of a
+    table keyed by ``arch_str`` (read by ``search.tables``, as the tabular evaluator does)."""
+    from search.tables import read_table
 
     space = NB201Space()
-    xs, ys = [], []
-    with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path, newline="")) as fh:
-        for row in csv.DictReader(fh):
-            arch = space.from_arch_str(row["arch_str"])
-            xs.append([d.choices.index(arch[d.name]) for d in space.decisions])
-            ys.append(float(row[signal]))
-    return np.array(xs, dtype=np.int64), np.array(ys)
+    table = read_table(path)
+    table.require_numeric([signal])
+    x = np.array([space.encode(space.from_arch_str(k)) for k in table.keys()], dtype=np.int64)
+    return x, np.asarray(table.column(signal), dtype=np.float64)
+
+
+def true_ranks(y: np.ndarray) -> np.ndarray:
+    """Each row's rank by ``y`` (0 = the best)."""
+    rank = np.empty(len(y), dtype=np.int64)
+    rank[np.argsort(-y)] = np.arange(len(y))
+    return rank
 
 
 def path_encoding(x: np.ndarray) -> np.ndarray:
@@ -96,16 +100,20 @@ class EuclideanGP:
                 alpha = torch.cholesky_solve(z, chol)
                 nll = float(0.5 * (z * alpha).sum() + torch.log(torch.diagonal(chol)).sum())
                 if best is None or nll < best[0]:
-                    best = (nll, length, alpha)
-        _, self.length, self._alpha = best
+                    best = (nll, length, chol, alpha)
+        _, self.length, self._chol, self._alpha = best
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation at rows ``x``, as ``HammingGP.predict``."""
         import torch
 
         k = torch.exp(-torch.cdist(torch.as_tensor(x, dtype=torch.float64), self._x) ** 2
                       / (2 * self.length**2))
-        return self._mu + self._sd * (k @ self._alpha).squeeze(1).numpy()
+        mean = (k @ self._alpha).squeeze(1)
+        v = torch.linalg.solve_triangular(self._chol, k.T, upper=False)
+        var = (1.0 - (v * v).sum(0)).clamp(min=1e-12)
+        return self._mu + self._sd * mean.numpy(), self._sd * var.sqrt().numpy()
 
 
 def score(pred: np.ndarray, y: np.ndarray, true_rank: np.ndarray) -> dict[str, float]:
@@ -120,7 +128,7 @@ def score(pred: np.ndarray, y: np.ndarray, true_rank: np.ndarray) -> dict[str, f
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="1000-1019", help="first-last (tuning seeds)")
+    ap.add_argument("--seeds", default="1000-1019", help="first-last or a,b,c (tuning seeds)")
     ap.add_argument("--sizes", default="32,64,128", help="training set sizes")
     ap.add_argument("--signal", default="val_acc")
     ap.add_argument("--table", default=str(TABLE))
@@ -129,22 +137,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    first, last = (int(s) for s in args.seeds.split("-"))
     x, y = load_table(Path(args.table), args.signal)
-    feats = {"hamming (product)": x, "path encoding": path_encoding(x)}
-    true_rank = np.empty(len(y), dtype=np.int64)
-    true_rank[np.argsort(-y)] = np.arange(len(y))
+    predictors = {"hamming (product)": (x, HammingGP),
+                  "path encoding": (path_encoding(x), EuclideanGP)}
+    true_rank = true_ranks(y)
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        for name, f in feats.items():
+        for name, (f, model_class) in predictors.items():
             per_seed = []
-            for seed in range(first, last + 1):
+            for seed in parse_seeds(args.seeds):
                 idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
                 rest = np.setdiff1d(np.arange(len(y)), idx)
-                model = (HammingGP() if f is x else EuclideanGP()).fit(f[idx], y[idx])
-                pred = model.predict(f[rest])
-                per_seed.append(score(pred[0] if isinstance(pred, tuple) else pred,
-                                      y[rest], true_rank[rest]))
+                mean, _ = model_class().fit(f[idx], y[idx]).predict(f[rest])
+                per_seed.append(score(mean, y[rest], true_rank[rest]))
             row = {"n": n, "predictor": name, "seeds": len(per_seed),
                    **{k: statistics.mean(s[k] for s in per_seed)
                       for k in ("spearman_all", "spearman_top10pct")},
