@@ -1,6 +1,7 @@
 """Baselines of automated compression, in the same harness as AMC.
 
-- ``uniform_policy``: one prune ratio for every channel group, the least that meets the target.
+- ``uniform_policy``: one prune ratio for every channel group, the least that meets the target;
+  ``uniform_fill``: the same with the budget that whole channels leave unspent given back.
 - ``shallow_first`` / ``deep_first``: AMC's handcrafted rules, prune ratio growing linearly
   towards the shallow (resp. deep) end of the network, scaled to just meet the target.
 - ``NetAdaptAgent`` (Yang et al., ECCV 2018): shrink the resource budget step by step; each
@@ -99,6 +100,43 @@ def uniform_policy(space: CompressionSpace) -> Architecture:
     return scaled_policy(space, [1.0] * len(_prune_names(_need_target(space))))
 
 
+def fill_budget(space: CompressionSpace, arch: Architecture) -> Architecture:
+    """``arch`` with channels given back while it still meets the target: one step of the
+    channel grid at a time, always to the group that keeps the smallest fraction of its
+    channels (among those that can take one more and still fit; ties to the shallower).
+
+    Whole channels leave a rule below its budget (uniform pruning kept 4.58% of the FLOPs
+    at a 5% target in the benchmark); this spends the rest without changing the rule's
+    shape, so a comparison with a search that fills its budget is like for like."""
+    space = _need_target(space)
+    if not space.fits(arch):
+        raise ValueError("fill_budget needs a policy that meets the target")
+    out = dict(arch)
+    names = [n for n in _prune_names(space) if out.get(n) != "drop"]
+    channels = {n: space.table.groups[space.group_of(n)].channels for n in names}
+    step = max(1, space.channel_multiple)
+    full = set()
+    while len(full) < len(names):
+        kept = {n: space.keep(space.group_of(n), out[n]) for n in names if n not in full}
+        name = min(kept, key=lambda n: (kept[n] / channels[n], names.index(n)))
+        if kept[name] >= channels[name]:
+            full.add(name)
+            continue
+        trial = {**out, name: space.snap(name, 1.0 - min(channels[name], kept[name] + step)
+                                         / channels[name])}
+        if space.fits(trial) and space.keep(space.group_of(name), trial[name]) > kept[name]:
+            out = trial
+        else:
+            full.add(name)
+    return out
+
+
+def uniform_fill(space: CompressionSpace) -> Architecture:
+    """``uniform_policy`` with the budget that whole channels left unspent given back
+    (``fill_budget``)."""
+    return fill_budget(space, uniform_policy(space))
+
+
 def _depth_weights(space: CompressionSpace, deep: bool) -> list[float]:
     n = len(_prune_names(_need_target(space)))
     depth = [i / max(1, n - 1) for i in range(n)]
@@ -117,6 +155,7 @@ def deep_first(space: CompressionSpace) -> Architecture:
 
 HEURISTICS: dict[str, Callable[[CompressionSpace], Architecture]] = {
     "uniform": uniform_policy, "shallow_first": shallow_first, "deep_first": deep_first,
+    "uniform_fill": uniform_fill,
 }
 
 

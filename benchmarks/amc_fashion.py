@@ -19,10 +19,11 @@ iterative pruning), each to sqrt(target) of the FLOPs with half the episodes,
 ``--iter-ft-epochs`` of fine-tuning in between (counted in the search's cost); its ``kept``
 counts are of the stage-1 model's channels, and stage 2 keeps at least ``--lbound`` of the
 original model's channels per group (``--iter-bound stage``: of the stage-1 model's, as in the
-fifth run); ``uniform_iter`` is its control (the same stages
-and fine-tune, uniform pruning); ``amc_iter_refine`` is ``amc_iter`` whose second stage ends by
-fine-tuning its ``--refine-top`` best policies ``--refine-steps`` batches each and keeping the
-best on the signal's validation images (counted in the search's cost); ``netadapt_eqtrain``
+fifth run); ``uniform_iter`` is its control (the same stages and fine-tune, uniform
+pruning) and ``uniform_fill_iter`` the same with ``uniform_fill`` (uniform pruning with the
+FLOPs that whole channels leave unspent given back); ``amc_iter_refine`` is ``amc_iter``
+whose second stage ends by fine-tuning its ``--refine-top`` best policies ``--refine-steps``
+batches each and keeping the best on the signal's validation images (counted in the search's cost); ``netadapt_eqtrain``
 is NetAdapt's policy fine-tuned for each budget plus ``--iter-ft-epochs`` (equal training with
 the two-stage methods).
 ``rllib_sac`` (issue 17): the ``rllib`` agent with RLlib's SAC on AMC's layer walk
@@ -126,8 +127,11 @@ RLLIB_METHODS = {"rllib_sac": {"algorithm": "SAC", "environment": "compression"}
 FT_REWARD_METHODS = {"amc_ft": "amc", "tpe_ft": "tpe"}
 # AMC in stages (the AMC paper's iterative pruning): prune to sqrt(target) with half the
 # episodes, fine-tune ``--iter-ft-epochs``, then AMC again on that model to the target.
-# ``uniform_iter``: the same two stages and fine-tune with uniform pruning (the control).
-ITERATIVE_METHODS = {"amc_iter": "amc", "uniform_iter": "uniform", "amc_iter_refine": "amc"}
+# ``uniform_iter``: the same two stages and fine-tune with uniform pruning (the control);
+# ``uniform_fill_iter``: the same with ``uniform_fill`` (uniform, the budget that whole
+# channels left unspent given back), so the control spends the FLOPs that AMC spends.
+ITERATIVE_METHODS = {"amc_iter": "amc", "uniform_iter": "uniform", "amc_iter_refine": "amc",
+                     "uniform_fill_iter": "uniform_fill"}
 # ``amc_iter_refine``: ``amc_iter`` whose last stage ends by fine-tuning its ``--refine-top``
 # best distinct policies for ``--refine-steps`` batches each (with ``--ft-warmup``) and keeping
 # the best on the same validation images (issue 15's "several candidate policies refined by a
@@ -139,8 +143,8 @@ REFINED_METHODS = {"amc_iter_refine"}
 EQUAL_TRAINING_METHODS = {"netadapt_eqtrain": "netadapt"}
 # ``--ft-repeats``: repeat r > 0 of a row's fine-tune uses seed + r * stride.
 FT_REPEAT_STRIDE = 100_000
-METHODS = (*ISSUE_METHODS, "amc_clip", "amc_largest_first", *FT_REWARD_METHODS, *RLLIB_METHODS,
-           *ITERATIVE_METHODS, *EQUAL_TRAINING_METHODS)
+METHODS = (*ISSUE_METHODS, "uniform_fill", "amc_clip", "amc_largest_first", *FT_REWARD_METHODS,
+           *RLLIB_METHODS, *ITERATIVE_METHODS, *EQUAL_TRAINING_METHODS)
 # What the issue asks for, against which the run's settings are compared and printed.
 PROTOCOL = {"seeds": 10, "episodes": 300, "train_size": None, "val_size": None,
             "test_size": None, "finetune": "1,3"}
@@ -709,7 +713,9 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                      ("uniform_iter", "netadapt"), ("uniform_iter", "uniform"),
                      ("amc_iter", "netadapt_eqtrain"), ("uniform_iter", "netadapt_eqtrain"),
                      ("netadapt_eqtrain", "netadapt"), ("amc_iter_refine", "uniform_iter"),
-                     ("amc_iter_refine", "amc_iter"), ("amc_iter_refine", "netadapt_eqtrain")):
+                     ("amc_iter_refine", "amc_iter"), ("amc_iter_refine", "netadapt_eqtrain"),
+                     ("amc_iter", "uniform_fill_iter"), ("uniform_fill_iter", "uniform_iter"),
+                     ("amc", "uniform_fill"), ("uniform_fill", "uniform")):
             for key in accuracy_keys(args):
                 p = paired(sel, a, b, key)
                 if p["n"]:

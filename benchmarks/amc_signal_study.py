@@ -71,7 +71,7 @@ def policy_pool(space: CompressionSpace, scorer: Scorer, args: argparse.Namespac
                 seed: int) -> list[tuple[str, dict]]:
     """The rules, ``--random`` of AMC's warm-up policies and the ``--amc-top`` best of an AMC
     search on the ``acc`` signal (distinct kept channels only)."""
-    pool = [(name, rule(space)) for name, rule in HEURISTICS.items()]
+    pool = [(name, HEURISTICS[name](space)) for name in ("uniform", "shallow_first", "deep_first")]
     agent = AMCAgent(space, seed=seed, warmup=args.warmup, lbound=args.lbound)
     seen: dict[tuple, tuple[float, dict, bool]] = {}
     for e in range(args.episodes):

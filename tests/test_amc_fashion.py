@@ -130,6 +130,24 @@ def test_amc_iter_prunes_in_two_stages_to_the_target() -> None:
     assert {f"prune:{k}" for k in row["kept"]} == set(arch)
 
 
+def test_uniform_fill_iter_spends_more_of_each_stage_than_uniform_iter() -> None:
+    """The budget-filling control: both stages meet their targets and keep at least the
+    FLOPs that plain uniform pruning keeps at each stage."""
+    data, model, space = small_resnet_on_digits(0.25)
+    args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
+                              reward_ft_steps=0, episodes=2, warmup=2, lbound=0.2,
+                              iter_ft_epochs=0.1, iter_bound="original", ft_warmup=0.0)
+    full = space.uncompressed("flops")
+    ratios = {}
+    for method in ("uniform_iter", "uniform_fill_iter"):
+        _, stage2, arch, info = amc_fashion.iterative_search(model, space, data, 0, args,
+                                                             method)
+        assert stage2.fits(arch) and info["stage1_flops_ratio"] <= 0.5 + 1e-6
+        ratios[method] = (info["stage1_flops_ratio"], stage2.cost(arch, "flops") / full)
+    assert ratios["uniform_fill_iter"][0] >= ratios["uniform_iter"][0]
+    assert ratios["uniform_fill_iter"][1] <= 0.25 * (1 + 1e-6)
+
+
 def test_netadapt_eqtrain_is_netadapt_with_the_stage_epoch_added() -> None:
     """``netadapt_eqtrain``: NetAdapt's own policy (the same channels), fine-tuned for each
     budget plus ``--iter-ft-epochs``, the epoch a two-stage model gets between its stages."""

@@ -15,6 +15,7 @@ from agents.compression_baselines import (
     FixedPolicyAgent,
     NetAdaptAgent,
     deep_first,
+    fill_budget,
     shallow_first,
     uniform_policy,
 )
@@ -154,6 +155,22 @@ def test_heuristics_just_meet_the_target(space: CompressionSpace, rule: str) -> 
     cost = space.cost(arch, "flops")
     assert cost <= space.budget * (1 + 1e-9)
     assert cost > 0.85 * space.budget  # not more compressed than needed
+
+
+def test_uniform_fill_spends_what_whole_channels_left(space: CompressionSpace) -> None:
+    uniform, filled = uniform_policy(space), fill_budget(space, uniform_policy(space))
+    assert space.fits(filled)
+    assert space.cost(filled, "flops") >= space.cost(uniform, "flops")
+    names = [s.decisions["prune"] for s in space.steps if "prune" in s.decisions]
+    kept = {n: space.keep(space.group_of(n), filled[n]) for n in names}
+    before = {n: space.keep(space.group_of(n), uniform[n]) for n in names}
+    assert all(kept[n] >= before[n] for n in names)
+    for n in names:  # full: no group can take one more channel and still fit
+        c = space.table.groups[space.group_of(n)].channels
+        if kept[n] < c:
+            assert not space.fits({**filled, n: 1.0 - (kept[n] + 1) / c})
+    with pytest.raises(ValueError, match="meets the target"):
+        fill_budget(space, space.identity())
 
 
 def test_shallow_and_deep_rules_differ_as_named(space: CompressionSpace) -> None:
