@@ -117,6 +117,11 @@ class MnasOptions(ControllerOptions):
     entropy_weight: float = Field(
         0.02, ge=0, le=10.0,
         description="Entropy bonus weight (per decision with the critic, else per architecture).")
+    tanh_constant: float | None = Field(
+        1.5, gt=0, le=100.0,
+        description="Logits = c * tanh(logits) (ENAS): bounds how much likelier one choice "
+        "can be than another (e ** 2c), which keeps exploring single edits of the incumbent; "
+        "null: unbounded.")
     clip: float = Field(0.3, gt=0, le=1.0, description="PPO clipping epsilon.")
     ppo_epochs: int = Field(4, ge=1, le=100, description="Optimization epochs per batch.")
     critic: bool = Field(

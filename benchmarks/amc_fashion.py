@@ -23,9 +23,9 @@ fifth run); ``uniform_iter`` is its control (the same stages and fine-tune, unif
 pruning) and ``uniform_fill_iter`` the same with ``uniform_fill`` (uniform pruning with the
 FLOPs that whole channels leave unspent given back); ``amc_iter_refine`` is ``amc_iter``
 whose second stage ends by fine-tuning its ``--refine-top`` best policies ``--refine-steps``
-batches each and keeping the best on the signal's validation images (counted in the search's cost); ``netadapt_eqtrain``
-is NetAdapt's policy fine-tuned for each budget plus ``--iter-ft-epochs`` (equal training with
-the two-stage methods).
+batches each and keeping the best on the signal's validation images (counted in the
+search's cost); ``netadapt_eqtrain`` is NetAdapt's policy fine-tuned for each budget plus
+``--iter-ft-epochs`` (equal training with the two-stage methods).
 ``rllib_sac`` (issue 17): the ``rllib`` agent with RLlib's SAC on AMC's layer walk
 (``agents.envs.CompressionEnv``, constrained to the target),
 with the registry's default options and the benchmark's ``--lbound`` given exactly as ``amc``
