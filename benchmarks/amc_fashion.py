@@ -548,6 +548,8 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
                    "averages all; issue: one)")
     if args.width != 1.0:
         out.append(f"reference width multiplier: {args.width}")
+    if getattr(args, "ref_seed", 0):
+        out.append(f"reference trained with seed {args.ref_seed} (the earlier runs: seed 0)")
     if any(m == "latency" for _, m, _ in targets) and args.latency_profiler != "onnxruntime":
         out.append(f"latency target priced by a linear model fitted to profiler "
                    f"{args.latency_profiler!r} (issue: ONNX Runtime on exported files)")
@@ -607,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
                          "beside the first fine-tune's test_acc_ft<E>")
     ap.add_argument("--ref-epochs", type=int, default=8)
     ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--ref-seed", type=int, default=0,
+                    help="seed of the reference model's training: one reference per run, so "
+                         "a comparison over several references is one run per seed")
     ap.add_argument("--latency-profiler", default="cpu")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     ap.add_argument("--merge", action="append", default=[],
@@ -642,12 +647,12 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     for model_name, metric, ratio in targets:
         model, rinfo = trained_reference(model_name, data, epochs=args.ref_epochs,
-                                         width=args.width)
+                                         width=args.width, seed=args.ref_seed)
         model.eval()
         if model_name not in refs:
             refs[model_name] = {**rinfo, "test_acc_full": 100 * evaluate_accuracy(model, test),
                                 "flops": count_flops(model, data.input_shape),
-                                **reference_fingerprint(model)}
+                                "ref_seed": args.ref_seed, **reference_fingerprint(model)}
             print(f"# {model_name}: {refs[model_name]}", flush=True)
         table = analyze(model, data.input_shape).table
         lm = None

@@ -77,6 +77,10 @@ def test_deviations_name_merged_rows_and_their_file_not_as_not_run(tmp_path) -> 
     not_run = next(d for d in devs if d.startswith("methods not run:"))
     assert "amc," not in not_run and "uniform" not in not_run and "netadapt" in not_run
     assert any("rllib_sac" in d and "lbound 0.2" in d for d in devs)
+    assert not any("reference trained with seed" in d for d in devs)
+    args.ref_seed = 3
+    devs = amc_fashion.deviations(args, [target], ["rllib_sac"], plan)
+    assert "reference trained with seed 3 (the earlier runs: seed 0)" in devs
 
 
 def test_written_json_records_rllib_options_with_lbound(tmp_path) -> None:
