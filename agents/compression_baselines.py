@@ -118,7 +118,7 @@ def fill_budget(space: CompressionSpace, arch: Architecture) -> Architecture:
     full = set()
     while len(full) < len(names):
         kept = {n: space.keep(space.group_of(n), out[n]) for n in names if n not in full}
-        name = min(kept, key=lambda n: (kept[n] / channels[n], names.index(n)))
+        name = min(kept, key=lambda n: kept[n] / channels[n])  # first (shallowest) of ties
         if kept[name] >= channels[name]:
             full.add(name)
             continue

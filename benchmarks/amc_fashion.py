@@ -548,7 +548,7 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
                    "averages all; issue: one)")
     if args.width != 1.0:
         out.append(f"reference width multiplier: {args.width}")
-    if getattr(args, "ref_seed", 0):
+    if args.ref_seed:
         out.append(f"reference trained with seed {args.ref_seed} (the earlier runs: seed 0)")
     if any(m == "latency" for _, m, _ in targets) and args.latency_profiler != "onnxruntime":
         out.append(f"latency target priced by a linear model fitted to profiler "

@@ -70,7 +70,8 @@ def test_deviations_name_merged_rows_and_their_file_not_as_not_run(tmp_path) -> 
     plan = amc_fashion.merge_plan([str(earlier)], [target], range(2), ["rllib_sac"])
     assert plan == {str(earlier): {None: ["amc"], "older.json": ["uniform"]}}
     args = argparse.Namespace(seeds=2, episodes=60, warmup=20, train_size=None, val_size=None,
-                              test_size=None, lbound=0.2, finetune="1,3", width=1.0)
+                              test_size=None, lbound=0.2, finetune="1,3", width=1.0,
+                              ref_seed=0)
     devs = amc_fashion.deviations(args, [target], ["rllib_sac"], plan)
     merged = [d for d in devs if d.startswith(f"rows merged from {earlier}")]
     assert merged and "amc (run there)" in merged[0] and "uniform (from older.json)" in merged[0]

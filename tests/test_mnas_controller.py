@@ -142,11 +142,12 @@ def test_controller_learns_a_toy_target(cls) -> None:
 
 
 def assert_learned(agent) -> None:
-    """The target is the policy's mode, with over 36x its uniform start."""
+    """The target is the policy's mode, with over half the probability when the logits are
+    unbounded, and over 0.3 (36x its uniform start) under a bound that caps it near 0.63."""
     probs = all_probs(agent)
     target = tuple(TARGET[d.name] for d in agent.space.decisions)
     assert max(probs, key=probs.get) == target
-    assert probs[target] > 0.3
+    assert probs[target] > (0.5 if agent.net.tanh_constant is None else 0.3)
 
 
 def test_bounded_logits_keep_every_single_edit_in_reach() -> None:
