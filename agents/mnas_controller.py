@@ -86,6 +86,7 @@ from agents.base import (
 )
 from agents.controller import ExclusionTree, LSTMController
 from agents.predictor import HammingGP
+from agents.rewards import mnas_reward
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 from spaces.isolation import seeded
 
@@ -168,6 +169,7 @@ class _ControllerAgent(Agent):
         pareto_mode: Literal["hard", "soft"] = "hard",
         pareto_w: float = -0.07,
         pareto_reach: float = 0.1,
+        dyna_pareto: bool = False,
         critic: bool = False,
         value_coeff: float = 1.0,
         prefix_input: bool = False,
@@ -206,6 +208,7 @@ class _ControllerAgent(Agent):
         self.pareto_mode = pareto_mode
         self.pareto_w = float(pareto_w)
         self.pareto_reach = float(pareto_reach)
+        self.dyna_pareto = bool(dyna_pareto)
         self.critic = critic
         self.value_coeff = float(value_coeff)
         self.accuracy_metric = self.latency_metric = ""
@@ -402,6 +405,15 @@ class _ControllerAgent(Agent):
         lo = rng[0] - self.pareto_reach * (rng[1] - rng[0])
         return float(math.exp(lo + u * (rng[1] - lo)))
 
+    def _draw_targets(self, n: int) -> list[float] | None:
+        """``n`` targets drawn as ``_draw_target`` draws one (planning's batch)."""
+        rng = self._target_range()
+        if rng is None or self._cond_scale is None:
+            return None
+        u = torch.rand(n, generator=self._gen, dtype=torch.float64).numpy()
+        lo = rng[0] - self.pareto_reach * (rng[1] - rng[0])
+        return np.exp(lo + u * (rng[1] - lo)).tolist()
+
     def _fix_cond_scale(self) -> None:
         """Fix the input feature's centre and scale once, as soon as latencies spread, so
         that a given ``log T`` keeps one meaning for the whole search."""
@@ -474,8 +486,8 @@ class _ControllerAgent(Agent):
                      self._elites(), self._standardized(r))
         self.updates += 1
         self._forget_probs()
-        if self.dyna_updates and not self.pareto:
-            self._plan()
+        if self.dyna_updates and (not self.pareto or self.dyna_pareto):
+            self._plan_pareto() if self.pareto else self._plan()
             self._forget_probs()
 
     def _standardized(self, rewards: np.ndarray) -> torch.Tensor:
@@ -581,6 +593,45 @@ class _ControllerAgent(Agent):
             # On-policy samples of the restricted policy with centred advantages: the
             # normalizer log(1 - pi(S)) is shared and drops out of the gradient.
             logp, ent = self.net.log_prob(torch.tensor(fresh))
+            self._step(-(adv * logp).mean() - self.entropy_weight * ent.mean())
+
+    def _plan_pareto(self) -> None:
+        """Planning in Pareto mode: two predictors, accuracy (UCB, as ``_plan``) and log
+        latency (mean), and each fresh sample's planned reward is MnasNet's, under a latency
+        target drawn for it as ``ask`` draws one (the same ``mnas_reward`` the loop records).
+        Samples drawn under different targets share the batch's centred advantages; the
+        restricted normalizer differs per target and is left out of this planning gradient."""
+        told = [(a, v) for a, v in self._known.items() if v is not None and v[1] > 0]
+        if len(told) < 2 * self.batch_size or self._cond_scale is None:
+            return
+        x = np.array([a for a, _ in told], dtype=np.int64)
+        acc = np.array([v[0] for _, v in told], dtype=np.float64)
+        neg_log_lat = -np.log(np.array([v[1] for _, v in told], dtype=np.float64))
+        if acc.std() <= 1e-12 or neg_log_lat.std() <= 1e-12:
+            return
+        acc_model, lat_model = HammingGP().fit(x, acc), HammingGP().fit(x, neg_log_lat)
+        n = 4 * self.dyna_batch
+        for _ in range(self.dyna_updates):
+            targets = self._draw_targets(n)
+            if targets is None:
+                return
+            cond = torch.cat([self._cond(t) for t in targets])
+            actions, _ = self.net.sample(n, self._gen, cond)
+            keep = [i for i, row in enumerate(actions.tolist())
+                    if tuple(row) not in self._excluded_set][: self.dyna_batch]
+            if len(keep) < 2:
+                return  # the policy sits on evaluated architectures: nothing to plan on
+            fresh = actions[keep]
+            mean, sd = acc_model.predict(fresh.numpy())
+            lat_mean, _ = lat_model.predict(fresh.numpy())
+            score = np.array([mnas_reward(a, math.exp(-nl), targets[i], w=self.pareto_w,
+                                          mode=self.pareto_mode)
+                              for a, nl, i in zip(mean + self.dyna_kappa * sd, lat_mean, keep,
+                                                  strict=True)])
+            if score.std() <= 1e-12:
+                continue
+            adv = torch.tensor((score - score.mean()) / score.std(), dtype=torch.float32)
+            logp, ent = self.net.log_prob(fresh, cond[keep])
             self._step(-(adv * logp).mean() - self.entropy_weight * ent.mean())
 
     # ---- self-imitation -------------------------------------------------------------------

@@ -108,6 +108,12 @@ class ControllerOptions(NoOptions):
         description="Pareto mode: how far below the fastest useful latency seen the targets "
         "reach, as a fraction of the log-latency range seen.",
     )
+    dyna_pareto: bool = Field(
+        False,
+        description="Pareto mode: Dyna-style planning too, on predicted accuracy (UCB) and "
+        "latency (mean) of fresh samples, each rewarded by MnasNet's formula under its own "
+        "drawn target.",
+    )
 
 
 class MnasOptions(ControllerOptions):

@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from agents.rewards import mnas_reward
 from search.base import MetricNotMeasured
 from search.spec import ConstraintSpec, RewardSpec
 
@@ -23,38 +24,6 @@ class ObjectiveLike(Protocol):
 
     metric: str
     direction: str
-
-
-def mnas_reward(
-    accuracy: float,
-    latency: float,
-    target: float,
-    *,
-    w: float = -0.07,
-    mode: Literal["soft", "hard"] = "soft",
-) -> float:
-    """MnasNet's reward ``ACC * (LAT / T) ** w`` (Tan et al., CVPR 2019, eq. 2).
-
-    The exponent is ``alpha`` when ``LAT <= T`` and ``beta`` above. ``soft``:
-    ``alpha = beta = w`` (paper: -0.07, so a model 2x slower must be about 5% more accurate
-    to earn the same reward). ``hard``: ``alpha = 0, beta = -1`` (``w`` is not used): no
-    bonus below the target, a steep penalty above it.
-    """
-    for name, value in (("accuracy", accuracy), ("latency", latency), ("target", target),
-                        ("w", w)):
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if latency <= 0:
-        raise ValueError(f"latency must be > 0, got {latency}")
-    if target <= 0:
-        raise ValueError(f"target must be > 0, got {target}")
-    if mode == "soft":
-        exponent = w
-    elif mode == "hard":
-        exponent = 0.0 if latency <= target else -1.0
-    else:
-        raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
-    return float(accuracy * (latency / target) ** exponent)
 
 
 def metric_value(metrics: Mapping[str, float], name: str) -> float:
