@@ -103,6 +103,7 @@ from agents.registry import AGENTS  # noqa: E402
 from benchmarks.common import in_fresh_process, mean_ci  # noqa: E402
 from search.compression.apply import apply_policy  # noqa: E402
 from search.compression.data import ImageData, Split, load_dataset  # noqa: E402
+from search.compression.factory import resolve_flops_block  # noqa: E402
 from search.compression.finetune import evaluate_accuracy, train_epochs  # noqa: E402
 from search.compression.graph import analyze  # noqa: E402
 from search.compression.latency import cached_latency_model  # noqa: E402
@@ -405,7 +406,28 @@ def run_row(model, space: CompressionSpace, data: ImageData, test: Split, method
                            "search_wall_min": (time.time() - wall0) / 60,
                            "meets_target": space.fits(arch),
                            "flops_ratio": space.cost(arch, "flops") / full_flops}
-    return _finetune_and_test(row, model, space, arch, data, test, seed, args, extra)
+    row = _finetune_and_test(row, model, space, arch, data, test, seed, args, extra)
+    if space.target is not None and space.target.metric == "latency":
+        row.update(exported_latency(model, apply_policy(model, space, arch).model,
+                                    data.input_shape, space.target.ratio, args.onnx_rounds))
+    return row
+
+
+def exported_latency(reference: torch.nn.Module, pruned: torch.nn.Module,
+                     input_shape: tuple[int, ...], ratio: float, rounds: int
+                     ) -> dict[str, Any]:
+    """The issue's check of a latency target: both models exported to ONNX and timed in ONNX
+    Runtime (one thread, batch 1), interleaved round by round so that load on the machine
+    moves both alike; the minimum of round medians of each, and their ratio."""
+    from search.profilers.measured import measure_interleaved, onnx_bytes, ort_runner, ort_session
+
+    x = torch.randn(1, *input_shape)
+    runners = [ort_runner(ort_session(onnx_bytes(copy.deepcopy(m).eval(), x)), x.numpy())
+               for m in (reference, pruned)]
+    ref, mine = measure_interleaved(runners, rounds=rounds)
+    return {"onnx_ms": mine.min_ms, "reference_onnx_ms": ref.min_ms,
+            "onnx_latency_ratio": mine.min_ms / ref.min_ms,
+            "meets_target_onnx": mine.min_ms <= ratio * ref.min_ms, "onnx_rounds": rounds}
 
 
 def _finetune_and_test(row: dict[str, Any], model, space: CompressionSpace, arch: dict,
@@ -550,6 +572,10 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
         out.append(f"reference width multiplier: {args.width}")
     if args.ref_seed:
         out.append(f"reference trained with seed {args.ref_seed} (the earlier runs: seed 0)")
+    multiple, block = getattr(args, "channel_multiple", 1), getattr(args, "flops_block", 1)
+    if multiple != 1 or block != 1:
+        out.append(f"kept channels in multiples of {multiple}, FLOPs priced with channels "
+                   f"padded to blocks of {block} (the earlier runs: 1 and 1)")
     if any(m == "latency" for _, m, _ in targets) and args.latency_profiler != "onnxruntime":
         out.append(f"latency target priced by a linear model fitted to profiler "
                    f"{args.latency_profiler!r} (issue: ONNX Runtime on exported files)")
@@ -612,13 +638,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-seed", type=int, default=0,
                     help="seed of the reference model's training: one reference per run, so "
                          "a comparison over several references is one run per seed")
-    ap.add_argument("--latency-profiler", default="cpu")
+    ap.add_argument("--latency-profiler", default="cpu",
+                    help="what prices a latency target: 'cpu' (PyTorch, one thread) or a "
+                    "measured-latency profiler ('onnxruntime': the issue's)")
+    ap.add_argument("--channel-multiple", type=int, default=1,
+                    help="kept channels in multiples of this (the product's channel_multiple)")
+    ap.add_argument("--flops-block", default="1",
+                    help="price FLOPs with channels padded to this block, or 'auto' (ONNX "
+                    "Runtime's NCHWc block here): the product's flops_block")
+    ap.add_argument("--onnx-rounds", type=int, default=7,
+                    help="latency targets: interleaved rounds timing each row's exported "
+                    "file against the reference's (one thread; the minimum of round medians)")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     ap.add_argument("--merge", action="append", default=[],
                     help="JSON of an earlier run of this script: its rows for (target, method, "
                     "seed) cells this run lacks join the table (e.g. one method rerun with "
                     "other settings); repeatable")
     args = ap.parse_args(argv)
+    if args.flops_block != "auto":
+        if not args.flops_block.isdigit() or int(args.flops_block) < 1:
+            ap.error(f"--flops-block: 'auto' or an integer >= 1, got {args.flops_block!r}")
+        args.flops_block = int(args.flops_block)
     torch.set_num_threads(1)
     args.epochs = [float(e) for e in args.finetune.split(",")]
     if args.lbound is not None and args.lbound < 0:
@@ -656,11 +696,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {model_name}: {refs[model_name]}", flush=True)
         table = analyze(model, data.input_shape).table
         lm = None
-        if metric == "latency":
-            lm = cached_latency_model(model, CompressionSpace(table, controls=["prune"]),
-                                      args.latency_profiler, data.input_shape)
+        if metric == "latency":  # fitted on plain policies of the grid, as make_space does
+            plain = CompressionSpace(table, controls=["prune"],
+                                     channel_multiple=args.channel_multiple)
+            lm = cached_latency_model(model, plain, args.latency_profiler, data.input_shape)
         space = CompressionSpace(table, controls=["prune"], latency_model=lm,
-                                 target={"metric": metric, "ratio": ratio})
+                                 target={"metric": metric, "ratio": ratio},
+                                 channel_multiple=args.channel_multiple,
+                                 flops_block=resolve_flops_block(args.flops_block))
         target = f"{model_name}:{metric}:{ratio:g}"
         for seed in seeds:
             for method in methods:

@@ -167,6 +167,33 @@ def test_netadapt_eqtrain_is_netadapt_with_the_stage_epoch_added() -> None:
     assert equal["test_acc_ft0.1"] != plain["test_acc_ft0.1"]  # 0.6 epochs, not 0.1
 
 
+def test_a_latency_row_times_its_exported_file_against_the_reference() -> None:
+    """A latency target's row carries the issue's check: the pruned model and the reference
+    exported to ONNX and timed in ONNX Runtime, interleaved; the verdict follows the ratio."""
+    from search.compression.graph import analyze
+    from spaces.compression import CompressionSpace, LatencyModel
+
+    data, model, _ = small_resnet_on_digits(0.5)
+    table = analyze(model, data.input_shape).table
+    lm = LatencyModel(0.0, {o.name: 1e-6 for o in table.ops if o.kind != "bn"})
+    space = CompressionSpace(table, controls=["prune"], latency_model=lm,
+                             target={"metric": "latency", "ratio": 0.5})
+    args = argparse.Namespace(signal_val=100, least_squares=True, calib_samples=64, ft_lr=0.02,
+                              reward_ft_steps=0, epochs=[0.05], ft_warmup=0.0, onnx_rounds=3)
+    row = amc_fashion.run_row(model, space, data, data.test, "uniform", 0, args)
+    assert row["meets_target"] and row["onnx_rounds"] == 3
+    assert row["onnx_ms"] > 0 and row["reference_onnx_ms"] > 0
+    assert row["onnx_latency_ratio"] == pytest.approx(row["onnx_ms"] / row["reference_onnx_ms"])
+    assert row["meets_target_onnx"] == (row["onnx_latency_ratio"] <= 0.5)
+    same = amc_fashion.exported_latency(model, model, data.input_shape, 0.5, rounds=3)
+    assert 0.5 < same["onnx_latency_ratio"] < 2.0 and not same["meets_target_onnx"]
+
+
+def test_flops_block_must_be_auto_or_a_positive_integer() -> None:
+    with pytest.raises(SystemExit):
+        amc_fashion.main(["--flops-block", "x", "--seeds", "1"])
+
+
 def test_amc_iter_refine_keeps_the_candidate_best_after_the_short_fine_tune() -> None:
     """``amc_iter_refine``: stage 2 ends by fine-tuning its best distinct policies and keeps
     the one best after that fine-tune, which need not be the best on the plain signal."""
