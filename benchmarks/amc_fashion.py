@@ -574,8 +574,10 @@ def deviations(args: argparse.Namespace, targets: list[tuple[str, str, float]],
         out.append(f"reference trained with seed {args.ref_seed} (the earlier runs: seed 0)")
     multiple, block = getattr(args, "channel_multiple", 1), getattr(args, "flops_block", 1)
     if multiple != 1 or block != 1:
+        shown = (f"{resolve_flops_block(block)} (auto: ONNX Runtime's NCHWc block here)"
+                 if block == "auto" else block)
         out.append(f"kept channels in multiples of {multiple}, FLOPs priced with channels "
-                   f"padded to blocks of {block} (the earlier runs: 1 and 1)")
+                   f"padded to blocks of {shown} (the earlier runs: 1 and 1)")
     if any(m == "latency" for _, m, _ in targets) and args.latency_profiler != "onnxruntime":
         out.append(f"latency target priced by a linear model fitted to profiler "
                    f"{args.latency_profiler!r} (issue: ONNX Runtime on exported files)")
