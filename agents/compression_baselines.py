@@ -204,6 +204,18 @@ class UniformAgent(FixedPolicyAgent):
         super().__init__(space, objectives=objectives, seed=seed, rule="uniform")
 
 
+class UniformFillAgent(FixedPolicyAgent):
+    """The uniform rule with the budget whole channels leave unspent given back
+    (``fill_budget``): on ResNet at 5% of the FLOPs it fine-tuned better than AMC's policies
+    on every one of five references (README, issue 15's sixteenth run)."""
+
+    name: ClassVar[str] = "uniform_fill"
+
+    def __init__(self, space: Space, *, objectives: Sequence[Objective] = (),
+                 seed: int = 0) -> None:
+        super().__init__(space, objectives=objectives, seed=seed, rule="uniform_fill")
+
+
 class ShallowFirstAgent(FixedPolicyAgent):
     """AMC's handcrafted rule: shallow layers pruned most."""
 

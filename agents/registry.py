@@ -284,6 +284,9 @@ AGENTS = Registry(
               "AMC: DDPG agent choosing per-layer compression, layer by layer (He et al. 2018)."),
         Entry("uniform", "agents.compression_baselines:UniformAgent", TargetSpaceOptions,
               "Compression baseline: one prune ratio for every layer, just meeting the target."),
+        Entry("uniform_fill", "agents.compression_baselines:UniformFillAgent",
+              TargetSpaceOptions, "Compression baseline: the uniform rule, with the budget "
+              "that whole channels leave unspent given back channel by channel."),
         Entry("shallow_first", "agents.compression_baselines:ShallowFirstAgent",
               TargetSpaceOptions, "Compression baseline: shallow layers pruned most (AMC's "
               "handcrafted rule), scaled to just meet the target."),

@@ -1,7 +1,7 @@
 """The ask/tell contract on compression spaces, for every registered agent that runs there.
 
-Compression-only agents (``requires_target_space``: uniform, shallow_first, deep_first,
-netadapt) are left out of the generic suite, which runs on NAS spaces; here they and AMC
+Compression-only agents (``requires_target_space``: uniform, uniform_fill, shallow_first,
+deep_first, netadapt) are left out of the generic suite, which runs on NAS spaces; here they and AMC
 keep the same promises on a compression space with a target (channel pruning, and with the
 ``depth`` control beside it): valid JSON proposals with
 increasing ids, failures tolerated, unknown or repeated ids refused, a checkpoint that
@@ -24,12 +24,12 @@ from tests.compression.conftest import space_of
 
 COMPRESSION_AGENTS = sorted(n for n in AGENTS.names() if requires_target_space(n)) + ["amc"]
 AMC_VARIANTS = sorted(v for v, (n, _) in AGENT_VARIANTS.items() if n == "amc")
-FIXED = ("uniform", "shallow_first", "deep_first")
+FIXED = ("uniform", "uniform_fill", "shallow_first", "deep_first")
 
 
 def test_compression_only_agents_are_declared_and_registered() -> None:
-    assert set(COMPRESSION_AGENTS) == {"uniform", "shallow_first", "deep_first", "netadapt",
-                                       "amc"}
+    assert set(COMPRESSION_AGENTS) == {"uniform", "uniform_fill", "shallow_first",
+                                       "deep_first", "netadapt", "amc"}
     assert not set(COMPRESSION_AGENTS[:-1]) & set(GENERIC_AGENTS)
     for name in COMPRESSION_AGENTS:
         assert AGENTS.get(name).load().name == name
@@ -116,9 +116,13 @@ def test_fixed_rules_differ_and_just_meet_the_target(name: str, space) -> None:
     arch = make_agent(name, space).ask().arch
     ratio = space.cost(arch, "flops") / space.uncompressed("flops")
     assert 0.4 <= ratio <= 0.5 + 1e-9  # scaled to just meet it (8-channel groups: coarse)
+    rules = ("uniform", "shallow_first", "deep_first")
     others = {make_agent(n, space).ask().arch[space.steps[0].decisions["prune"]]
-              for n in FIXED}
+              for n in rules}
     assert len(others) == 3  # the three rules prune the first layer differently
+    uniform = make_agent("uniform", space).ask().arch
+    assert ratio >= space.cost(uniform, "flops") / space.uncompressed("flops") - 1e-12 \
+        or name != "uniform_fill"  # filling the budget never keeps less than uniform
 
 
 @pytest.mark.parametrize("name", COMPRESSION_AGENTS[:-1])

@@ -104,7 +104,7 @@ def test_compress_job_ships_its_best_model_end_to_end(client, tokens, start_work
 
 @pytest.mark.slow
 @pytest.mark.parametrize("agent,options", [
-    ("uniform", {}), ("shallow_first", {}), ("deep_first", {}),
+    ("uniform", {}), ("uniform_fill", {}), ("shallow_first", {}), ("deep_first", {}),
     ("netadapt", {"initial_reduction": 0.3})])
 def test_every_compression_agent_runs_by_name(client, tokens, start_worker, agent,
                                               options) -> None:
