@@ -752,6 +752,13 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict[str, Any]:
                     "evaluations", "signal"]:
                 vals = [float(r[key]) for r in mine if r.get(key) is not None]
                 entry[key], entry[key + "_ci95"] = mean_ci(vals)
+            measured = [r for r in mine if "onnx_latency_ratio" in r]
+            if measured:  # latency targets: the exported files, timed
+                entry["onnx_latency_ratio"], entry["onnx_latency_ratio_ci95"] = mean_ci(
+                    [r["onnx_latency_ratio"] for r in measured])
+                entry["meets_target_onnx"] = sum(bool(r["meets_target_onnx"])
+                                                 for r in measured)
+                entry["onnx_rows"] = len(measured)
             out["methods"].append(entry)
         for a, b in (("amc", "uniform"), ("amc", "netadapt"), ("amc_paper", "uniform"),
                      ("amc_ft", "uniform"), ("amc_ft", "amc"), ("amc_ft", "tpe_ft"),
@@ -810,7 +817,10 @@ def print_table(summary: dict, targets: list, methods: list[str],
             print(f"{target:28s} {method:17s} "
                   + " ".join(f"{_fmt(e[k], e[k + '_ci95']):>14s}" for k in eps)
                   + f" {_fmt(e['search_cpu_min'], math.nan):>15s} {e['evaluations']:7.0f}"
-                  f" {e['peak_rss_mb']:8.0f}")
+                  f" {e['peak_rss_mb']:8.0f}"
+                  + (f"  exported ONNX at {e['onnx_latency_ratio']:.3f} of the reference's "
+                     f"time, {e['meets_target_onnx']}/{e['onnx_rows']} rows meet the target"
+                     if "onnx_rows" in e else ""))
     print("\n# paired per-seed differences (percentage points), 95% t-interval")
     for p in summary["paired"]:
         verdict = ("above 0" if p["low"] > 0 else "below 0" if p["high"] < 0

@@ -286,3 +286,20 @@ def test_reference_fingerprint_tells_weights_apart() -> None:
     with torch.no_grad():
         model[0].weight[0, 0] += 1e-6
     assert amc_fashion.reference_fingerprint(model)["weights_sha1"] != first["weights_sha1"]
+
+
+def test_summary_reports_the_exported_files_latency_for_latency_rows() -> None:
+    def row(method: str, seed: int, ratio: float | None) -> dict:
+        r = {"target": "resnet_small:latency:0.5", "method": method, "seed": seed,
+             "test_acc_ft1": 80.0 + seed, "test_acc_ft3": 85.0 + seed}
+        if ratio is not None:
+            r.update(onnx_latency_ratio=ratio, meets_target_onnx=ratio <= 0.5)
+        return r
+
+    rows = [row("amc", s, r) for s, r in enumerate([0.47, 0.52, 0.49])]
+    rows += [row("uniform", s, None) for s in range(3)]
+    summary = amc_fashion.summarize(rows, argparse.Namespace(epochs=[1.0, 3.0], ft_repeats=1))
+    by = {e["method"]: e for e in summary["methods"]}
+    assert by["amc"]["onnx_rows"] == 3 and by["amc"]["meets_target_onnx"] == 2
+    assert by["amc"]["onnx_latency_ratio"] == pytest.approx(0.49)
+    assert "onnx_rows" not in by["uniform"]  # nothing measured, nothing claimed
