@@ -301,5 +301,5 @@ def test_summary_reports_the_exported_files_latency_for_latency_rows() -> None:
     summary = amc_fashion.summarize(rows, argparse.Namespace(epochs=[1.0, 3.0], ft_repeats=1))
     by = {e["method"]: e for e in summary["methods"]}
     assert by["amc"]["onnx_rows"] == 3 and by["amc"]["meets_target_onnx"] == 2
-    assert by["amc"]["onnx_latency_ratio"] == pytest.approx(0.49)
+    assert by["amc"]["onnx_latency_ratio"] == pytest.approx((0.47 + 0.52 + 0.49) / 3)
     assert "onnx_rows" not in by["uniform"]  # nothing measured, nothing claimed
