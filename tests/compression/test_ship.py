@@ -323,3 +323,28 @@ def test_onnx_runtime_pads_channels_to_its_nchwc_block(resnet) -> None:
     assert computed == want
     if block is not None:
         assert computed != sorted(kept[op.out_group] for op in table.ops if op.kind == "conv")
+
+
+def test_a_latency_target_is_judged_on_the_exported_file_too() -> None:
+    """The card says whether an ONNX Runtime latency target holds on the shipped file, not
+    only as the latency model priced it; other targets and other runtimes are not judged."""
+    from search.compression.ship import compression_markdown, target_on_file
+
+    lat = {"reference_onnx_ort_ms": 0.33, "onnx_ort_ms": 0.19, "onnx_ratio_of_reference": 0.57,
+           "protocol": "interleaved"}
+    ort_target = {"metric": "latency", "ratio": 0.5, "profiler": "onnxruntime"}
+    judged = target_on_file(ort_target, lat)
+    assert judged == {"ratio_measured": 0.57, "ratio_target": 0.5, "met": False}
+    assert target_on_file({**ort_target, "ratio": 0.6}, lat)["met"]
+    assert target_on_file({**ort_target, "profiler": "cpu"}, lat) is None
+    assert target_on_file({"metric": "flops", "ratio": 0.5}, lat) is None
+    assert target_on_file(ort_target, None) is None
+    card = {"reference_model": {}, "reference_accuracy": {"val_acc": 90.0, "test_acc": 89.0},
+            "target": ort_target, "meets_target": True, "controls": ["prune"],
+            "channel_multiple": 8, "flops": {"compressed": 1.0, "reference": 2.0, "ratio": 0.5},
+            "shipped_state": "fine-tuned", "accuracy": {},
+            "size": {"float32_weight_bytes": 10, "policy_weight_bytes": 5,
+                     "policy_ratio_of_float32": 0.5, "reference_onnx_bytes": 10},
+            "latency": lat, "target_on_file": judged, "policy": []}
+    assert "On the exported file: 0.570 of the reference's" in compression_markdown(card)
+    assert "met: False" in compression_markdown(card)
