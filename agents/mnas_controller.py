@@ -394,25 +394,33 @@ class _ControllerAgent(Agent):
         lo = float(np.log(max(useful[:, 1].min(), 1e-12)))
         return lo, max(float(np.log(max(obs[:, 1].max(), 1e-12))), lo)
 
+    def _log_target_bounds(self) -> tuple[float, float] | None:
+        """Where latency targets are drawn (log-uniformly), once the conditioning scale is
+        fixed: the target range, reaching a little below the fastest useful architecture
+        seen, so faster ones are sought too (the fast end of a front holds most of its
+        hypervolume)."""
+        rng = self._target_range()
+        if rng is None or self._cond_scale is None:
+            return None
+        return rng[0] - self.pareto_reach * (rng[1] - rng[0]), rng[1]
+
     def _draw_target(self) -> float | None:
         """A latency target, once the conditioning scale is fixed."""
         u = float(torch.rand(1, generator=self._gen))
-        rng = self._target_range()
-        if rng is None or self._cond_scale is None:
+        bounds = self._log_target_bounds()
+        if bounds is None:
             return None
-        # Reach a little below the fastest useful architecture seen, so faster ones are
-        # sought too: the fast end of a front holds most of its hypervolume.
-        lo = rng[0] - self.pareto_reach * (rng[1] - rng[0])
-        return float(math.exp(lo + u * (rng[1] - lo)))
+        lo, hi = bounds
+        return float(math.exp(lo + u * (hi - lo)))
 
     def _draw_targets(self, n: int) -> list[float] | None:
         """``n`` targets drawn as ``_draw_target`` draws one (planning's batch)."""
-        rng = self._target_range()
-        if rng is None or self._cond_scale is None:
+        bounds = self._log_target_bounds()
+        if bounds is None:
             return None
+        lo, hi = bounds
         u = torch.rand(n, generator=self._gen, dtype=torch.float64).numpy()
-        lo = rng[0] - self.pareto_reach * (rng[1] - rng[0])
-        return np.exp(lo + u * (rng[1] - lo)).tolist()
+        return np.exp(lo + u * (hi - lo)).tolist()
 
     def _fix_cond_scale(self) -> None:
         """Fix the input feature's centre and scale once, as soon as latencies spread, so
@@ -586,14 +594,19 @@ class _ControllerAgent(Agent):
             if len(fresh) < 2:
                 return  # the policy sits on evaluated architectures: nothing to plan on
             mean, sd = model.predict(np.array(fresh))
-            score = mean + self.dyna_kappa * sd
-            if score.std() <= 1e-12:
-                continue
-            adv = torch.tensor((score - score.mean()) / score.std(), dtype=torch.float32)
             # On-policy samples of the restricted policy with centred advantages: the
             # normalizer log(1 - pi(S)) is shared and drops out of the gradient.
-            logp, ent = self.net.log_prob(torch.tensor(fresh))
-            self._step(-(adv * logp).mean() - self.entropy_weight * ent.mean())
+            self._planning_step(torch.tensor(fresh), None, mean + self.dyna_kappa * sd)
+
+    def _planning_step(self, actions: torch.Tensor, cond: torch.Tensor | None,
+                       score: np.ndarray) -> None:
+        """One policy-gradient step on predicted scores, standardized over the batch (no
+        step when they are all alike)."""
+        if score.std() <= 1e-12:
+            return
+        adv = torch.tensor((score - score.mean()) / score.std(), dtype=torch.float32)
+        logp, ent = self.net.log_prob(actions, cond)
+        self._step(-(adv * logp).mean() - self.entropy_weight * ent.mean())
 
     def _plan_pareto(self) -> None:
         """Planning in Pareto mode: two predictors, accuracy (UCB, as ``_plan``) and log
@@ -628,11 +641,7 @@ class _ControllerAgent(Agent):
                                           mode=self.pareto_mode)
                               for a, nl, i in zip(mean + self.dyna_kappa * sd, lat_mean, keep,
                                                   strict=True)])
-            if score.std() <= 1e-12:
-                continue
-            adv = torch.tensor((score - score.mean()) / score.std(), dtype=torch.float32)
-            logp, ent = self.net.log_prob(fresh, cond[keep])
-            self._step(-(adv * logp).mean() - self.entropy_weight * ent.mean())
+            self._planning_step(fresh, cond[keep], score)
 
     # ---- self-imitation -------------------------------------------------------------------
     def _elites(self) -> _Elites | None:
