@@ -49,8 +49,11 @@ if TYPE_CHECKING:
     from search.sinks import TrialRecord
     from search.spec import JobSpec
 
-LATENCY_PROTOCOL = ("ONNX Runtime, batch 1, 1 thread, files measured in interleaved "
-                    "rounds (min over 7 rounds of 20 runs' medians, thread CPU time)")
+def latency_protocol(rounds: int, repeats: int) -> str:
+    """How ``file_latency`` timed the files, in words (recorded beside the figures)."""
+    return ("ONNX Runtime, batch 1, 1 thread, files measured in interleaved rounds (min over "
+            f"{rounds} rounds of {repeats} runs' medians, thread CPU time)")
+
 
 
 def integer_policy(space: CompressionSpace, arch: Mapping[str, Any]) -> bool:
@@ -346,8 +349,8 @@ def sizes(space: CompressionSpace, arch: Mapping[str, Any], files: Mapping[str, 
     return out
 
 
-def file_latency(reference: bytes, compressed: Any, int8: Any, shape: tuple[int, ...]
-                 ) -> dict[str, Any]:
+def file_latency(reference: bytes, compressed: Any, int8: Any, shape: tuple[int, ...], *,
+                 rounds: int = 7, repeats: int = 20) -> dict[str, Any]:
     """ONNX Runtime latency of the reference's ONNX, the exported ONNX and the int8 ONNX,
     measured side by side in interleaved rounds (a shared machine's drift hits all alike)."""
     x = np.zeros((1, *shape), np.float32)
@@ -356,13 +359,13 @@ def file_latency(reference: bytes, compressed: Any, int8: Any, shape: tuple[int,
         sessions["onnx_int8"] = int8
     with threads_set(1):
         stats = measure_interleaved([ort_runner(s, x) for s in sessions.values()],
-                                    rounds=7, repeats=20, clock="cpu")
+                                    rounds=rounds, repeats=repeats, clock="cpu")
     ms = {k: float(s.min_ms) for k, s in zip(sessions, stats, strict=True)}
     out: dict[str, Any] = {f"{k}_ort_ms": v for k, v in ms.items()}
     for k in ("onnx", "onnx_int8"):
         if k in ms:
             out[f"{k}_ratio_of_reference"] = ms[k] / ms["reference_onnx"]
-    out["protocol"] = LATENCY_PROTOCOL
+    out["protocol"] = latency_protocol(rounds, repeats)
     return out
 
 
