@@ -222,9 +222,11 @@ def test_downloads_deliver_the_files(open_page: Any, service: Service, tmp_path:
     done = service.wait(token, job["id"])
     assert done["status"] == "succeeded"
     page = sign_in_page(open_page, service, token, f"#/jobs/{job['id']}").page
-    link = page.wait_for_selector("#best-downloads a[download]")
+    # the job's file list has arrived (it relabels the best trial's links with their sizes)
+    page.wait_for_selector("#downloads a[data-path='results.json']")
+    page.wait_for_selector("#best-downloads a[download]")
     with page.expect_download() as info:
-        link.click()
+        page.click("#best-downloads a[download]")
     got = tmp_path / "best.json"
     info.value.save_as(got)
     best = json.loads(got.read_text())
