@@ -170,6 +170,7 @@ class _ControllerAgent(Agent):
         pareto_w: float = -0.07,
         pareto_reach: float = 0.1,
         dyna_pareto: bool = False,
+        dyna_pareto_until: int = 0,
         critic: bool = False,
         value_coeff: float = 1.0,
         prefix_input: bool = False,
@@ -187,6 +188,8 @@ class _ControllerAgent(Agent):
         _check("fresh_tries", fresh_tries >= 0, f"must be >= 0, got {fresh_tries}")
         _check("dyna_updates", dyna_updates >= 0, f"must be >= 0, got {dyna_updates}")
         _check("dyna_batch", dyna_batch >= 2, f"must be >= 2, got {dyna_batch}")
+        _check("dyna_pareto_until", dyna_pareto_until >= 0,
+               f"must be >= 0, got {dyna_pareto_until}")
         _check("advantage", advantage in ("baseline", "normalized", "rank"),
                f"must be 'baseline', 'normalized' or 'rank', got {advantage!r}")
         _check("pareto", isinstance(pareto, bool), f"must be true or false, got {pareto!r}")
@@ -209,6 +212,7 @@ class _ControllerAgent(Agent):
         self.pareto_w = float(pareto_w)
         self.pareto_reach = float(pareto_reach)
         self.dyna_pareto = bool(dyna_pareto)
+        self.dyna_pareto_until = int(dyna_pareto_until)
         self.critic = critic
         self.value_coeff = float(value_coeff)
         self.accuracy_metric = self.latency_metric = ""
@@ -617,6 +621,8 @@ class _ControllerAgent(Agent):
         told = [(a, v) for a, v in self._known.items() if v is not None and v[1] > 0]
         if len(told) < 2 * self.batch_size or self._cond_scale is None:
             return
+        if self.dyna_pareto_until and len(told) >= self.dyna_pareto_until:
+            return  # early only: later the policy learns from real evaluations alone
         x = np.array([a for a, _ in told], dtype=np.int64)
         acc = np.array([v[0] for _, v in told], dtype=np.float64)
         neg_log_lat = -np.log(np.array([v[1] for _, v in told], dtype=np.float64))

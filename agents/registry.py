@@ -114,6 +114,11 @@ class ControllerOptions(NoOptions):
         "latency (mean) of fresh samples, each rewarded by MnasNet's formula under its own "
         "drawn target.",
     )
+    dyna_pareto_until: int = Field(
+        0, ge=0, le=1_000_000,
+        description="Pareto mode with dyna_pareto: plan only until this many architectures "
+        "have a reward (0: for the whole search).",
+    )
 
 
 class MnasOptions(ControllerOptions):

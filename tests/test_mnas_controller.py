@@ -627,6 +627,28 @@ def test_pareto_planning_is_off_by_default_and_needs_targets() -> None:
         assert torch.equal(v, state[k])
 
 
+def test_pareto_planning_stops_once_as_many_rewards_as_dyna_pareto_until_are_known() -> None:
+    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=3, batch_size=8,
+                           pareto=True, dyna_updates=0, sil_weight=0.0)
+    for _ in range(32):
+        p = agent.ask()
+        agent.tell(p.trial_id, pareto_result(p))
+    known = sum(v is not None for v in agent._known.values())
+
+    def planned_moves(until: int) -> bool:
+        planned = copy.deepcopy(agent)
+        planned.dyna_updates, planned.dyna_pareto, planned.dyna_pareto_until = 4, True, until
+        before = {k: v.clone() for k, v in planned.net.state_dict().items()}
+        planned._plan_pareto()
+        return any(not torch.equal(v, before[k]) for k, v in planned.net.state_dict().items())
+
+    assert planned_moves(0) and planned_moves(known + 1)
+    assert not planned_moves(known)
+    with pytest.raises(ValueError, match="dyna_pareto_until"):
+        MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, pareto=True,
+                       dyna_pareto_until=-1)
+
+
 def test_pareto_invalid_trials_are_penalized_not_fatal() -> None:
     agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=2, batch_size=4,
                            pareto=True)
