@@ -171,6 +171,7 @@ class _ControllerAgent(Agent):
         pareto_reach: float = 0.1,
         dyna_pareto: bool = False,
         dyna_pareto_until: int = 0,
+        dyna_latency_kappa: float = 0.0,
         critic: bool = False,
         value_coeff: float = 1.0,
         prefix_input: bool = False,
@@ -190,6 +191,8 @@ class _ControllerAgent(Agent):
         _check("dyna_batch", dyna_batch >= 2, f"must be >= 2, got {dyna_batch}")
         _check("dyna_pareto_until", dyna_pareto_until >= 0,
                f"must be >= 0, got {dyna_pareto_until}")
+        _check("dyna_latency_kappa", dyna_latency_kappa >= 0,
+               f"must be >= 0, got {dyna_latency_kappa}")
         _check("advantage", advantage in ("baseline", "normalized", "rank"),
                f"must be 'baseline', 'normalized' or 'rank', got {advantage!r}")
         _check("pareto", isinstance(pareto, bool), f"must be true or false, got {pareto!r}")
@@ -213,6 +216,7 @@ class _ControllerAgent(Agent):
         self.pareto_reach = float(pareto_reach)
         self.dyna_pareto = bool(dyna_pareto)
         self.dyna_pareto_until = int(dyna_pareto_until)
+        self.dyna_latency_kappa = float(dyna_latency_kappa)
         self.critic = critic
         self.value_coeff = float(value_coeff)
         self.accuracy_metric = self.latency_metric = ""
@@ -642,10 +646,13 @@ class _ControllerAgent(Agent):
                 return  # the policy sits on evaluated architectures: nothing to plan on
             fresh = actions[keep]
             mean, sd = acc_model.predict(fresh.numpy())
-            lat_mean, _ = lat_model.predict(fresh.numpy())
+            lat_mean, lat_sd = lat_model.predict(fresh.numpy())
+            # optimism on both objectives (as PAL, Zuluaga et al. 2013): an architecture
+            # the latency model knows little about may be faster than it looks
+            neg_log_lat = lat_mean + self.dyna_latency_kappa * lat_sd
             score = np.array([mnas_reward(a, math.exp(-nl), targets[i], w=self.pareto_w,
                                           mode=self.pareto_mode)
-                              for a, nl, i in zip(mean + self.dyna_kappa * sd, lat_mean, keep,
+                              for a, nl, i in zip(mean + self.dyna_kappa * sd, neg_log_lat, keep,
                                                   strict=True)])
             self._planning_step(fresh, cond[keep], score)
 

@@ -119,6 +119,12 @@ class ControllerOptions(NoOptions):
         description="Pareto mode with dyna_pareto: plan only until this many architectures "
         "have a reward (0: for the whole search).",
     )
+    dyna_latency_kappa: float = Field(
+        0.0, ge=0.0, le=10.0,
+        description="Pareto mode with dyna_pareto: planning scores each sample at its "
+        "predicted log latency minus this many standard deviations (optimism on latency, "
+        "as dyna_kappa is on accuracy; 0: the mean).",
+    )
 
 
 class MnasOptions(ControllerOptions):

@@ -649,6 +649,29 @@ def test_pareto_planning_stops_once_as_many_rewards_as_dyna_pareto_until_are_kno
                        dyna_pareto_until=-1)
 
 
+def test_pareto_planning_is_optimistic_on_latency_only_when_asked() -> None:
+    """``dyna_latency_kappa`` changes what planning teaches the policy (the samples are the
+    same: one generator state), and it must not be negative."""
+    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=5, batch_size=8,
+                           pareto=True, dyna_updates=0, sil_weight=0.0)
+    for _ in range(32):
+        p = agent.ask()
+        agent.tell(p.trial_id, pareto_result(p))
+
+    def planned(kappa: float) -> dict[str, torch.Tensor]:
+        copy_ = copy.deepcopy(agent)
+        copy_.dyna_updates, copy_.dyna_pareto, copy_.dyna_latency_kappa = 4, True, kappa
+        copy_._plan_pareto()
+        return copy_.net.state_dict()
+
+    mean_only, again, optimistic = planned(0.0), planned(0.0), planned(3.0)
+    assert all(torch.equal(v, again[k]) for k, v in mean_only.items())
+    assert any(not torch.equal(v, optimistic[k]) for k, v in mean_only.items())
+    with pytest.raises(ValueError, match="dyna_latency_kappa"):
+        MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, pareto=True,
+                       dyna_latency_kappa=-0.5)
+
+
 def test_pareto_invalid_trials_are_penalized_not_fatal() -> None:
     agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=2, batch_size=4,
                            pareto=True)
