@@ -599,16 +599,23 @@ def mean_true_reward(agent: MnasController, target: float, n: int = 400) -> floa
     return float(np.mean(rewards))
 
 
+def told_pareto_agent(seed: int) -> MnasController:
+    """A Pareto-mode controller that has been told 32 toy results, planning off (tests switch
+    planning on in copies of it)."""
+    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=seed, batch_size=8,
+                           pareto=True, dyna_updates=0, sil_weight=0.0)
+    for _ in range(32):
+        p = agent.ask()
+        agent.tell(p.trial_id, pareto_result(p))
+    return agent
+
+
 def test_pareto_planning_moves_the_policy_toward_better_rewards_at_each_target() -> None:
     """Planning in Pareto mode (``dyna_pareto``): steps on the predictors' accuracy and
     latency, scored by MnasNet's hard reward under drawn targets, raise the true reward of
     the policy's samples at a loose and at a tight target (the predictors learned from 32
     evaluations only)."""
-    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=3, batch_size=8,
-                           pareto=True, dyna_updates=0, sil_weight=0.0)
-    for _ in range(32):
-        p = agent.ask()
-        agent.tell(p.trial_id, pareto_result(p))
+    agent = told_pareto_agent(seed=3)
     planned = copy.deepcopy(agent)
     planned.dyna_updates, planned.dyna_pareto = 40, True
     planned._plan_pareto()
@@ -628,11 +635,7 @@ def test_pareto_planning_is_off_by_default_and_needs_targets() -> None:
 
 
 def test_pareto_planning_stops_once_as_many_rewards_as_dyna_pareto_until_are_known() -> None:
-    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=3, batch_size=8,
-                           pareto=True, dyna_updates=0, sil_weight=0.0)
-    for _ in range(32):
-        p = agent.ask()
-        agent.tell(p.trial_id, pareto_result(p))
+    agent = told_pareto_agent(seed=3)
     known = sum(v is not None for v in agent._known.values())
 
     def planned_moves(until: int) -> bool:
@@ -652,11 +655,7 @@ def test_pareto_planning_stops_once_as_many_rewards_as_dyna_pareto_until_are_kno
 def test_pareto_planning_is_optimistic_on_latency_only_when_asked() -> None:
     """``dyna_latency_kappa`` changes what planning teaches the policy (the samples are the
     same: one generator state), and it must not be negative."""
-    agent = MnasController(ToySpace(), objectives=PARETO_OBJECTIVES, seed=5, batch_size=8,
-                           pareto=True, dyna_updates=0, sil_weight=0.0)
-    for _ in range(32):
-        p = agent.ask()
-        agent.tell(p.trial_id, pareto_result(p))
+    agent = told_pareto_agent(seed=5)
 
     def planned(kappa: float) -> dict[str, torch.Tensor]:
         copy_ = copy.deepcopy(agent)

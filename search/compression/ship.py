@@ -49,11 +49,11 @@ if TYPE_CHECKING:
     from search.sinks import TrialRecord
     from search.spec import JobSpec
 
+
 def latency_protocol(rounds: int, repeats: int) -> str:
     """How ``file_latency`` timed the files, in words (recorded beside the figures)."""
     return ("ONNX Runtime, batch 1, 1 thread, files measured in interleaved rounds (min over "
             f"{rounds} rounds of {repeats} runs' medians, thread CPU time)")
-
 
 
 def integer_policy(space: CompressionSpace, arch: Mapping[str, Any]) -> bool:
