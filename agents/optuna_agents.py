@@ -241,11 +241,36 @@ class TPEAgent(DistinctProposals, _OptunaAgent):
         )
 
 
-class NSGA2Agent(DistinctProposals, _OptunaAgent):
+class _OnObjectives(_OptunaAgent):
+    """A sampler that optimizes the job's objectives themselves (their metric values, one
+    study direction each) when there are two or more, and the scalar reward otherwise. A
+    trial missing an objective's metric, or not COMPLETE, is told as FAIL."""
+
+    multi_objective: ClassVar[bool] = True
+
+    @property
+    def _on_metrics(self) -> bool:
+        return len(self.objectives) >= 2
+
+    def _directions(self) -> list[str]:
+        if not self._on_metrics:
+            return ["maximize"]
+        return [_DIRECTIONS[o.direction] for o in self.objectives]
+
+    def _values(self, result: TrialResult) -> list[float] | None:
+        if not self._on_metrics:
+            return super()._values(result)
+        if result.state is not TrialState.COMPLETE:
+            return None
+        if any(o.metric not in result.metrics for o in self.objectives):
+            return None
+        return [float(result.metrics[o.metric]) for o in self.objectives]
+
+
+class NSGA2Agent(DistinctProposals, _OnObjectives):
     """NSGA-II on the job's objectives (metric values); on the reward for one objective."""
 
     name: ClassVar[str] = "nsga2"
-    multi_objective: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -269,10 +294,6 @@ class NSGA2Agent(DistinctProposals, _OptunaAgent):
         self.crossover_prob = float(crossover_prob)
         super().__init__(space, objectives=objectives, seed=seed, max_repeats=max_repeats)
 
-    @property
-    def _on_metrics(self) -> bool:
-        return len(self.objectives) >= 2
-
     def _make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(
             population_size=self.population_size,
@@ -281,24 +302,12 @@ class NSGA2Agent(DistinctProposals, _OptunaAgent):
             seed=seed,
         )
 
-    def _directions(self) -> list[str]:
-        if not self._on_metrics:
-            return ["maximize"]
-        return [_DIRECTIONS[o.direction] for o in self.objectives]
 
-    def _values(self, result: TrialResult) -> list[float] | None:
-        if not self._on_metrics:
-            return super()._values(result)
-        if result.state is not TrialState.COMPLETE:
-            return None
-        if any(o.metric not in result.metrics for o in self.objectives):
-            return None
-        return [float(result.metrics[o.metric]) for o in self.objectives]
-
-
-class GPAgent(DistinctProposals, _OptunaAgent):
-    """Optuna's ``GPSampler``: Gaussian-process Bayesian optimisation (log expected
-    improvement, categorical decisions in the kernel) on the scalar reward (maximized)."""
+class GPAgent(DistinctProposals, _OnObjectives):
+    """Optuna's ``GPSampler``: Gaussian-process Bayesian optimisation, categorical decisions
+    in the kernel. One objective: log expected improvement of the reward. Two or more: one GP
+    per objective and log expected hypervolume improvement (Daulton et al. 2020), so it is a
+    model-based peer of NSGA-II on Pareto jobs."""
 
     name: ClassVar[str] = "gp"
 

@@ -188,21 +188,23 @@ class NSGA2Options(DistinctOptions):
 
 
 class GPOptions(DistinctOptions):
-    """Optuna's GPSampler (Gaussian-process Bayesian optimisation)."""
+    """Optuna's GPSampler (Gaussian-process Bayesian optimisation; log expected hypervolume
+    improvement on the objectives themselves when a job has two or more)."""
 
     n_startup_trials: int = Field(10, ge=0, le=100_000, description="Random trials first.")
     max_repeats: int = Field(
         1, ge=0, le=10_000,
         description="As for the other samplers, but 1 by default: each ask refits the model "
-        "(0.5-0.8 s at 200 trials), so one re-ask, then a random architecture not seen yet.")
+        "(and with two objectives two models), so one re-ask, then a random architecture not "
+        "seen yet.")
 
 
 class SMACOptions(DistinctOptions):
     """SMAC3's random-forest Bayesian optimisation (hyperparameter-optimisation facade)."""
     max_repeats: int = Field(
         1, ge=0, le=10_000,
-        description="As for the other samplers, but 1 by default: each ask refits the model "
-        "(0.5-0.8 s at 200 trials), so one re-ask, then a random architecture not seen yet.")
+        description="As for the other samplers, but 1 by default: each ask refits the model, "
+        "so one re-ask, then a random architecture not seen yet.")
 
     n_initial: int = Field(10, ge=1, le=100_000,
                            description="Configurations of the initial (Sobol) design.")

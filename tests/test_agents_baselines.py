@@ -5,19 +5,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agents.base import Objective, TrialResult, TrialState
+from agents.base import Objective, Proposal, TrialResult, TrialState
 from agents.evolution import EvolutionSampler, RegularizedEvolution
-from agents.optuna_agents import NSGA2Agent, TPEAgent
+from agents.optuna_agents import GPAgent, NSGA2Agent, TPEAgent
 from agents.random_search import RandomSearch
 from agents.registry import AGENTS
+from search.pareto import hypervolume
 from spaces.base import Architecture, Categorical, Decision, InvalidArchitecture, Space
 from spaces.nb201 import NB201Space
-from tests.agent_helpers import TWO_OBJECTIVES, ToySpace, drive, synthetic_reward
+from tests.agent_helpers import (
+    TWO_OBJECTIVES,
+    MatchSpace,
+    ToySpace,
+    drive,
+    make_agent,
+    synthetic_reward,
+)
 
 BASELINES = ["random", "evolution", "tpe", "nsga2"]
+#: Samplers that optimize the objectives themselves when a job has two or more.
+PARETO_SAMPLERS = {"nsga2": NSGA2Agent, "gp": GPAgent}
 
 
 def _ok(reward: float, **metrics: float) -> TrialResult:
@@ -155,8 +166,9 @@ def test_tpe_tells_the_reward_and_fails_everything_else() -> None:
     ]
 
 
-def test_nsga2_tells_objective_metrics_and_fails_missing_ones() -> None:
-    agent = NSGA2Agent(ToySpace(), objectives=TWO_OBJECTIVES, population_size=4)
+@pytest.mark.parametrize("name", sorted(PARETO_SAMPLERS))
+def test_pareto_samplers_tell_objective_metrics_and_fail_missing_ones(name: str) -> None:
+    agent = PARETO_SAMPLERS[name](ToySpace(), objectives=TWO_OBJECTIVES)
     results = [
         _ok(9.0, acc=0.9, latency=3.0),
         _ok(9.0, acc=0.8),  # latency not measured
@@ -170,8 +182,9 @@ def test_nsga2_tells_objective_metrics_and_fails_missing_ones() -> None:
     assert [d.name for d in agent._study.directions] == ["MAXIMIZE", "MINIMIZE"]
 
 
-def test_nsga2_with_one_objective_optimizes_the_reward() -> None:
-    agent = NSGA2Agent(ToySpace(), objectives=(Objective("acc", "min"),), population_size=4)
+@pytest.mark.parametrize("name", sorted(PARETO_SAMPLERS))
+def test_pareto_samplers_with_one_objective_optimize_the_reward(name: str) -> None:
+    agent = PARETO_SAMPLERS[name](ToySpace(), objectives=(Objective("acc", "min"),))
     agent.tell(agent.ask().trial_id, _ok(7.0, acc=0.1))
     assert _told(agent) == [("COMPLETE", [7.0])]
     assert [d.name for d in agent._study.directions] == ["MAXIMIZE"]
@@ -186,3 +199,35 @@ def test_optuna_options_are_checked() -> None:
         TPEAgent(NB201Space(), n_startup_trials=-1)
     with pytest.raises(ValidationError, match="crossover_prob"):
         AGENTS.get("nsga2").parse_options({"crossover_prob": 2})
+
+
+def _front_hypervolume(name: str, seed: int, budget: int) -> float:
+    """Hypervolume of the front an agent finds on a toy two-objective problem: accuracy is
+    the number of decisions matching a hidden target, latency the sum of the choices (so the
+    target's high choices cost latency and the front trades the two)."""
+    space = MatchSpace(6, 5)
+    target = np.random.default_rng(2000 + seed).integers(2, 5, size=6)
+    points: list[tuple[float, float]] = []
+
+    def result(p: Proposal, _: int) -> TrialResult:
+        choices = [p.arch[f"d{i}"] for i in range(6)]
+        acc = float(sum(c == int(t) for c, t in zip(choices, target, strict=True)))
+        latency = float(sum(choices) + 1)
+        points.append((acc, latency))
+        return _ok(acc, acc=acc, latency=latency)
+
+    agent = make_agent(name, space, seed=seed, objectives=TWO_OBJECTIVES, fast=False)
+    drive(agent, budget, result, batch_size=1)
+    return hypervolume(points, (0.0, 26.0), ("max", "min"))
+
+
+@pytest.mark.slow
+def test_gp_on_two_objectives_finds_a_better_front_than_random() -> None:
+    """GP's log-EHVI on the objectives, against random search on the same budget and seeds.
+    Measured ratio of mean hypervolumes at 30 trials over three disjoint sets of three seeds:
+    1.62, 1.68, 1.66 (about 65 s a set beside three benchmark processes: each GP ask
+    refits two models and maximizes log-EHVI)."""
+    seeds, budget = range(3), 30
+    gp = float(np.mean([_front_hypervolume("gp", s, budget) for s in seeds]))
+    rnd = float(np.mean([_front_hypervolume("random", s, budget) for s in seeds]))
+    assert gp > rnd * 1.3, f"gp {gp:.1f} vs random {rnd:.1f}"
