@@ -417,7 +417,10 @@ def build_report(runs: list[dict[str, Any]], suites: list[Suite], agents: list[s
                 scores[a][b] = vals
                 reached = [reached_at(r["trials"], b) for r in rs]
                 short = [s for s, n in zip(seeds, reached, strict=True) if n < b]
-                row[str(b)] = {**summarize(vals), "reached_min": min(reached),
+                row[str(b)] = {**summarize(vals),
+                               "seeds": [s for s, v in zip(seeds, vals, strict=True)
+                                         if v is not None],
+                               "reached_min": min(reached),
                                "reached_mean": float(np.mean(reached)), "short_seeds": short}
             row["proposals_per_evaluation"] = float(np.mean(
                 [r["proposals"] / max(1, r["evaluations"]) for r in rs]))
