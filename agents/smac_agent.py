@@ -12,6 +12,13 @@ exported form we could store without pickling, so the agent keeps a log of the a
 it received and ``load_state_dict`` replays that log into a fresh, identically seeded
 optimiser. SMAC is deterministic for a seed and call sequence, so the replayed optimiser
 proposes what the original would; the price is a resume that re-runs every earlier ask.
+
+One exception, mended here: SMAC 2.4's local search de-duplicates its start points through a
+``set`` of configurations, whose order follows Python's per-process string hashing, and the
+local search's random draws follow that order. So the same seed gave different proposals in
+another process (a restart, a Ray worker), and a replayed log told costs to configurations
+that were never proposed. ``_start_points_in_value_order`` puts the start points in the order
+of their values, so the search is the same in every process.
 SMAC writes its run history under a temporary folder, removed by ``close``.
 """
 
@@ -21,7 +28,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +37,7 @@ from ConfigSpace import Categorical as CSCategorical
 from ConfigSpace import Configuration, ConfigurationSpace, Float
 from smac import HyperparameterOptimizationFacade as Facade
 from smac import Scenario
+from smac.acquisition.maximizer.local_search import LocalSearch
 from smac.runhistory import StatusType, TrialInfo, TrialValue
 
 from agents.base import Agent, Objective, Proposal, TrialResult, TrialState
@@ -37,6 +45,24 @@ from agents.distinct import MODEL_MAX_REPEATS, DistinctProposals
 from spaces.base import Architecture, Categorical, InvalidArchitecture, Space
 
 _SAMPLER_TRIES = 3  # configurations refused by ``space.check`` before a random one
+
+
+def _start_points_in_value_order(
+    original: Callable[..., list[Configuration]],
+) -> Callable[..., list[Configuration]]:
+    """SMAC's start-point method, its result sorted by the configurations' values."""
+
+    def start_points(self: LocalSearch, *args: Any, **kwargs: Any) -> list[Configuration]:
+        points = original(self, *args, **kwargs)
+        return sorted(points, key=lambda c: tuple(np.nan_to_num(c.get_array(), nan=-1.0)))
+
+    start_points.value_ordered = True  # type: ignore[attr-defined]
+    return start_points
+
+
+if not getattr(LocalSearch._get_init_points_from_previous_configs, "value_ordered", False):
+    LocalSearch._get_init_points_from_previous_configs = _start_points_in_value_order(
+        LocalSearch._get_init_points_from_previous_configs)
 
 
 class _SMAC(Agent):
