@@ -12,14 +12,14 @@ exported form we could store without pickling, so the agent keeps a log of the a
 it received and ``load_state_dict`` replays that log into a fresh, identically seeded
 optimiser. SMAC is deterministic for a seed and call sequence, so the replayed optimiser
 proposes what the original would; the price is a resume that re-runs every earlier ask.
-
-One exception, mended here: SMAC 2.4's local search de-duplicates its start points through a
-``set`` of configurations, whose order follows Python's per-process string hashing, and the
-local search's random draws follow that order. So the same seed gave different proposals in
-another process (a restart, a Ray worker), and a replayed log told costs to configurations
-that were never proposed. ``_start_points_in_value_order`` puts the start points in the order
-of their values, so the search is the same in every process.
 SMAC writes its run history under a temporary folder, removed by ``close``.
+
+One exception to that determinism, mended here: SMAC 2.4's local search de-duplicates its
+start points through a ``set`` of configurations, whose order follows Python's per-process
+string hashing, and the local search's random draws follow that order. So the same seed gave
+different proposals in another process (a restart, a Ray worker), and a replayed log told
+costs to configurations that were never proposed. ``_start_points_in_value_order`` puts the
+start points in the order of their values, so the search is the same in every process.
 """
 
 from __future__ import annotations

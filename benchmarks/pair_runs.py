@@ -74,7 +74,7 @@ def pair_agents(ours: dict[str, dict[int, float]], theirs: dict[str, dict[int, f
         seeds = sorted(set(ours[budget]) & set(theirs[budget]))
         out[budget] = {**paired([ours[budget][s] for s in seeds],
                                 [theirs[budget][s] for s in seeds]),
-                       "seeds": [seeds[0], seeds[-1], len(seeds)] if seeds else []}
+                       "seeds": seeds}
     return out
 
 

@@ -32,7 +32,7 @@ def test_chunks_merge_and_pairs_use_only_the_seeds_both_have(tmp_path: Path) -> 
     pairs = pair_agents(load_values("mnas", [ours], "val_acc"), theirs)
     assert list(pairs) == ["50"]  # 100 only on one side
     cell = pairs["50"]
-    assert cell["n"] == 3 and cell["seeds"] == [0, 2, 3]
+    assert cell["n"] == 3 and cell["seeds"] == [0, 1, 2]  # seeds 3 and 7 are on one side
     assert cell["mean"] == pytest.approx((0.5 + 1.0 + 1.0) / 3)
 
 
